@@ -1,0 +1,56 @@
+# OpenStation — the two commands of the README:
+#   make run    installs what is needed, builds, and runs the product
+#   make test   installs what is needed, builds, and runs every test
+# Other targets: build, deps, fuzz, format, asan, clean.
+
+BUILD      ?= build
+FUZZ_BUILD ?= build-fuzz
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+FUZZ_SECONDS ?= 15
+export CCACHE_DIR ?= $(HOME)/.cache/openstation-ccache
+export CCACHE_MAXSIZE ?= 5G
+
+.PHONY: all deps build run test unit fuzz format asan clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_ARGS)
+
+build: $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: deps build
+	@bash scripts/run.sh $(BUILD)/openstation
+
+test: deps
+	cmake -S . -B $(BUILD) -G Ninja -DOPENSTATION_WERROR=ON $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz
+
+unit: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+
+# libFuzzer targets (clang), each run briefly over its seed corpus.
+fuzz:
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DOPENSTATION_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --test-dir $(FUZZ_BUILD) --output-on-failure
+
+asan:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DOPENSTATION_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L unit
+
+format:
+	find src tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD)

@@ -1,0 +1,1 @@
+// Placeholder translation unit for a module target without sources.

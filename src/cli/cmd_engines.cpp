@@ -1,0 +1,10 @@
+#include "cli/commands.hpp"
+#include "cli/context.hpp"
+
+#include <CLI/CLI.hpp>
+
+namespace openstation::cli {
+
+void register_engines_commands(CLI::App& /*root*/, Context& /*ctx*/) {}
+
+}  // namespace openstation::cli
