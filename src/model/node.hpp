@@ -5,6 +5,8 @@
 /// JSON: {"name", "type": "gpu"|"cpu", "cpu_cores", "memory_mib", "disk_free_gib",
 ///        "gpus": [{"index", "name", "uuid", "memory_total_mib", "memory_used_mib",
 ///                  "compute_capability": "8.0"}]}
+/// Optional node field "address"; optional GPU fields "driver_version", "cuda_driver_version",
+/// "utilization_percent", "health", "processes": [{"pid", "name", "used_memory_mib"}].
 /// A cluster file is {"nodes": [...]}.
 
 #include "core/error.hpp"
@@ -17,6 +19,13 @@
 
 namespace openstation::model {
 
+/// A process holding memory on a GPU.
+struct GpuProcess {
+  int pid = 0;
+  std::string name;
+  std::int64_t used_memory_mib = 0;
+};
+
 struct GpuSpec {
   int index = 0;
   std::string name;  ///< "NVIDIA H100 80GB HBM3"
@@ -25,6 +34,12 @@ struct GpuSpec {
   std::int64_t memory_used_mib = 0;   ///< held by other processes now
   int cc_major = 0;                   ///< compute capability
   int cc_minor = 0;
+  // Optional, filled by the agent's live probes (and accepted in inventory files):
+  std::string driver_version;       ///< "550.54.15"
+  std::string cuda_driver_version;  ///< "12.4"
+  int utilization_percent = -1;     ///< -1 when unknown
+  std::vector<GpuProcess> processes;
+  std::string health = "ok";        ///< "ok", or what the driver says is wrong ("lost", "xid 79")
 
   std::uint64_t total_bytes() const { return static_cast<std::uint64_t>(memory_total_mib) << 20; }
   std::uint64_t used_bytes() const { return static_cast<std::uint64_t>(memory_used_mib) << 20; }
