@@ -49,6 +49,8 @@ struct ModelArch {
   std::int64_t moe_intermediate_size = 0;
   std::int64_t n_routed_experts = 0;
   std::int64_t num_experts_per_tok = 0;
+  std::int64_t n_shared_experts = 0;       ///< DeepSeek MoE: shared experts per MoE layer
+  std::int64_t first_k_dense_replace = 0;  ///< DeepSeek MoE: leading layers with a dense MLP
   bool tie_word_embeddings = false;
   DType torch_dtype = DType::unknown;  ///< the checkpoint's declared dtype
 
