@@ -78,6 +78,18 @@ struct Estimate {
   std::vector<Finding> problems;
   std::vector<std::string> suggestions;
   std::vector<std::string> notes;  ///< assumptions made (defaults resolved, etc.)
+
+  // Added by the estimator implementation (additive fields):
+  bool has_verdict = false;        ///< false without a node: `fits` is then meaningless
+  std::string node;                ///< node name, empty without one
+  std::string gpu_name;            ///< the GPU the numbers are for ("" on CPU)
+  int gpus_used = 0;               ///< GPUs of the node the ranks use (tp × pp, at most the node's)
+  std::uint64_t free_bytes_per_gpu = 0;     ///< total − other processes' memory (smallest)
+  std::uint64_t other_processes_bytes_per_gpu = 0;  ///< memory_used_mib of the worst GPU
+  int block_size = 0;              ///< KV block (page) size in tokens
+  std::string kv_cache_dtype;      ///< resolved: "bfloat16", "fp8", ...
+  double mem_fraction_static = 0;  ///< SGLang: resolved --mem-fraction-static
+  std::int64_t gpus_needed = 0;    ///< when it does not fit: GPUs like these that would (0: unknown)
 };
 
 /// Runs the estimate. Errors only for impossible input (tp < 1, utilization outside (0, 1],
