@@ -62,8 +62,9 @@ grep -q "unhealthy GPUs" <<<"$out"
 grep -Eq "^all +GPU count +3 +3 +PASS" <<<"$out"
 
 echo "== --markdown"
-bash "$src/scripts/gpu-check.sh" --openstation "$bin" --markdown -- --probe nvidia-smi \
-  --data-dir "$work" | grep -q '^| GPU 0 | uuid |'
+out=$(bash "$src/scripts/gpu-check.sh" --openstation "$bin" --markdown -- --probe nvidia-smi \
+  --data-dir "$work")
+grep -q '^| GPU 0 | uuid |' <<<"$out"
 
 echo "== a different inventory: expect FAIL"
 cat >"$work/other.json" <<'JSON'
