@@ -132,7 +132,9 @@ core::Result<GpuReport> NvmlProbe::probe() {
     gpu.cuda_driver_version = report.cuda_driver_version;
     NvmlDevice dev;
     if (int rc = api.device_handle(i, dev); rc != nvml_rc::kSuccess) {
-      gpu.health = health_for(api, rc);
+      // nvidia-smi shows this case as "Unable to determine the device handle for GPU<bus id>:
+      // Unknown Error": a device the driver counts but cannot open has fallen off the bus.
+      gpu.health = rc == nvml_rc::kUnknown ? "lost" : health_for(api, rc);
       report.warnings.push_back("GPU " + std::to_string(i) + " cannot be opened: " +
                                 api.error_string(rc) + " (health: " + gpu.health +
                                 "); check `dmesg` for Xid errors, a reset or reboot may help");

@@ -11,7 +11,8 @@ namespace openstation::agent {
 
 /// Reads every GPU through an NvmlApi (the real one from load_nvml, or a test fixture). Each
 /// probe() initialises NVML and shuts it down again. A device NVML cannot open is reported with
-/// its index and health "lost" (NVML_ERROR_GPU_IS_LOST), "reset required", or "error: <why>".
+/// its index and health "lost" (NVML_ERROR_GPU_IS_LOST, or an unknown error opening it),
+/// "reset required", or "error: <why>".
 class NvmlProbe final : public GpuProbe {
  public:
   explicit NvmlProbe(std::unique_ptr<NvmlApi> api) : api_(std::move(api)) {}

@@ -77,6 +77,16 @@ TEST(NvmlProbe, LostDuringAFieldReadMarksTheGpuLost) {
   EXPECT_EQ(report->gpus[1].uuid, "GPU-bbbb");
 }
 
+TEST(NvmlProbe, AHandleThatCannotBeDeterminedIsLost) {
+  auto nvml = two_gpus_one_lost();
+  nvml->gpus[1].handle_rc = oa::nvml_rc::kUnknown;
+  oa::NvmlProbe probe(std::move(nvml));
+  auto report = probe.probe();
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->gpus[1].health, "lost");
+  EXPECT_EQ(report->gpus[0].health, "ok");
+}
+
 TEST(NvmlProbe, UnsupportedFieldsStayUnknownWithoutWarnings) {
   auto nvml = std::make_unique<ot::FakeNvml>();
   ot::FakeNvmlGpu g;
