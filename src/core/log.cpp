@@ -6,7 +6,9 @@
 namespace openstation::core {
 
 void init_logging(LogLevel level) {
-  auto logger = spdlog::stderr_color_mt("openstation");
+  // Reuse the logger on a second call (in-process CLI tests run `cli::run` many times).
+  auto logger = spdlog::get("openstation");
+  if (!logger) logger = spdlog::stderr_color_mt("openstation");
   logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %v");
   spdlog::level::level_enum lvl = spdlog::level::info;
   switch (level) {
