@@ -50,7 +50,8 @@ std::optional<ParamBreakdown> count_params(const ModelArch& a) {
     p.small += attn_small;
     if (moe && layer >= a.first_k_dense_replace) {
       p.linear += d(a.n_routed_experts + a.n_shared_experts) * 3 * h * d(a.moe_intermediate_size);
-      p.small += d(a.n_routed_experts) * h + d(a.n_routed_experts);  // router and its bias
+      p.small += d(a.n_routed_experts) * h;  // router
+      p.fp32 += d(a.n_routed_experts);       // e_score_correction_bias
     } else {
       p.linear += dense_mlp;
     }
@@ -83,7 +84,7 @@ std::uint64_t weight_bytes_from_params(const ModelArch& a, const ParamBreakdown&
       linear_bytes = p.linear * (0.5 + 4.0 / 128.0);
     }
   }
-  const double other = (p.embedding + p.lm_head + p.small) * act;
+  const double other = (p.embedding + p.lm_head + p.small) * act + p.fp32 * 4;
   return static_cast<std::uint64_t>(std::llround(linear_bytes + other));
 }
 

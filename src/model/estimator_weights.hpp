@@ -16,7 +16,8 @@ struct ParamBreakdown {
   double lm_head = 0;    ///< vocab × hidden, 0 when tied to the embedding
   double linear = 0;     ///< decoder-layer matrices (the part quantization applies to)
   double small = 0;      ///< norms, biases, MoE router: kept in the activation dtype
-  double total() const { return embedding + lm_head + linear + small; }
+  double fp32 = 0;       ///< stored in float32 whatever the dtype (DeepSeek's router score bias)
+  double total() const { return embedding + lm_head + linear + small + fp32; }
 };
 
 /// Counts parameters from the dims (dense Llama/Qwen2-style attention + gated MLP; DeepSeek MLA

@@ -2,6 +2,9 @@
 #include "core/strings.hpp"
 #include "model/catalog.hpp"
 #include "model/estimator_json.hpp"
+#include "model/estimator_weights.hpp"
+#include "model/model_files.hpp"
+#include "support/model_fixtures.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -398,6 +401,89 @@ TEST(Estimator, BadInput) {
 TEST(Estimator, MoreTensorParallelGpusThanTheNodeHas) {
   const Estimate e = run(req("deepseek-r1-distill-qwen-7b", "1x-rtx4090", 2));
   EXPECT_NE(find(e, "estimate.not_enough_gpus"), nullptr);
+}
+
+// Precise mode: model directories the readers' fixtures generate.
+
+std::filesystem::path fresh_dir(const std::string& name) {
+  const auto d = std::filesystem::path(testing::TempDir()) / ("estimator_" + name);
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+TEST(EstimatorPrecise, ArchitectureCountMatchesGeneratedCheckpoints) {
+  for (const auto& arch : {fixtures::tiny_llama_arch(), fixtures::tiny_qwen2_arch(),
+                           fixtures::tiny_deepseek_v3_arch()}) {
+    const auto dir = fresh_dir("count_" + arch.model_type);
+    const auto m = fixtures::make_hf_model_dir(dir, arch, "BF16");
+    auto p = count_params(arch);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(static_cast<std::uint64_t>(p->total()), m.params) << arch.model_type;
+    EXPECT_EQ(weight_bytes_from_params(arch, *p), m.weight_bytes) << arch.model_type;
+    std::filesystem::remove_all(dir);
+  }
+}
+
+TEST(EstimatorPrecise, MlaDirectory) {
+  const auto dir = fresh_dir("mla");
+  const auto m = fixtures::make_hf_model_dir(dir, fixtures::tiny_deepseek_v3_arch(), "BF16", 2);
+  auto info = inspect_model_path(dir);
+  ASSERT_TRUE(info) << info.error().message;
+  EstimateRequest r;
+  r.model = *info;
+  r.node = node("1x-rtx4090");
+  r.engine = engine(core::EngineKind::vllm, "0.21.0");
+  const Estimate e = run(r);
+  EXPECT_EQ(e.weights_bytes, m.weight_bytes);
+  const auto& a = info->arch;
+  ASSERT_TRUE(a.is_mla);
+  // MLA: layers × (kv_lora_rank + qk_rope_head_dim) × 2 bytes, on every rank.
+  EXPECT_EQ(e.kv_bytes_per_token,
+            static_cast<std::uint64_t>(a.num_layers * (a.kv_lora_rank + a.qk_rope_head_dim) * 2));
+  EXPECT_EQ(e.model_max_len, 163840);  // yarn: 4096 × 40
+  EXPECT_TRUE(e.fits) << (e.problems.empty() ? "" : e.problems[0].message);
+  for (const auto& n : e.notes) EXPECT_EQ(n.find("not from files"), std::string::npos) << n;
+  auto fp8 = r;
+  fp8.settings.kv_cache_dtype = "fp8";
+  EXPECT_EQ(run(fp8).kv_bytes_per_token, e.kv_bytes_per_token / 2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EstimatorPrecise, Fp8Directory) {
+  const auto dir = fresh_dir("fp8");
+  const auto m = fixtures::make_fp8_model_dir(dir, 2);
+  auto info = inspect_model_path(dir);
+  ASSERT_TRUE(info) << info.error().message;
+  ASSERT_TRUE(info->arch.quantization);
+  EstimateRequest r;
+  r.model = *info;
+  r.engine = engine(core::EngineKind::vllm, "0.21.0");
+  const Estimate no_node = run(r);
+  EXPECT_EQ(no_node.weights_bytes, m.weight_bytes);  // FP8 weights + scales as stored
+  EXPECT_FALSE(no_node.has_verdict);
+  r.node = node("8x-h100-80g");
+  const Estimate e = run(r);
+  EXPECT_TRUE(e.fits);
+  EXPECT_EQ(e.kv_bytes_per_token, no_node.kv_bytes_per_token);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EstimatorPrecise, GgufFile) {
+  const auto dir = fresh_dir("gguf");
+  std::filesystem::create_directories(dir);
+  const auto g = fixtures::make_gguf_model(dir / "tiny.gguf");
+  auto info = inspect_model_path(g.path);
+  ASSERT_TRUE(info) << info.error().message;
+  EstimateRequest r;
+  r.model = *info;
+  r.node = node("1x-rtx4090");
+  r.engine = engine(core::EngineKind::vllm, "0.21.0");
+  const Estimate e = run(r);
+  EXPECT_EQ(e.weights_bytes, g.weight_bytes);
+  const auto& a = info->arch;
+  EXPECT_EQ(e.kv_bytes_per_token,
+            static_cast<std::uint64_t>(2 * a.num_layers * a.num_kv_heads * a.head_dim * 2));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
