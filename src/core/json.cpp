@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -12,7 +13,9 @@
 namespace openstation::core::json {
 
 namespace {
-[[noreturn]] void fail(Error e) { throw ErrorException(std::move(e)); }
+[[noreturn]] void fail(Error e) {
+  throw ErrorException(std::move(e));
+}
 
 std::string kind_name(const boost::json::value& v) {
   switch (v.kind()) {
@@ -28,7 +31,8 @@ std::string kind_name(const boost::json::value& v) {
   return "a value";
 }
 
-[[noreturn]] void wrong_type(const boost::json::value& v, std::string_view path, std::string_view want) {
+[[noreturn]] void wrong_type(const boost::json::value& v, std::string_view path,
+                             std::string_view want) {
   fail(invalid("json.wrong_type",
                std::string(path) + " must be " + std::string(want) + ", got " + kind_name(v),
                std::string(path)));
@@ -89,7 +93,8 @@ Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t m
                    path.string());
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return io_error("file.unreadable", path.string() + ": cannot open for reading", path.string());
+  if (!in)
+    return io_error("file.unreadable", path.string() + ": cannot open for reading", path.string());
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -115,19 +120,23 @@ std::optional<std::string> opt_string(const boost::json::object& o, std::string_
 
 std::string get_string(const boost::json::object& o, std::string_view key, std::string_view path) {
   auto s = opt_string(o, key, path);
-  if (!s) fail(invalid("json.missing_field", join_path(path, key) + " is required", join_path(path, key)));
+  if (!s)
+    fail(
+        invalid("json.missing_field", join_path(path, key) + " is required", join_path(path, key)));
   return *s;
 }
 
 std::int64_t to_int(const boost::json::value& v, std::string_view path) {
   if (v.is_int64()) return v.get_int64();
   if (v.is_uint64()) {
-    if (v.get_uint64() > static_cast<std::uint64_t>(INT64_MAX)) wrong_type(v, path, "an integer below 2^63");
+    if (v.get_uint64() > static_cast<std::uint64_t>(INT64_MAX))
+      wrong_type(v, path, "an integer below 2^63");
     return static_cast<std::int64_t>(v.get_uint64());
   }
   if (v.is_double()) {
     const double d = v.get_double();
-    if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.0e18) return static_cast<std::int64_t>(d);
+    if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.0e18)
+      return static_cast<std::int64_t>(d);
   }
   wrong_type(v, path, "an integer");
 }
@@ -148,7 +157,9 @@ std::optional<std::int64_t> opt_int(const boost::json::object& o, std::string_vi
 
 std::int64_t get_int(const boost::json::object& o, std::string_view key, std::string_view path) {
   auto n = opt_int(o, key, path);
-  if (!n) fail(invalid("json.missing_field", join_path(path, key) + " is required", join_path(path, key)));
+  if (!n)
+    fail(
+        invalid("json.missing_field", join_path(path, key) + " is required", join_path(path, key)));
   return *n;
 }
 
@@ -161,11 +172,14 @@ std::optional<double> opt_number(const boost::json::object& o, std::string_view 
 
 double get_number(const boost::json::object& o, std::string_view key, std::string_view path) {
   auto n = opt_number(o, key, path);
-  if (!n) fail(invalid("json.missing_field", join_path(path, key) + " is required", join_path(path, key)));
+  if (!n)
+    fail(
+        invalid("json.missing_field", join_path(path, key) + " is required", join_path(path, key)));
   return *n;
 }
 
-std::optional<bool> opt_bool(const boost::json::object& o, std::string_view key, std::string_view path) {
+std::optional<bool> opt_bool(const boost::json::object& o, std::string_view key,
+                             std::string_view path) {
   const auto* v = find(o, key);
   if (!v) return std::nullopt;
   if (!v->is_bool()) wrong_type(*v, join_path(path, key), "true or false");
@@ -182,10 +196,23 @@ void reject_unknown(const boost::json::object& o, std::initializer_list<std::str
     if (ok) continue;
     std::string msg = "unknown field " + join_path(path, key);
     const std::string hint = closest(key, names);
-    if (!hint.empty()) msg += " (did you mean \"" + hint + "\"?)";
-    else msg += "; known fields: " + join(names);
+    if (!hint.empty())
+      msg += " (did you mean \"" + hint + "\"?)";
+    else
+      msg += "; known fields: " + join(names);
     fail(invalid("json.unknown_field", msg, join_path(path, key)));
   }
+}
+
+std::string format_double(double d) {
+  // Boost.JSON writes 79.2 as 7.92E1; people read these reports, so use the shortest plain form.
+  if (!std::isfinite(d)) return "null";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  if (ec != std::errc{}) return boost::json::serialize(boost::json::value(d));
+  std::string s(buf, end);
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
 }
 
 std::string pretty(const boost::json::value& v) {
@@ -194,7 +221,10 @@ std::string pretty(const boost::json::value& v) {
   auto rec = [&](auto& self, const boost::json::value& x, int depth) -> void {
     if (x.is_object()) {
       const auto& o = x.get_object();
-      if (o.empty()) { out += "{}"; return; }
+      if (o.empty()) {
+        out += "{}";
+        return;
+      }
       out += "{\n";
       std::size_t i = 0;
       for (const auto& kv : o) {
@@ -209,7 +239,10 @@ std::string pretty(const boost::json::value& v) {
       out += "}";
     } else if (x.is_array()) {
       const auto& a = x.get_array();
-      if (a.empty()) { out += "[]"; return; }
+      if (a.empty()) {
+        out += "[]";
+        return;
+      }
       out += "[\n";
       for (std::size_t i = 0; i < a.size(); ++i) {
         indent(depth + 1);
@@ -219,6 +252,8 @@ std::string pretty(const boost::json::value& v) {
       }
       indent(depth);
       out += "]";
+    } else if (x.is_double()) {
+      out += format_double(x.get_double());
     } else {
       out += boost::json::serialize(x);
     }

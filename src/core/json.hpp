@@ -19,7 +19,8 @@ namespace openstation::core::json {
 /// Parses text; on failure throws parse_error "<what>: invalid JSON at line L column C: reason".
 boost::json::value parse(std::string_view text, std::string_view what);
 /// Reads a whole file (refusing files above max_bytes); errors name the path.
-Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t max_bytes = 64u << 20);
+Result<std::string> read_file(const std::filesystem::path& path,
+                              std::uint64_t max_bytes = 64u << 20);
 
 const boost::json::object& as_object(const boost::json::value& v, std::string_view path);
 const boost::json::array& as_array(const boost::json::value& v, std::string_view path);
@@ -55,6 +56,9 @@ auto capture(F&& f) -> Result<decltype(f())> {
     return e.error();
   }
 }
+
+/// A double in its shortest round-trip form, "79.2" rather than Boost.JSON's "7.92E1".
+std::string format_double(double d);
 
 /// Serialises with two-space indentation, for CLI `--json` output people also read.
 std::string pretty(const boost::json::value& v);

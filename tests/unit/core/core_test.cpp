@@ -4,8 +4,8 @@
 #include "core/strings.hpp"
 #include "core/version.hpp"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
 namespace oc = openstation::core;
 
@@ -45,7 +45,8 @@ TEST(Strings, CommasAndSuggestions) {
   EXPECT_EQ(oc::with_commas(81536), "81,536");
   EXPECT_EQ(oc::with_commas(-1234567), "-1,234,567");
   EXPECT_EQ(oc::with_commas(999), "999");
-  EXPECT_EQ(oc::closest("--max-model-lenn", {"--max-model-len", "--max-num-seqs"}), "--max-model-len");
+  EXPECT_EQ(oc::closest("--max-model-lenn", {"--max-model-len", "--max-num-seqs"}),
+            "--max-model-len");
   EXPECT_EQ(oc::closest("--zzz", {"--max-model-len"}), "");
   EXPECT_EQ(oc::gib(3ULL << 30), "3.00 GiB");
 }
@@ -80,4 +81,12 @@ TEST(Json, ErrorsNameThePath) {
   });
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message.find("did you mean \"name\""), std::string::npos);
+}
+
+TEST(Json, PrettyWritesPlainDoubles) {
+  boost::json::value v = boost::json::object{{"a", 79.2}, {"b", 64.0}, {"c", 1}};
+  const std::string s = oc::json::pretty(v);
+  EXPECT_NE(s.find("\"a\": 79.2"), std::string::npos) << s;
+  EXPECT_NE(s.find("\"b\": 64.0"), std::string::npos) << s;
+  EXPECT_NE(s.find("\"c\": 1"), std::string::npos) << s;
 }
