@@ -12,11 +12,11 @@ namespace openstation::cli {
 
 struct Context;
 
-void register_models_commands(CLI::App& root, Context& ctx);    // cmd_models.cpp
-void register_estimate_command(CLI::App& root, Context& ctx);   // cmd_estimate.cpp
-void register_plan_command(CLI::App& root, Context& ctx);       // cmd_plan.cpp
-void register_engines_commands(CLI::App& root, Context& ctx);   // cmd_engines.cpp
-void register_agent_commands(CLI::App& root, Context& ctx);     // cmd_agent.cpp
+void register_models_commands(CLI::App& root, Context& ctx);   // cmd_models.cpp
+void register_estimate_command(CLI::App& root, Context& ctx);  // cmd_estimate.cpp
+void register_plan_command(CLI::App& root, Context& ctx);      // cmd_plan.cpp
+void register_engines_commands(CLI::App& root, Context& ctx);  // cmd_engines.cpp
+void register_agent_commands(CLI::App& root, Context& ctx);    // cmd_agent.cpp
 
 /// Runs the CLI on argv, writing to the given streams; returns the process exit code.
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);

@@ -8,14 +8,16 @@
 
 namespace openstation::cli {
 
-void Context::print_json(const boost::json::value& v) const { *out << core::json::pretty(v); }
+void Context::print_json(const boost::json::value& v) const {
+  *out << core::json::pretty(v);
+}
 
 void Context::fail(const core::Error& e) {
   exit_code = core::exit_code(e.category);
   if (json) {
     boost::json::object body{{"code", e.code},
-                            {"category", std::string(core::to_string(e.category))},
-                            {"message", e.message}};
+                             {"category", std::string(core::to_string(e.category))},
+                             {"message", e.message}};
     if (!e.field.empty()) body["field"] = e.field;
     print_json(boost::json::object{{"error", std::move(body)}});
   } else {

@@ -17,16 +17,16 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   ctx.out = &out;
   ctx.err = &err;
 
-  CLI::App root{"OpenStation: deploy large language models on your own GPU and CPU servers and "
-                "serve them through one OpenAI-compatible endpoint.",
-                "openstation"};
+  CLI::App root{
+      "OpenStation: deploy large language models on your own GPU and CPU servers and "
+      "serve them through one OpenAI-compatible endpoint.",
+      "openstation"};
   root.set_version_flag("--version", std::string("openstation ") + OPENSTATION_VERSION);
   root.require_subcommand(1);
   std::string log_level = "warn";
   root.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  root.parse_complete_callback(
-      [&] { core::init_logging(core::parse_log_level(log_level)); });
+  root.parse_complete_callback([&] { core::init_logging(core::parse_log_level(log_level)); });
 
   register_models_commands(root, ctx);
   register_estimate_command(root, ctx);

@@ -26,6 +26,8 @@ Result<EngineKind> parse_engine_kind(std::string_view name) {
                  "engine");
 }
 
-bool needs_gpu(EngineKind k) noexcept { return k == EngineKind::vllm || k == EngineKind::sglang; }
+bool needs_gpu(EngineKind k) noexcept {
+  return k == EngineKind::vllm || k == EngineKind::sglang;
+}
 
 }  // namespace openstation::core

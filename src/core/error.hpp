@@ -14,17 +14,17 @@ namespace openstation::core {
 /// Broad error categories. The `detail` string of an `Error` carries the precise, stable code
 /// (e.g. "estimate.kv_cache_too_small"); the category decides status and exit code.
 enum class Errc {
-  invalid_argument,   ///< the caller's input is wrong (400, exit 2)
-  not_found,          ///< a named thing does not exist (404, exit 2)
-  conflict,           ///< a name collision or a state that forbids the action (409, exit 1)
-  unauthorized,       ///< missing or wrong credentials (401, exit 1)
-  forbidden,          ///< authenticated but not allowed (403, exit 1)
-  parse_error,        ///< a file or body could not be parsed (400, exit 2)
-  io_error,           ///< the system refused a read/write (500, exit 1)
-  unavailable,        ///< an upstream or resource is not there now (503, exit 1)
-  unsupported,        ///< valid but not supported here (400, exit 2)
-  resource_exhausted, ///< not enough memory, disk, GPUs, quota (409, exit 1)
-  internal,           ///< a bug (500, exit 1)
+  invalid_argument,    ///< the caller's input is wrong (400, exit 2)
+  not_found,           ///< a named thing does not exist (404, exit 2)
+  conflict,            ///< a name collision or a state that forbids the action (409, exit 1)
+  unauthorized,        ///< missing or wrong credentials (401, exit 1)
+  forbidden,           ///< authenticated but not allowed (403, exit 1)
+  parse_error,         ///< a file or body could not be parsed (400, exit 2)
+  io_error,            ///< the system refused a read/write (500, exit 1)
+  unavailable,         ///< an upstream or resource is not there now (503, exit 1)
+  unsupported,         ///< valid but not supported here (400, exit 2)
+  resource_exhausted,  ///< not enough memory, disk, GPUs, quota (409, exit 1)
+  internal,            ///< a bug (500, exit 1)
 };
 
 /// The stable lower-case name of a category ("invalid_argument").

@@ -22,7 +22,8 @@ std::string with_commas(std::int64_t n) {
 
 std::string gib(std::uint64_t bytes) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / static_cast<double>(kGiB));
+  std::snprintf(buf, sizeof buf, "%.2f GiB",
+                static_cast<double>(bytes) / static_cast<double>(kGiB));
   return buf;
 }
 

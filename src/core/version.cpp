@@ -16,7 +16,8 @@ Result<Version> Version::parse(std::string_view text) {
   while (!s.empty() && std::isdigit(static_cast<unsigned char>(s.front()))) {
     int n = 0;
     while (!s.empty() && std::isdigit(static_cast<unsigned char>(s.front()))) {
-      if (n > 100000000) return invalid("version.invalid", "version part too large in '" + std::string(text) + "'");
+      if (n > 100000000)
+        return invalid("version.invalid", "version part too large in '" + std::string(text) + "'");
       n = n * 10 + (s.front() - '0');
       s.remove_prefix(1);
     }
@@ -41,7 +42,9 @@ std::strong_ordering Version::operator<=>(const Version& o) const {
     if (a != b) return a <=> b;
   }
   // "post" suffixes order after the release; any other suffix (rc, dev) before it.
-  auto rank = [](const std::string& s) { return s.empty() ? 1 : (s.rfind("post", 0) == 0 ? 2 : 0); };
+  auto rank = [](const std::string& s) {
+    return s.empty() ? 1 : (s.rfind("post", 0) == 0 ? 2 : 0);
+  };
   const int ra = rank(suffix_), rb = rank(o.suffix_);
   if (ra != rb) return ra <=> rb;
   return suffix_ <=> o.suffix_;

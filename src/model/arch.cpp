@@ -50,7 +50,8 @@ std::int64_t ModelArch::derived_max_len() const {
   if (r.type == "llama3" || r.factor <= 1.0) return base;
   if (r.type == "yarn" && r.original_max_position_embeddings > 0) {
     // vLLM: original_max_position_embeddings × factor replaces max_position_embeddings.
-    return static_cast<std::int64_t>(static_cast<double>(r.original_max_position_embeddings) * r.factor);
+    return static_cast<std::int64_t>(static_cast<double>(r.original_max_position_embeddings) *
+                                     r.factor);
   }
   if (r.type == "dynamic") return base;
   return static_cast<std::int64_t>(static_cast<double>(base) * r.factor);
