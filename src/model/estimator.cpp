@@ -660,6 +660,15 @@ core::Result<Estimate> estimate(const EstimateRequest& req) {
                         " has " + std::to_string(gpus.size()) +
                         ": the other pipeline stages are assumed to run on identical nodes");
     }
+    const bool bf16 = s.dtype
+                          ? (core::to_lower(*s.dtype) == "bfloat16" ||
+                             (core::to_lower(*s.dtype) == "auto" && a.torch_dtype == DType::bf16))
+                          : a.torch_dtype == DType::bf16;
+    if (bf16 && g.cc_major > 0 && g.cc_major < 8) {
+      e.notes.push_back(g.name + " (compute capability " + gpus[0].compute_capability() +
+                        ") has no bfloat16: run with --dtype half (same memory; the engine "
+                        "refuses or falls back to float16)");
+    }
     if (is_sglang) {
       compute = [&](int tp, int pp, std::int64_t l) { return sglang_gpu(r, s, g, tp, pp, l); };
     } else {

@@ -486,5 +486,16 @@ TEST(EstimatorPrecise, GgufFile) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Estimator, BfloatOnOldGpusIsNoted) {
+  const Estimate e = run(req("deepseek-r1-distill-qwen-1.5b", "4x-t4", 4));
+  bool noted = false;
+  for (const auto& n : e.notes) noted = noted || n.find("--dtype half") != std::string::npos;
+  EXPECT_TRUE(noted);
+  EXPECT_EQ(e.kv_bytes_per_token, 28672u / 2);  // 2 KV heads over TP 4: one per rank
+  auto half = req("deepseek-r1-distill-qwen-1.5b", "4x-t4", 4);
+  half.settings.dtype = "half";
+  for (const auto& n : run(half).notes) EXPECT_EQ(n.find("--dtype half"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace openstation::model
