@@ -1,4 +1,5 @@
 #include "model/catalog.hpp"
+#include "core/paths.hpp"
 #include "model/estimator_weights.hpp"
 
 #include <gtest/gtest.h>
@@ -209,6 +210,19 @@ TEST(Catalog, LoadMergesTheUserFile) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find(file.string()), std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+TEST(DataDir, WhereUserCardsLive) {
+  core::DataDirInputs in;
+  in.home = "/home/ann";
+  EXPECT_EQ(core::data_dir_for(in), "/home/ann/.local/share/openstation");
+  in.xdg_data_home = "/xdg";
+  EXPECT_EQ(core::data_dir_for(in), "/xdg/openstation");
+  in.is_root = true;
+  EXPECT_EQ(core::data_dir_for(in), "/var/lib/openstation");
+  in.override_dir = "/srv/os";
+  EXPECT_EQ(core::data_dir_for(in), "/srv/os");
+  EXPECT_EQ(core::user_catalog_path("/srv/os"), "/srv/os/catalog.json");
 }
 
 }  // namespace
