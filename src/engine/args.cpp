@@ -220,8 +220,20 @@ core::Error unknown_flag(const EngineSpec& spec, const std::string& norm, std::s
       return arg_error("args.unknown_flag", msg, typed);
     }
   }
-  const auto near = core::closest(norm, all_option_strings(spec));
-  if (!near.empty()) msg += ". Did you mean " + near + "?";
+  const auto options = all_option_strings(spec);
+  const auto near = core::closest(norm, options);
+  if (!near.empty()) {
+    msg += ". Did you mean " + near + "?";
+  } else if (norm.size() > 3) {
+    std::vector<std::string> longer;
+    for (const auto& o : options) {
+      if (core::starts_with(o, norm)) longer.push_back(o);
+    }
+    if (!longer.empty() && longer.size() <= 5) {
+      msg += ". Did you mean " + std::string(longer.size() == 1 ? "" : "one of ") +
+             core::join(longer) + "?";
+    }
+  }
   return arg_error("args.unknown_flag", msg, typed);
 }
 

@@ -240,7 +240,7 @@ core::Result<const EngineSpec*> resolve_engine(core::EngineKind kind, std::strin
                          "no flag table for engine '" + std::string(core::to_string(kind)) + "'",
                          "engine");
   }
-  if (version.empty()) return specs.back();
+  if (version.empty() || specs.back()->open_flags) return specs.back();
   auto v = core::Version::parse(version);
   if (!v) {
     return core::invalid("engine.bad_version",
