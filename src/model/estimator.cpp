@@ -817,6 +817,18 @@ core::Result<Estimate> estimate(const EstimateRequest& req) {
                 std::to_string(len) + (user_len ? "" : " (the model's default)") + ": " + fix);
   }
 
+  if (kind == EngineKind::vllm_cpu && !n.weights_over) {
+    const std::uint64_t need = n.weights_r + n.act + n.non_torch + n.kv_bytes;
+    if (need > ram_per_rank) {
+      problem("estimate.host_memory_insufficient",
+              "weights (" + core::gib(n.weights_r) + "), activations (" + core::gib(n.act) +
+                  "), runtime (" + core::gib(n.non_torch) + ") and the KV cache (" +
+                  core::gib(n.kv_bytes) + ") need " + core::gib(need) + " but each rank has " +
+                  core::gib(ram_per_rank) + " of RAM: " + eng +
+                  " runs out of memory; lower VLLM_CPU_KVCACHE_SPACE or --max-num-batched-tokens");
+    }
+  }
+
   if (kind == EngineKind::vllm && s.kv_cache_memory_bytes) {
     const std::uint64_t need =
         n.weights_r + n.act + n.non_torch + n.graphs + n.kv_bytes + kCudaContextBytes;
@@ -968,7 +980,7 @@ core::Result<Estimate> estimate(const EstimateRequest& req) {
       d += big_gpu_defaults(g) ? " for GPUs of 70 GiB or more (not A100)" : " for this GPU size";
     }
     e.notes.push_back(d);
-    if (!s.gpu_memory_utilization) {
+    if (!s.gpu_memory_utilization && (kind == EngineKind::vllm || r.v1)) {
       e.notes.push_back("--gpu-memory-utilization " + fmt_frac(n.util) + " is the default of " +
                         eng);
     }

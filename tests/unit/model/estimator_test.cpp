@@ -294,6 +294,9 @@ TEST(Estimator, VllmCpu) {
   const Finding* f = find(old, "estimate.kv_cache_too_small");
   ASSERT_NE(f, nullptr);
   EXPECT_NE(f->message.find("VLLM_CPU_KVCACHE_SPACE"), std::string::npos) << f->message;
+  auto huge = r;
+  huge.settings.cpu_kvcache_space_gib = 300;  // more than the node's 251.5 GiB of RAM
+  EXPECT_NE(find(run(huge), "estimate.host_memory_insufficient"), nullptr);
   r.settings.cpu_kvcache_space_gib = 40;
   const Estimate space = run(r);
   EXPECT_EQ(space.kv_cache_tokens, static_cast<std::int64_t>((40ull << 30) / (128 * 57344)) * 128);
