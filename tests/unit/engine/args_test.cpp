@@ -8,10 +8,18 @@ namespace {
 using core::EngineKind;
 using Tokens = std::vector<std::string>;
 
-const EngineSpec& vllm_cur() { return **resolve_engine(EngineKind::vllm, "0.21.0"); }
-const EngineSpec& vllm_old() { return **resolve_engine(EngineKind::vllm, "0.8.4"); }
-const EngineSpec& vllm_cpu() { return **resolve_engine(EngineKind::vllm_cpu, ""); }
-const EngineSpec& sglang() { return **resolve_engine(EngineKind::sglang, "0.5.6.post2"); }
+const EngineSpec& vllm_cur() {
+  return **resolve_engine(EngineKind::vllm, "0.21.0");
+}
+const EngineSpec& vllm_old() {
+  return **resolve_engine(EngineKind::vllm, "0.8.4");
+}
+const EngineSpec& vllm_cpu() {
+  return **resolve_engine(EngineKind::vllm_cpu, "");
+}
+const EngineSpec& sglang() {
+  return **resolve_engine(EngineKind::sglang, "0.5.6.post2");
+}
 
 ParsedArgs ok(const EngineSpec& s, std::string_view text) {
   auto r = parse_args(s, text);
@@ -135,7 +143,8 @@ TEST(ParseArgs, HumanReadableIntegersWhereTheVersionAcceptsThem) {
   expect_err(vllm_cur(), "--max-model-len 0", "args.out_of_range", "--max-model-len", ">= 1");
   expect_err(vllm_cur(), "--max-model-len -2", "args.out_of_range", "--max-model-len");
   // vLLM <= 0.8.4 takes plain integers only; the message says the number to write.
-  expect_err(vllm_old(), "--max-model-len 64K", "args.wrong_type", "--max-model-len", "write 65536");
+  expect_err(vllm_old(), "--max-model-len 64K", "args.wrong_type", "--max-model-len",
+             "write 65536");
   expect_err(vllm_old(), "--max-model-len auto", "args.wrong_type", "--max-model-len");
   // Not human-readable in current vLLM either.
   expect_err(vllm_cur(), "--max-num-seqs 1k", "args.wrong_type", "--max-num-seqs", "write 1000");
@@ -246,11 +255,14 @@ TEST(ParseArgs, MultiValueJsonAndDottedKeys) {
   // SGLang nargs '*': zero values allowed.
   EXPECT_TRUE(ok(sglang(), "--lora-paths").find("--lora-paths")->values.empty());
 
-  auto j = ok(vllm_cur(), R"(--compilation-config '{"mode": 3, "cudagraph_capture_sizes": [1,2]}')");
+  auto j =
+      ok(vllm_cur(), R"(--compilation-config '{"mode": 3, "cudagraph_capture_sizes": [1,2]}')");
   EXPECT_EQ(j.flags[0].values, Tokens{R"({"mode": 3, "cudagraph_capture_sizes": [1,2]})"});
   expect_err(vllm_cur(), "--compilation-config {mode:3}", "args.wrong_type", "--compilation-config",
              "JSON");
-  auto d = ok(vllm_cur(), "--compilation-config.mode 3 --compilation_config.level=2 --hf-overrides.rope_theta 1e6");
+  auto d =
+      ok(vllm_cur(),
+         "--compilation-config.mode 3 --compilation_config.level=2 --hf-overrides.rope_theta 1e6");
   ASSERT_EQ(d.flags.size(), 3u);
   EXPECT_EQ(d.flags[0].name, "--compilation-config.mode");
   EXPECT_EQ(d.flags[0].values, Tokens{"3"});
@@ -274,7 +286,8 @@ TEST(ParseArgs, NegativeNumbersAreValues) {
   expect_err(sglang(), "--chunked-prefill-size -2", "args.out_of_range", "--chunked-prefill-size",
              ">= -1");
   // A value that starts with '-' but is not a number must be attached with '='.
-  expect_err(vllm_cur(), "--tokenizer -weird", "args.missing_value", "--tokenizer", "--tokenizer=VALUE");
+  expect_err(vllm_cur(), "--tokenizer -weird", "args.missing_value", "--tokenizer",
+             "--tokenizer=VALUE");
   auto a = ok(vllm_cur(), "--tokenizer=-weird");
   EXPECT_EQ(a.flags[0].values, Tokens{"-weird"});
   EXPECT_EQ(render(vllm_cur(), a), Tokens{"--tokenizer=-weird"});
@@ -286,9 +299,10 @@ TEST(ParseArgs, ChoicesListAllowedValues) {
              "aqlm, awq, deepspeedfp, tpu_int8, fp8");
   EXPECT_EQ(ok(vllm_old(), "--quantization None").flags[0].values, Tokens{"None"});
   EXPECT_EQ(ok(vllm_old(), "-q gptq_marlin_24").flags[0].values, Tokens{"gptq_marlin_24"});
-  expect_err(vllm_old(), "--load-format fastsafetensors", "args.invalid_choice", "--load-format",
-             "auto, pt, safetensors, npcache, dummy, tensorizer, sharded_state, gguf, bitsandbytes, "
-             "mistral, runai_streamer");
+  expect_err(
+      vllm_old(), "--load-format fastsafetensors", "args.invalid_choice", "--load-format",
+      "auto, pt, safetensors, npcache, dummy, tensorizer, sharded_state, gguf, bitsandbytes, "
+      "mistral, runai_streamer");
   // Current vLLM: known values, still refused when unknown.
   expect_err(vllm_cur(), "--quantization deepspeedfp", "args.invalid_choice", "--quantization",
              "known values");
@@ -301,7 +315,8 @@ TEST(ParseArgs, ChoicesListAllowedValues) {
              "fp8_e5m2, fp8_e4m3");
   expect_err(vllm_cur(), "--dtype bf16", "args.invalid_choice", "--dtype",
              "auto, bfloat16, float, float16, float32, half");
-  expect_err(vllm_old(), "--block-size 24", "args.invalid_choice", "--block-size", "8, 16, 32, 64, 128");
+  expect_err(vllm_old(), "--block-size 24", "args.invalid_choice", "--block-size",
+             "8, 16, 32, 64, 128");
   EXPECT_TRUE(ok(vllm_cur(), "--block-size 24").find("--block-size"));
   expect_err(sglang(), "--log-requests-level 7", "args.invalid_choice", "--log-requests-level");
 }
@@ -309,12 +324,15 @@ TEST(ParseArgs, ChoicesListAllowedValues) {
 TEST(ParseArgs, RangesAndTypes) {
   expect_err(vllm_cur(), "--gpu-memory-utilization 1.5", "args.out_of_range",
              "--gpu-memory-utilization", "> 0 and <= 1");
-  expect_err(vllm_cur(), "--gpu-memory-utilization 0", "args.out_of_range", "--gpu-memory-utilization");
+  expect_err(vllm_cur(), "--gpu-memory-utilization 0", "args.out_of_range",
+             "--gpu-memory-utilization");
   EXPECT_TRUE(ok(vllm_cur(), "--gpu-memory-utilization 1").find("--gpu-memory-utilization"));
   expect_err(vllm_cur(), "--gpu-memory-utilization high", "args.wrong_type",
              "--gpu-memory-utilization", "expects a number");
-  expect_err(vllm_cur(), "--gpu-memory-utilization nan", "args.wrong_type", "--gpu-memory-utilization");
-  expect_err(vllm_cur(), "--gpu-memory-utilization 0.9x", "args.wrong_type", "--gpu-memory-utilization");
+  expect_err(vllm_cur(), "--gpu-memory-utilization nan", "args.wrong_type",
+             "--gpu-memory-utilization");
+  expect_err(vllm_cur(), "--gpu-memory-utilization 0.9x", "args.wrong_type",
+             "--gpu-memory-utilization");
   expect_err(vllm_cur(), "-tp 0", "args.out_of_range", "-tp", ">= 1");
   expect_err(vllm_cur(), "-tp two", "args.wrong_type", "-tp", "expects an integer");
   expect_err(vllm_cur(), "--max-num-seqs 2.5", "args.wrong_type", "--max-num-seqs");
@@ -357,7 +375,8 @@ TEST(ParseArgs, BadInputGivesAPreciseErrorEach) {
              "--max-num-seqs takes one value");
   expect_err(vllm_cur(), "--max-model-len 4096 --max_model_len 8192", "args.duplicate_flag",
              "--max_model_len", "--max-model-len and as --max_model_len");
-  expect_err(vllm_cur(), "--dtype half --dtype half", "args.duplicate_flag", "--dtype", "twice as --dtype");
+  expect_err(vllm_cur(), "--dtype half --dtype half", "args.duplicate_flag", "--dtype",
+             "twice as --dtype");
   expect_err(vllm_cur(), "-tp 2 --tensor-parallel-size 2", "args.duplicate_flag",
              "--tensor-parallel-size", "as -tp and as --tensor-parallel-size");
   expect_err(vllm_cur(), "--max-model-len 'abc", "args.unbalanced_quote", "args");
@@ -375,11 +394,12 @@ TEST(ParseArgs, BadInputGivesAPreciseErrorEach) {
 }
 
 TEST(ParseArgs, ShellMetacharactersStayLiteral) {
-  auto a = ok(vllm_cur(), R"(--chat-template '$(rm -rf /); echo `id` | cat > x' --tokenizer "a;b")");
+  auto a =
+      ok(vllm_cur(), R"(--chat-template '$(rm -rf /); echo `id` | cat > x' --tokenizer "a;b")");
   EXPECT_EQ(a.find("--chat-template")->values, Tokens{"$(rm -rf /); echo `id` | cat > x"});
   EXPECT_EQ(a.find("--tokenizer")->values, Tokens{"a;b"});
-  EXPECT_EQ(render(vllm_cur(), a), (Tokens{"--chat-template", "$(rm -rf /); echo `id` | cat > x",
-                                           "--tokenizer", "a;b"}));
+  EXPECT_EQ(render(vllm_cur(), a),
+            (Tokens{"--chat-template", "$(rm -rf /); echo `id` | cat > x", "--tokenizer", "a;b"}));
   // Unquoted, the engine would see the separate words: so do we, and they are stray values.
   expect_err(vllm_cur(), "--tokenizer a ; rm -rf /", "args.stray_value", ";");
 }
@@ -393,9 +413,8 @@ TEST(ParsedArgs, SetEraseFind) {
   auto off = make_bool_flag(vllm_cur(), "--enable-chunked-prefill", false);
   ASSERT_TRUE(off);
   a.set(*off);
-  EXPECT_EQ(render(vllm_cur(), a),
-            (Tokens{"--max-model-len", "4096", "--dtype", "half", "--max-num-seqs", "8",
-                    "--no-enable-chunked-prefill"}));
+  EXPECT_EQ(render(vllm_cur(), a), (Tokens{"--max-model-len", "4096", "--dtype", "half",
+                                           "--max-num-seqs", "8", "--no-enable-chunked-prefill"}));
   EXPECT_TRUE(a.erase("--max-num-seqs"));
   EXPECT_FALSE(a.erase("--max-num-seqs"));
   EXPECT_EQ(a.find("--max-num-seqs"), nullptr);

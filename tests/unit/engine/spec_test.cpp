@@ -121,8 +121,9 @@ TEST(EngineSpec, PlatformOwnedFlagsHaveReasons) {
   }
   EXPECT_TRUE(spec(EngineKind::vllm, "0.21.0").find("--uds")->platform_owned);
   const auto& sg = spec(EngineKind::sglang, "");
-  for (auto name : {"--port", "--host", "--model-path", "--model", "--served-model-name", "--api-key",
-                    "--nnodes", "--node-rank", "--dist-init-addr", "--nccl-init-addr"}) {
+  for (auto name :
+       {"--port", "--host", "--model-path", "--model", "--served-model-name", "--api-key",
+        "--nnodes", "--node-rank", "--dist-init-addr", "--nccl-init-addr"}) {
     ASSERT_NE(sg.find(name), nullptr) << name;
     EXPECT_TRUE(sg.find(name)->platform_owned) << name;
   }
@@ -141,7 +142,8 @@ TEST(EngineSpec, LoadFlagTableReportsTheBadPath) {
 // The committed data files are what the generator makes from the reference tables.
 std::filesystem::path reference_dir() {
   const std::filesystem::path src = OPENSTATION_SOURCE_DIR;
-  for (const auto& p : {src / ".." / "shared" / "reference", std::filesystem::path("/work/shared/reference")}) {
+  for (const auto& p :
+       {src / ".." / "shared" / "reference", std::filesystem::path("/work/shared/reference")}) {
     if (std::filesystem::is_directory(p / "flags")) return p;
   }
   return {};
@@ -169,10 +171,9 @@ TEST(EngineSpec, GeneratedTablesAreInSyncWithTheReference) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::stringstream committed;
     committed << in.rdbuf();
-    const std::string expected =
-        run_capture("python3 '" + (src / "scripts" / "gen-engine-flags.py").string() +
-                    "' --reference '" + ref.string() + "' --print '" +
-                    entry.path().filename().string() + "'");
+    const std::string expected = run_capture(
+        "python3 '" + (src / "scripts" / "gen-engine-flags.py").string() + "' --reference '" +
+        ref.string() + "' --print '" + entry.path().filename().string() + "'");
     EXPECT_EQ(committed.str(), expected)
         << entry.path().filename() << " is stale: run scripts/gen-engine-flags.py";
     ++checked;
