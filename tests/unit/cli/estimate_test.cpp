@@ -1,4 +1,5 @@
 #include "cli/commands.hpp"
+#include "support/model_fixtures.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -241,6 +242,29 @@ TEST_F(CliEstimate, BadInputExitsTwo) {
   EXPECT_EQ(json_err.code, 2);
   EXPECT_EQ(boost::json::parse(json_err.out).at("error").at("code").as_string(),
             "catalog.unknown_model");
+}
+
+TEST_F(CliEstimate, PreciseModeFromModelDirectories) {
+  const auto mla = fixtures::make_hf_model_dir(dir_ / "mla", fixtures::tiny_deepseek_v3_arch());
+  const Out o = cli({"estimate", "--model-path", mla.dir.string(), "--node",
+                     kNodes + "1x-rtx4090.json", "--json"});
+  ASSERT_EQ(o.code, 0) << o.err << o.out;
+  const auto j = boost::json::parse(o.out).as_object();
+  EXPECT_EQ(j.at("weights_bytes").as_int64(), static_cast<std::int64_t>(mla.weight_bytes));
+  const auto a = fixtures::tiny_deepseek_v3_arch();
+  EXPECT_EQ(j.at("kv_bytes_per_token").as_int64(),
+            a.num_layers * (a.kv_lora_rank + a.qk_rope_head_dim) * 2);
+  EXPECT_EQ(j.at("model_max_len").as_int64(), 163840);
+
+  const auto fp8 = fixtures::make_fp8_model_dir(dir_ / "fp8");
+  const Out f = cli({"estimate", "--model-path", fp8.dir.string(), "--json"});
+  ASSERT_EQ(f.code, 0) << f.err << f.out;
+  EXPECT_EQ(boost::json::parse(f.out).at("weights_bytes").as_int64(),
+            static_cast<std::int64_t>(fp8.weight_bytes));
+
+  // A directory without the needed files is bad input.
+  std::filesystem::create_directories(dir_ / "empty");
+  EXPECT_EQ(cli({"estimate", "--model-path", (dir_ / "empty").string()}).code, 2);
 }
 
 }  // namespace
