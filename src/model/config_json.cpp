@@ -20,6 +20,9 @@ namespace bj = boost::json;
   throw core::ErrorException(std::move(e));
 }
 
+constexpr double kMaxRopeFactor = 1e6;
+constexpr std::int64_t kMaxContext = std::int64_t{1} << 40;
+
 /// Reads keys of one config object, naming the file in every message.
 class ConfigReader {
  public:
@@ -177,6 +180,12 @@ std::optional<RopeScaling> read_rope(const ConfigReader& top, std::string_view s
   out.type = r.opt_string({"rope_type", "type"}).value_or("");
   out.factor = r.opt_number("factor").value_or(1.0);
   out.original_max_position_embeddings = r.int_or({"original_max_position_embeddings"}, 0);
+  // Bounds keep derived lengths (original × factor) far from overflow.
+  if (!(out.factor > 0 && out.factor <= kMaxRopeFactor))
+    r.bad("rope_scaling.factor", "in (0, 1e6]");
+  if (out.original_max_position_embeddings > kMaxContext) {
+    r.bad("rope_scaling.original_max_position_embeddings", "at most 2^40");
+  }
   if ((out.type.empty() || out.type == "default") && out.factor == 1.0 &&
       out.original_max_position_embeddings == 0) {
     return std::nullopt;  // only rope_theta and friends: no scaling
@@ -238,6 +247,7 @@ ModelArch parse_arch(std::string_view text, std::string_view source) {
                    "max_sequence_length", "max_seq_length", "seq_len"}) {
     if (auto v = r.opt_int({key}); v && *v > 0) max_len = max_len == 0 ? *v : std::min(max_len, *v);
   }
+  if (max_len > kMaxContext) r.bad("max_position_embeddings", "at most 2^40");
   a.max_position_embeddings = max_len;
 
   a.intermediate_size = r.int_or({"intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size"}, 0);

@@ -721,6 +721,10 @@ core::Result<ModelArch> gguf_model_arch(const GgufFile& f) {
   a.num_kv_heads = key_int("attention.head_count_kv").value_or(a.num_attention_heads);
   if (a.num_kv_heads <= 0) a.num_kv_heads = a.num_attention_heads;
   a.max_position_embeddings = std::max<std::int64_t>(0, key_int("context_length").value_or(0));
+  if (a.max_position_embeddings > (std::int64_t{1} << 40)) {
+    return core::invalid("gguf.invalid_value", p + "context_length is out of range (at most 2^40)",
+                         p + "context_length");
+  }
   a.intermediate_size = std::max<std::int64_t>(0, key_int("feed_forward_length").value_or(0));
   if (auto v = key_int("vocab_size"); v && *v > 0) {
     a.vocab_size = *v;
@@ -750,7 +754,7 @@ core::Result<ModelArch> gguf_model_arch(const GgufFile& f) {
     // Newer conversions store the MLA head sizes under *_mla and the latent sizes in key_length.
     const auto k_mla = key_int("attention.key_length_mla");
     const auto v_mla = key_int("attention.value_length_mla");
-    const std::int64_t k = k_mla.value_or(key_len.value_or(0));
+    const std::int64_t k = std::max<std::int64_t>(0, k_mla.value_or(key_len.value_or(0)));
     a.qk_nope_head_dim = std::max<std::int64_t>(0, k - a.qk_rope_head_dim);
     a.v_head_dim =
         std::max<std::int64_t>(0, v_mla.value_or(key_int("attention.value_length").value_or(0)));
@@ -765,6 +769,13 @@ core::Result<ModelArch> gguf_model_arch(const GgufFile& f) {
     r.factor = f.get_float(p + "rope.scaling.factor").value_or(1.0);
     r.original_max_position_embeddings = std::max<std::int64_t>(
         0, f.get_int(p + "rope.scaling.original_context_length").value_or(0));
+    // Bounds keep derived lengths (original × factor) far from overflow.
+    if (!(r.factor > 0 && r.factor <= 1e6) ||
+        r.original_max_position_embeddings > (std::int64_t{1} << 40)) {
+      return core::invalid("gguf.invalid_value",
+                           p + "rope.scaling.factor or .original_context_length is out of range",
+                           p + "rope.scaling.factor");
+    }
     a.rope_scaling = r;
   }
 

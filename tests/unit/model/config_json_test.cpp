@@ -300,3 +300,24 @@ TEST(ConfigJson, LoadMissingFile) {
 
 }  // namespace
 }  // namespace openstation::model
+
+namespace openstation::model {
+namespace {
+
+TEST(ConfigJson, AbsurdRopeAndLengthsAreRejected) {
+  const std::string base =
+      R"("hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "vocab_size": 5)";
+  for (
+      const std::string extra :
+      {R"("rope_scaling": {"type": "linear", "factor": 1e300})",
+       R"("rope_scaling": {"type": "linear", "factor": -2})",
+       R"("rope_scaling": {"type": "yarn", "factor": 4, "original_max_position_embeddings": 9000000000000000000})",
+       R"("max_position_embeddings": 9000000000000000000)"}) {
+    auto a = parse_config_json("{" + base + ", " + extra + "}", "c");
+    ASSERT_FALSE(a) << extra;
+    EXPECT_EQ(a.error().code, "config.invalid_value") << extra;
+  }
+}
+
+}  // namespace
+}  // namespace openstation::model
