@@ -11,6 +11,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include <unistd.h>
+
 namespace openstation::fixtures {
 
 namespace fs = std::filesystem;
@@ -105,6 +107,18 @@ struct Lcg {
 };
 
 }  // namespace
+
+ScratchDir::ScratchDir(const std::string& name)
+    : path_(fs::temp_directory_path() /
+            ("openstation_" + name + "_" + std::to_string(::getpid()))) {
+  fs::remove_all(path_);
+  fs::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
 
 std::uint64_t tensor_elements(const TensorSpec& t) {
   std::uint64_t n = 1;

@@ -14,6 +14,21 @@
 
 namespace openstation::fixtures {
 
+/// A fresh directory under testing::TempDir()-style temp space, unique per process and name,
+/// removed with everything in it when destroyed.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& child) const { return path_ / child; }
+
+ private:
+  std::filesystem::path path_;
+};
+
 /// One tensor to write: HuggingFace order shape (out features first).
 struct TensorSpec {
   std::string name;

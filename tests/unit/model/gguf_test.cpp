@@ -13,13 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::path(testing::TempDir()) / ("os_gguf_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 void put_u32(std::vector<std::uint8_t>& b, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
@@ -175,7 +168,8 @@ TEST(Gguf, AlignmentVersion2AndFileReader) {
   w.set("general.alignment", GgufValue::u32(64));
   ASSERT_TRUE(w.add_tensor("t0", {3}, ggml::kF32));
   ASSERT_TRUE(w.add_tensor("t1", {3}, ggml::kF32));
-  const auto dir = temp_dir("align");
+  const fixtures::ScratchDir dir_scratch("gguf_align");
+  const auto dir = dir_scratch.path();
   ASSERT_TRUE(w.write(dir / "a.gguf"));
   auto f = read_gguf(dir / "a.gguf");
   ASSERT_TRUE(f) << f.error().message;
@@ -329,7 +323,8 @@ TEST(Gguf, BadTensorInfos) {
 }
 
 TEST(Gguf, EveryTruncationFailsCleanly) {
-  const auto dir = temp_dir("trunc");
+  const fixtures::ScratchDir dir_scratch("gguf_trunc");
+  const auto dir = dir_scratch.path();
   const auto m = fixtures::make_gguf_model(dir / "m.gguf");
   std::ifstream in(dir / "m.gguf", std::ios::binary);
   std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
@@ -361,7 +356,8 @@ TEST(Gguf, EveryTruncationFailsCleanly) {
 }
 
 TEST(Gguf, Qwen2ModelArch) {
-  const auto dir = temp_dir("qwen2");
+  const fixtures::ScratchDir dir_scratch("gguf_qwen2");
+  const auto dir = dir_scratch.path();
   const auto want = fixtures::tiny_qwen2_arch();
   const auto m = fixtures::make_gguf_model(dir / "q.gguf", want, ggml::kQ8_0);
   auto f = read_gguf(dir / "q.gguf");

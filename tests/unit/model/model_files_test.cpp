@@ -14,13 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::path(testing::TempDir()) / ("os_model_files_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 std::uint64_t sum_files(const fs::path& dir) {
   std::uint64_t n = 0;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
@@ -30,7 +23,8 @@ std::uint64_t sum_files(const fs::path& dir) {
 }
 
 TEST(ModelFiles, SingleShardLlama) {
-  const auto dir = temp_dir("llama") / "Tiny-Llama";
+  const fixtures::ScratchDir dir_scratch("model_files_llama");
+  const auto dir = dir_scratch.path() / "Tiny-Llama";
   const auto m = fixtures::make_hf_model_dir(dir, fixtures::tiny_llama_arch(), "BF16", 1);
   auto info = inspect_model_path(dir);
   ASSERT_TRUE(info) << info.error().message;
@@ -52,7 +46,8 @@ TEST(ModelFiles, SingleShardLlama) {
 }
 
 TEST(ModelFiles, ShardedQwen2WithIndex) {
-  const auto dir = temp_dir("qwen2");
+  const fixtures::ScratchDir dir_scratch("model_files_qwen2");
+  const auto dir = dir_scratch.path();
   const auto m = fixtures::make_hf_model_dir(dir, fixtures::tiny_qwen2_arch(), "F16", 3);
   ASSERT_EQ(m.shards.size(), 3u);
   EXPECT_EQ(m.shards[0], "model-00001-of-00003.safetensors");
@@ -69,7 +64,8 @@ TEST(ModelFiles, ShardedQwen2WithIndex) {
 }
 
 TEST(ModelFiles, MissingShardIsNamed) {
-  const auto dir = temp_dir("missing");
+  const fixtures::ScratchDir dir_scratch("model_files_missing");
+  const auto dir = dir_scratch.path();
   const auto m = fixtures::make_hf_model_dir(dir, fixtures::tiny_llama_arch(), "BF16", 2);
   fs::remove(dir / m.shards[1]);
   auto info = inspect_model_path(dir);
@@ -79,7 +75,8 @@ TEST(ModelFiles, MissingShardIsNamed) {
 }
 
 TEST(ModelFiles, TruncatedShardNamesTheFile) {
-  const auto dir = temp_dir("truncated");
+  const fixtures::ScratchDir dir_scratch("model_files_truncated");
+  const auto dir = dir_scratch.path();
   const auto m = fixtures::make_hf_model_dir(dir, fixtures::tiny_llama_arch(), "BF16", 2);
   auto h = read_safetensors_header(dir / m.shards[0]);
   ASSERT_TRUE(h);
@@ -91,7 +88,8 @@ TEST(ModelFiles, TruncatedShardNamesTheFile) {
 }
 
 TEST(ModelFiles, Fp8DeepSeekCheckpoint) {
-  const auto dir = temp_dir("fp8");
+  const fixtures::ScratchDir dir_scratch("model_files_fp8");
+  const auto dir = dir_scratch.path();
   const auto m = fixtures::make_fp8_model_dir(dir, 2);
   auto info = inspect_model_path(dir);
   ASSERT_TRUE(info) << info.error().message;
@@ -109,8 +107,9 @@ TEST(ModelFiles, Fp8DeepSeekCheckpoint) {
   EXPECT_EQ(info->arch.torch_dtype, DType::bf16);
 
   // The FP8 checkpoint stores fewer bytes than the same model in BF16.
-  const auto bf16 =
-      fixtures::make_hf_model_dir(temp_dir("bf16ds"), fixtures::tiny_deepseek_v3_arch(), "BF16", 1);
+  const fixtures::ScratchDir bf16_scratch("model_files_bf16ds");
+  const auto bf16 = fixtures::make_hf_model_dir(bf16_scratch.path(),
+                                                fixtures::tiny_deepseek_v3_arch(), "BF16", 1);
   EXPECT_LT(m.weight_bytes, bf16.weight_bytes);
   // Expert tensors exist from layer first_k_dense_replace on.
   const auto tensors = fixtures::hf_tensors(fixtures::tiny_deepseek_v3_arch(), "BF16");
@@ -124,7 +123,8 @@ TEST(ModelFiles, Fp8DeepSeekCheckpoint) {
 }
 
 TEST(ModelFiles, GgufFileAndDirectory) {
-  const auto dir = temp_dir("gguf");
+  const fixtures::ScratchDir dir_scratch("model_files_gguf");
+  const auto dir = dir_scratch.path();
   const auto m = fixtures::make_gguf_model(dir / "tiny-qwen2-f16.gguf");
   auto info = inspect_model_path(dir / "tiny-qwen2-f16.gguf");
   ASSERT_TRUE(info) << info.error().message;
@@ -153,7 +153,8 @@ TEST(ModelFiles, GgufFileAndDirectory) {
 }
 
 TEST(ModelFiles, SplitGguf) {
-  const auto dir = temp_dir("split");
+  const fixtures::ScratchDir dir_scratch("model_files_split");
+  const auto dir = dir_scratch.path();
   const auto a = fixtures::tiny_qwen2_arch();
   // Shard 1: metadata and the embedding; shard 2: the rest of a (fake) split.
   GgufWriter w1;
@@ -199,13 +200,15 @@ TEST(ModelFiles, Errors) {
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error().code, "model.path_not_found");
 
-  const auto empty = temp_dir("empty");
+  const fixtures::ScratchDir empty_scratch("model_files_empty");
+  const auto empty = empty_scratch.path();
   auto e = inspect_model_path(empty);
   ASSERT_FALSE(e);
   EXPECT_EQ(e.error().code, "model.no_weights");
   EXPECT_NE(e.error().message.find("config.json"), std::string::npos);
 
-  const auto bin = temp_dir("bin");
+  const fixtures::ScratchDir bin_scratch("model_files_bin");
+  const auto bin = bin_scratch.path();
   std::ofstream(bin / "config.json") << fixtures::config_json_text(fixtures::tiny_llama_arch());
   std::ofstream(bin / "pytorch_model.bin") << "x";
   auto b = inspect_model_path(bin);
@@ -213,7 +216,8 @@ TEST(ModelFiles, Errors) {
   EXPECT_EQ(b.error().code, "model.no_weights");
   EXPECT_NE(b.error().message.find(".bin"), std::string::npos);
 
-  const auto noconf = temp_dir("noconf");
+  const fixtures::ScratchDir noconf_scratch("model_files_noconf");
+  const auto noconf = noconf_scratch.path();
   fixtures::write_safetensors(noconf / "model.safetensors", {{"w", "F32", {2}}});
   auto n = inspect_model_path(noconf);
   ASSERT_FALSE(n);
@@ -223,7 +227,8 @@ TEST(ModelFiles, Errors) {
   ASSERT_FALSE(txt);
   EXPECT_EQ(txt.error().code, "model.no_weights");
 
-  const auto badconf = temp_dir("badconf");
+  const fixtures::ScratchDir badconf_scratch("model_files_badconf");
+  const auto badconf = badconf_scratch.path();
   std::ofstream(badconf / "config.json") << "{\"hidden_size\": 8,";
   fixtures::write_safetensors(badconf / "model.safetensors", {{"w", "F32", {2}}});
   auto c = inspect_model_path(badconf);
@@ -231,7 +236,8 @@ TEST(ModelFiles, Errors) {
   EXPECT_EQ(c.error().code, "json.invalid");
   EXPECT_NE(c.error().message.find("config.json"), std::string::npos);
 
-  const auto badgguf = temp_dir("badgguf");
+  const fixtures::ScratchDir badgguf_scratch("model_files_badgguf");
+  const auto badgguf = badgguf_scratch.path();
   std::ofstream(badgguf / "m.gguf") << "GGUF\x03";
   auto g = inspect_model_path(badgguf / "m.gguf");
   ASSERT_FALSE(g);

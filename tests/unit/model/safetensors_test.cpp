@@ -26,13 +26,6 @@ core::Result<SafetensorsHeader> parse(const std::vector<std::uint8_t>& f) {
   return parse_safetensors_header(f, f.size());
 }
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path d = fs::path(testing::TempDir()) / ("os_safetensors_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 TEST(Safetensors, DtypeBits) {
   EXPECT_EQ(safetensors_dtype_bits("BF16"), 16);
   EXPECT_EQ(safetensors_dtype_bits("F32"), 32);
@@ -160,7 +153,8 @@ TEST(Safetensors, BadOffsetsAndShapes) {
 }
 
 TEST(Safetensors, FixtureWriterAndFileReader) {
-  const auto dir = temp_dir("file");
+  const fixtures::ScratchDir dir_scratch("safetensors_file");
+  const auto dir = dir_scratch.path();
   const std::vector<fixtures::TensorSpec> tensors{
       {"model.embed_tokens.weight", "BF16", {320, 64}},
       {"model.norm.weight", "BF16", {64}},
@@ -215,7 +209,8 @@ TEST(Safetensors, Index) {
   ASSERT_FALSE(bad_json);
   EXPECT_EQ(bad_json.error().code, "json.invalid");
 
-  const auto dir = temp_dir("index");
+  const fixtures::ScratchDir dir_scratch("safetensors_index");
+  const auto dir = dir_scratch.path();
   std::ofstream(dir / "model.safetensors.index.json")
       << R"({"weight_map": {"w": "x.safetensors"}})";
   auto f = read_safetensors_index(dir / "model.safetensors.index.json");
