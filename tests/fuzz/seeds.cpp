@@ -3,6 +3,7 @@
 #include "model/gguf.hpp"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
