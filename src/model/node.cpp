@@ -53,26 +53,31 @@ GpuSpec parse_gpu(const boost::json::value& v, const std::string& path) {
        "driver_version", "cuda_driver_version", "utilization_percent", "health", "processes"},
       path);
   GpuSpec g;
+  // A GPU the driver cannot read (fallen off the bus) is listed by the agent with health != "ok"
+  // and placeholder sizes (0 MiB, compute capability "0.0"); keep it so plans can name it.
+  g.health = json::opt_string(o, "health", path).value_or("ok");
+  const bool healthy = g.health == "ok";
   g.index = static_cast<int>(non_negative_int(o, "index", path, std::nullopt));
   g.name = json::get_string(o, "name", path);
   g.uuid = json::opt_string(o, "uuid", path).value_or("");
   g.memory_total_mib = non_negative_int(o, "memory_total_mib", path, std::nullopt);
-  if (g.memory_total_mib == 0) bad(json::join_path(path, "memory_total_mib"), "must be positive");
+  if (g.memory_total_mib == 0 && healthy) {
+    bad(json::join_path(path, "memory_total_mib"), "must be positive");
+  }
   g.memory_used_mib = non_negative_int(o, "memory_used_mib", path, 0);
   if (g.memory_used_mib > g.memory_total_mib) {
     bad(json::join_path(path, "memory_used_mib"), "(" + std::to_string(g.memory_used_mib) +
                                                       ") exceeds memory_total_mib (" +
                                                       std::to_string(g.memory_total_mib) + ")");
   }
-  parse_cc(json::get_string(o, "compute_capability", path),
-           json::join_path(path, "compute_capability"), g);
+  const std::string cc = json::get_string(o, "compute_capability", path);
+  if (healthy || cc != "0.0") parse_cc(cc, json::join_path(path, "compute_capability"), g);
   g.driver_version = json::opt_string(o, "driver_version", path).value_or("");
   g.cuda_driver_version = json::opt_string(o, "cuda_driver_version", path).value_or("");
   if (auto u = json::opt_int(o, "utilization_percent", path)) {
     if (*u < 0 || *u > 100) bad(json::join_path(path, "utilization_percent"), "must be 0-100");
     g.utilization_percent = static_cast<int>(*u);
   }
-  g.health = json::opt_string(o, "health", path).value_or("ok");
   if (auto it = o.find("processes"); it != o.end() && !it->value().is_null()) {
     const std::string pp = json::join_path(path, "processes");
     const auto& arr = json::as_array(it->value(), pp);

@@ -129,3 +129,32 @@ TEST(NodeFile, BadInputNamesTheField) {
 
 }  // namespace
 }  // namespace openstation::model
+
+namespace openstation::model {
+namespace {
+
+TEST(NodeFile, LostGpuWithPlaceholderSizesIsKept) {
+  // What `openstation agent inventory --json` writes for a GPU that fell off the bus.
+  const char* text = R"({"name": "n2", "type": "gpu", "cpu_cores": 8, "memory_mib": 65536,
+    "disk_free_gib": 10, "gpus": [
+      {"index": 0, "name": "NVIDIA A100-SXM4-40GB", "memory_total_mib": 40960,
+       "compute_capability": "8.0"},
+      {"index": 1, "name": "unknown", "memory_total_mib": 0, "compute_capability": "0.0",
+       "health": "lost"}]})";
+  auto n = parse_node_json(text, "n2.json");
+  ASSERT_TRUE(n) << n.error().message;
+  ASSERT_EQ(n->gpus.size(), 2u);
+  EXPECT_EQ(n->gpus[1].health, "lost");
+  EXPECT_EQ(n->gpus[1].memory_total_mib, 0);
+
+  // A healthy GPU still needs real values.
+  auto bad = parse_node_json(R"({"name": "n3", "type": "gpu", "cpu_cores": 8, "memory_mib": 1,
+    "disk_free_gib": 1, "gpus": [{"index": 0, "name": "x", "memory_total_mib": 0,
+    "compute_capability": "8.0"}]})",
+                             "n3.json");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("must be positive"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace openstation::model
