@@ -10,6 +10,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev libtomlplusplus-dev
   libssl-dev libsodium-dev libsqlite3-dev libpqxx-dev libcurl4-openssl-dev libarchive-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
+  postgresql nginx wrk
   iproute2 procps curl ca-certificates
 )
 
