@@ -1,0 +1,99 @@
+#pragma once
+/// HTTP/1.1 clients. `Client` is blocking (the CLI, the agent protocol, health probes);
+/// `Connection` is a keep-alive connection driven by coroutines (the gateway's upstream calls):
+/// send a request, read the head, then the body piece by piece or SSE event by event as it
+/// arrives. Plain http:// only for now; URLs with https:// are refused with "http.tls_unsupported"
+/// (the seam for TLS is the connection's stream, inside client.cpp).
+
+#include "core/error.hpp"
+#include "http/asio.hpp"
+#include "http/message.hpp"
+#include "http/sse.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace openstation::http {
+
+/// The parts of an absolute http URL.
+struct Url {
+  std::string scheme;  ///< "http" or "https"
+  std::string host;    ///< without brackets for IPv6
+  std::uint16_t port = 80;
+  std::string target = "/";  ///< path and query
+};
+
+/// Parses "http://host[:port][/path][?query]" (also https and [IPv6] hosts). Errors:
+/// "http.bad_url" naming what is wrong.
+core::Result<Url> parse_url(std::string_view url);
+
+/// A response's status line and headers.
+struct ResponseHead {
+  int status = 0;
+  Headers headers;
+};
+
+/// One keep-alive HTTP/1.1 connection. Not thread-safe: use it from one coroutine at a time.
+/// Zero timeouts wait forever. Errors are core::Error values with Errc::unavailable and codes
+/// "http.connect", "http.timeout", "http.send", "http.read"; a non-2xx status is not an error.
+class Connection {
+ public:
+  /// Resolves `host` and connects, within `timeout`.
+  static Awaitable<core::Result<Connection>> connect(asio::any_io_executor ex, std::string host,
+                                                     std::uint16_t port,
+                                                     std::chrono::milliseconds timeout);
+  Connection(Connection&&) noexcept;
+  Connection& operator=(Connection&&) noexcept;
+  ~Connection();
+
+  /// Sends `req` (method, target, headers, body; Host and Content-Length are added) and reads
+  /// the response head. The previous response's body must have been read to the end.
+  Awaitable<core::Result<ResponseHead>> send(const Request& req, std::chrono::milliseconds timeout);
+  /// The next body bytes as they arrive (each chunk as soon as it is there); "" once the body is
+  /// complete (then body_done() is true). `timeout` bounds the wait for each piece.
+  Awaitable<core::Result<std::string>> read_some(std::chrono::milliseconds timeout);
+  /// The next SSE event or comment of the body; nullopt at the end of the body.
+  Awaitable<core::Result<std::optional<SseEvent>>> read_event(std::chrono::milliseconds timeout);
+  /// send() and read the whole body (refused with "http.body_too_large" beyond `body_limit`).
+  Awaitable<core::Result<Response>> request(const Request& req, std::chrono::milliseconds timeout,
+                                            std::uint64_t body_limit = 64ull << 20);
+
+  /// True when the current response's body has been read to the end.
+  bool body_done() const;
+  /// True when another request may be sent on this connection (keep-alive, body read, no error).
+  bool reusable() const;
+  /// Closes the socket; pending operations end with errors.
+  void close();
+
+ private:
+  struct Impl;
+  explicit Connection(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// A blocking client: each call runs its own small io_context on the calling thread. Safe to use
+/// from several threads at once (calls share nothing).
+class Client {
+ public:
+  /// One request to an absolute URL. Errors as Connection's, plus "http.bad_url" and
+  /// "http.tls_unsupported".
+  core::Result<Response> request(std::string_view method, std::string_view url,
+                                 const Headers& headers = {}, std::string body = {},
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                 std::uint64_t body_limit = 64ull << 20) const;
+  /// GET shorthand.
+  core::Result<Response> get(std::string_view url,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(30)) const {
+    return request("GET", url, {}, {}, timeout);
+  }
+  /// POST of a JSON body.
+  core::Result<Response> post_json(std::string_view url, std::string json,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                   const Headers& headers = {}) const;
+};
+
+}  // namespace openstation::http

@@ -1,0 +1,95 @@
+#pragma once
+/// Plain HTTP message types shared by the server, the clients and their users. No Beast here:
+/// modules that serve or call HTTP include these light types only; Beast stays in src/http/*.cpp.
+
+#include "core/error.hpp"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace openstation::http {
+
+/// Header fields in arrival order. Names compare case-insensitively; values are kept verbatim.
+class Headers {
+ public:
+  using Field = std::pair<std::string, std::string>;
+
+  Headers() = default;
+  Headers(std::initializer_list<Field> fields) : fields_(fields) {}
+
+  /// The first value of `name`, if present.
+  std::optional<std::string_view> get(std::string_view name) const;
+  /// The first value of `name`, or `fallback`.
+  std::string_view get_or(std::string_view name, std::string_view fallback) const;
+  bool has(std::string_view name) const { return get(name).has_value(); }
+  /// Replaces every field called `name` with one field.
+  void set(std::string name, std::string value);
+  /// Appends a field (several fields of one name are allowed, e.g. Set-Cookie).
+  void add(std::string name, std::string value);
+  /// Removes every field called `name`; true if one was there.
+  bool erase(std::string_view name);
+
+  const std::vector<Field>& fields() const { return fields_; }
+  std::size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
+
+ private:
+  std::vector<Field> fields_;
+};
+
+/// Case-insensitive ASCII comparison, for header names and tokens.
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
+/// A request as a handler sees it.
+struct Request {
+  std::string method;  ///< "GET", "POST", ... (upper case as sent)
+  std::string target;  ///< path and query as sent: "/api/v1/nodes?limit=10"
+  Headers headers;
+  std::string body;
+  std::string remote_address;  ///< peer IP ("127.0.0.1"); empty for client-side requests
+  std::map<std::string, std::string, std::less<>> params;  ///< path parameters from the route
+
+  /// The target without the query: "/api/v1/nodes".
+  std::string_view path() const;
+  /// The raw query after '?', or "".
+  std::string_view query() const;
+  /// A query parameter, percent-decoded ("limit" → "10"); nullopt when absent.
+  std::optional<std::string> query_param(std::string_view name) const;
+  /// A path parameter captured by the route ("{id}" → param("id")); "" when absent.
+  std::string_view param(std::string_view name) const;
+};
+
+/// A complete response.
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  /// A response with a body and its Content-Type.
+  static Response text(int status, std::string body,
+                       std::string content_type = "text/plain; charset=utf-8");
+  /// A JSON response; `json` must already be serialised JSON text.
+  static Response json(int status, std::string json);
+  /// The project's error body {"error": {"code", "message", "field"}} with the status of the
+  /// error's category (core::http_status).
+  static Response error(const core::Error& e);
+  /// The same body with an explicit status (413, 431 and others without a category).
+  static Response error(int status, const core::Error& e);
+};
+
+/// {"error": {"code": ..., "message": ..., "field": ...}} as JSON text ("field" only when set).
+std::string error_body(const core::Error& e);
+
+/// "Not Found" for 404 and so on; "Unknown" for codes it does not know.
+std::string_view reason_phrase(int status) noexcept;
+
+/// Percent-decodes a URL component ('+' as space when `plus_as_space`). Invalid escapes are kept
+/// verbatim.
+std::string percent_decode(std::string_view s, bool plus_as_space = true);
+
+}  // namespace openstation::http

@@ -1,0 +1,135 @@
+#include "http/sse.hpp"
+
+#include <charconv>
+
+namespace openstation::http {
+
+namespace {
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.push_back('\n');
+}
+
+}  // namespace
+
+std::string format_sse(const SseEvent& e) {
+  std::string out;
+  if (e.comment) {
+    out.push_back(':');
+    if (!e.comment->empty()) {
+      out.push_back(' ');
+      out.append(*e.comment);
+    }
+    out.append("\n\n");
+    return out;
+  }
+  out.reserve(e.data.size() + 16);
+  if (!e.event.empty()) append_field(out, "event", e.event);
+  if (!e.id.empty()) append_field(out, "id", e.id);
+  if (e.retry) append_field(out, "retry", std::to_string(*e.retry));
+  std::string_view rest = e.data;
+  for (;;) {
+    const auto nl = rest.find('\n');
+    append_field(out, "data", rest.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  out.push_back('\n');
+  return out;
+}
+
+std::string format_sse_data(std::string_view data) {
+  SseEvent e;
+  e.data = std::string(data);
+  return format_sse(e);
+}
+
+std::string format_sse_comment(std::string_view text) {
+  SseEvent e;
+  e.comment = std::string(text);
+  return format_sse(e);
+}
+
+bool SseParser::feed(std::string_view bytes) {
+  if (pos_ > 0 && pos_ >= buffer_.size() / 2) {
+    buffer_.erase(0, pos_);
+    pos_ = 0;
+  }
+  if (buffer_.size() - pos_ + bytes.size() > max_buffer_) return false;
+  buffer_.append(bytes);
+  return true;
+}
+
+std::optional<std::string_view> SseParser::take_line() {
+  if (skip_lf_ && pos_ < buffer_.size()) {
+    if (buffer_[pos_] == '\n') ++pos_;
+    skip_lf_ = false;
+  }
+  const auto end = buffer_.find_first_of("\r\n", pos_);
+  if (end == std::string::npos) return std::nullopt;
+  std::string_view line(buffer_.data() + pos_, end - pos_);
+  if (buffer_[end] == '\r') {
+    if (end + 1 < buffer_.size()) {
+      pos_ = end + 1 + (buffer_[end + 1] == '\n' ? 1 : 0);
+    } else {
+      pos_ = end + 1;
+      skip_lf_ = true;  // a "\n" may follow in the next feed
+    }
+  } else {
+    pos_ = end + 1;
+  }
+  return line;
+}
+
+std::optional<SseEvent> SseParser::next() {
+  while (auto line = take_line()) {
+    if (line->empty()) {
+      if (has_data_ || !current_.event.empty()) {
+        SseEvent out = std::move(current_);
+        current_ = SseEvent{};
+        has_data_ = false;
+        has_fields_ = false;
+        return out;
+      }
+      current_ = SseEvent{};
+      has_fields_ = false;
+      continue;
+    }
+    if ((*line)[0] == ':') {
+      std::string_view text = line->substr(1);
+      if (!text.empty() && text[0] == ' ') text.remove_prefix(1);
+      SseEvent c;
+      c.comment = std::string(text);
+      return c;
+    }
+    const auto colon = line->find(':');
+    std::string_view name = line->substr(0, colon);
+    std::string_view value;
+    if (colon != std::string_view::npos) {
+      value = line->substr(colon + 1);
+      if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
+    }
+    has_fields_ = true;
+    if (name == "data") {
+      if (has_data_) current_.data.push_back('\n');
+      current_.data.append(value);
+      has_data_ = true;
+    } else if (name == "event") {
+      current_.event = std::string(value);
+    } else if (name == "id") {
+      if (value.find('\0') == std::string_view::npos) current_.id = std::string(value);
+    } else if (name == "retry") {
+      long long ms = 0;
+      const auto* first = value.data();
+      const auto* last = value.data() + value.size();
+      auto [p, ec] = std::from_chars(first, last, ms);
+      if (ec == std::errc() && p == last) current_.retry = ms;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace openstation::http
