@@ -1,4 +1,5 @@
 #include "cli/commands.hpp"
+#include "support/cli_runner.hpp"
 #include "support/model_fixtures.hpp"
 
 #include <gtest/gtest.h>
@@ -16,11 +17,7 @@ namespace {
 
 const std::string kNodes = std::string(OPENSTATION_SOURCE_DIR) + "/examples/nodes/";
 
-struct Out {
-  int code = 0;
-  std::string out;
-  std::string err;
-};
+using Out = testing_support::CliResult;
 
 class CliEstimate : public testing::Test {
  protected:
@@ -33,17 +30,7 @@ class CliEstimate : public testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  Out cli(std::vector<std::string> args) {
-    args.insert(args.begin(), "openstation");
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    std::ostringstream out, err;
-    Out o;
-    o.code = run(static_cast<int>(argv.size()), argv.data(), out, err);
-    o.out = out.str();
-    o.err = err.str();
-    return o;
-  }
+  Out cli(std::vector<std::string> args) { return testing_support::run_cli(std::move(args)); }
 
   std::string write(const std::string& name, const std::string& text) {
     const auto p = dir_ / name;
