@@ -137,6 +137,7 @@ class StreamImpl final : public ResponseStream {
   Awaitable<void> stop_watching() {
     if (!watching_) co_return;
     if (!watch_done_.fired()) {
+      stop_requested_ = true;
       beast::error_code ec;
       s_.stream.socket().cancel(ec);
       co_await watch_done_.wait();
@@ -154,7 +155,9 @@ class StreamImpl final : public ResponseStream {
   Awaitable<void> watch() {
     auto [ec, n] = co_await s_.stream.socket().async_read_some(buf_.prepare(4096), use_tuple);
     buf_.commit(n);
-    if (ec && ec != asio::error::operation_aborted) mark_gone();
+    // An error is a disconnect unless stop_watching() cancelled the read on purpose (a socket
+    // closed by the server's stop also ends the read with operation_aborted).
+    if (ec && !(stop_requested_ && ec == asio::error::operation_aborted)) mark_gone();
     watch_done_.notify();
   }
 
@@ -167,6 +170,7 @@ class StreamImpl final : public ResponseStream {
   bool finished_ = false;
   bool disconnected_ = false;
   bool watching_ = false;
+  bool stop_requested_ = false;
   Signal gone_;
   Signal watch_done_;
 };
@@ -375,6 +379,10 @@ struct Server::Impl {
                                         "the request line and headers exceed " +
                                             std::to_string(opt.header_limit) + " bytes"),
                                   11, false, false);
+          break;
+        }
+        if (ec == bhttp::error::body_limit) {  // Content-Length above the limit
+          co_await write_response(s, too_large(), 11, false, false);
           break;
         }
         if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||

@@ -1,0 +1,93 @@
+#include "http/message.hpp"
+#include "http/client.hpp"
+#include "http/server.hpp"
+
+#include <gtest/gtest.h>
+
+namespace openstation::http {
+namespace {
+
+TEST(Headers, CaseInsensitiveLookupSetErase) {
+  Headers h{{"Content-Type", "application/json"}, {"X-A", "1"}};
+  EXPECT_EQ(h.get("content-type").value(), "application/json");
+  EXPECT_EQ(h.get_or("x-missing", "d"), "d");
+  h.add("x-a", "2");
+  EXPECT_EQ(h.size(), 3u);
+  h.set("X-A", "3");
+  EXPECT_EQ(h.size(), 2u);
+  EXPECT_EQ(h.get("x-a").value(), "3");
+  EXPECT_TRUE(h.erase("CONTENT-TYPE"));
+  EXPECT_FALSE(h.has("content-type"));
+}
+
+TEST(Request, PathQueryAndParams) {
+  Request r;
+  r.target = "/api/v1/logs?follow=true&name=a%20b+c&empty";
+  EXPECT_EQ(r.path(), "/api/v1/logs");
+  EXPECT_EQ(r.query_param("follow").value(), "true");
+  EXPECT_EQ(r.query_param("name").value(), "a b c");
+  EXPECT_EQ(r.query_param("empty").value(), "");
+  EXPECT_FALSE(r.query_param("nope"));
+}
+
+TEST(Response, ErrorBodyFromCoreError) {
+  auto r = Response::error(core::not_found("node.not_found", "no node \"x\"", "id"));
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.headers.get("content-type").value(), "application/json");
+  EXPECT_EQ(r.body,
+            R"({"error":{"code":"node.not_found","message":"no node \"x\"","field":"id"}})");
+  auto r2 = Response::error(413, core::invalid("http.body_too_large", "too big"));
+  EXPECT_EQ(r2.status, 413);
+  EXPECT_EQ(r2.body, R"({"error":{"code":"http.body_too_large","message":"too big"}})");
+}
+
+TEST(Router, PatternsParamsWildcard) {
+  std::vector<std::pair<std::string, std::string>> p;
+  EXPECT_TRUE(Router::match_pattern("/health", "/health", p));
+  EXPECT_FALSE(Router::match_pattern("/health", "/health/x", p));
+  EXPECT_FALSE(Router::match_pattern("/health", "/healthz", p));
+  ASSERT_TRUE(Router::match_pattern("/api/v1/nodes/{id}", "/api/v1/nodes/n%201", p));
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].first, "id");
+  EXPECT_EQ(p[0].second, "n 1");
+  EXPECT_FALSE(Router::match_pattern("/api/v1/nodes/{id}", "/api/v1/nodes/", p));
+  EXPECT_FALSE(Router::match_pattern("/api/v1/nodes/{id}", "/api/v1/nodes/a/b", p));
+  ASSERT_TRUE(Router::match_pattern("/v1/*", "/v1/models/x", p));
+  EXPECT_EQ(p[0].second, "models/x");
+  ASSERT_TRUE(Router::match_pattern("/a/{x}/b/{y}", "/a/1/b/2", p));
+  EXPECT_EQ(p[1].second, "2");
+}
+
+TEST(Router, MethodNotAllowedListsMethods) {
+  Router r;
+  r.add({"GET", "/x", [](Request&) -> Awaitable<Response> { co_return Response{}; }, {}});
+  r.add({"POST", "/x", [](Request&) -> Awaitable<Response> { co_return Response{}; }, {}});
+  auto m = r.match("DELETE", "/x");
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_EQ(m.allowed, (std::vector<std::string>{"GET", "POST"}));
+  EXPECT_NE(r.match("POST", "/x").route, nullptr);
+  EXPECT_TRUE(r.match("GET", "/y").allowed.empty());
+}
+
+TEST(Url, Parses) {
+  auto u = parse_url("http://127.0.0.1:8080/v1/models?x=1");
+  ASSERT_TRUE(u) << u.error().message;
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 8080);
+  EXPECT_EQ(u->target, "/v1/models?x=1");
+  auto d = parse_url("https://example.com");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->port, 443);
+  EXPECT_EQ(d->target, "/");
+  auto v6 = parse_url("http://[::1]:9/");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 9);
+  EXPECT_EQ(parse_url("127.0.0.1:80").error().code, "http.bad_url");
+  EXPECT_EQ(parse_url("ftp://x/").error().code, "http.bad_url");
+  EXPECT_EQ(parse_url("http://x:99999/").error().code, "http.bad_url");
+  EXPECT_EQ(parse_url("http://:80/").error().code, "http.bad_url");
+}
+
+}  // namespace
+}  // namespace openstation::http

@@ -1,0 +1,519 @@
+// The server and clients on loopback port 0: routing, errors, keep-alive, limits, timeouts,
+// streaming one event at a time, disconnect detection and graceful stop.
+#include "http/server.hpp"
+#include "http/client.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+namespace openstation::http {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// A plain blocking socket for sending exactly the bytes a test wants.
+class RawSocket {
+ public:
+  explicit RawSocket(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~RawSocket() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool connected() const { return connected_; }
+  void send(std::string_view s) {
+    while (!s.empty()) {
+      auto n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      s.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  /// Reads until the peer closes or `limit` passes; `closed` says whether it closed.
+  std::string read_all(std::chrono::milliseconds limit, bool* closed = nullptr) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char buf[4096];
+      auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        if (closed) *closed = true;
+        return out;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    if (closed) *closed = false;
+    return out;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+std::string url(const Server& s, std::string_view path) {
+  return "http://127.0.0.1:" + std::to_string(s.port()) + std::string(path);
+}
+
+/// Runs a client coroutine to completion on its own io_context.
+template <class F>
+void run_client(F&& f) {
+  asio::io_context ioc;
+  asio::co_spawn(ioc, std::forward<F>(f)(ioc.get_executor()), asio::detached);
+  ioc.run();
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions o = {}) {
+    server_ = std::make_unique<Server>(std::move(o));
+    server_->route("GET", "/hello", [](Request& r) -> Awaitable<Response> {
+      co_return Response::text(200, "hello from " + r.remote_address);
+    });
+    server_->route("GET", "/items/{id}", [](Request& r) -> Awaitable<Response> {
+      co_return Response::json(200, "{\"id\":\"" + std::string(r.param("id")) + "\"}");
+    });
+    server_->route("POST", "/items/{id}", [](Request& r) -> Awaitable<Response> {
+      co_return Response::text(201, "got " + std::to_string(r.body.size()));
+    });
+    server_->route("POST", "/echo", [](Request& r) -> Awaitable<Response> {
+      Response res = Response::text(200, r.body);
+      res.headers.set("X-Got-Type", std::string(r.headers.get_or("content-type", "")));
+      co_return res;
+    });
+    server_->route("GET", "/throw", [](Request&) -> Awaitable<Response> {
+      throw std::runtime_error("boom");
+      co_return Response{};
+    });
+    server_->route("*", "/any/*", [](Request& r) -> Awaitable<Response> {
+      co_return Response::text(200, r.method + " " + std::string(r.param("*")));
+    });
+    for (auto& [m, p, h] : extra_) server_->route(m, p, h);
+    for (auto& [m, p, h] : extra_streams_) server_->stream(m, p, h);
+    auto ok = server_->start();
+    ASSERT_TRUE(ok) << ok.error().message;
+    ASSERT_NE(server_->port(), 0);
+  }
+  void TearDown() override {
+    if (server_) server_->stop(2s);
+  }
+
+  std::vector<std::tuple<std::string, std::string, Handler>> extra_;
+  std::vector<std::tuple<std::string, std::string, StreamHandler>> extra_streams_;
+  std::unique_ptr<Server> server_;
+  Client client_;
+};
+
+TEST_F(ServerTest, RoutesParamsAndWildcard) {
+  start();
+  auto r = client_.get(url(*server_, "/hello"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello from 127.0.0.1");
+  EXPECT_EQ(r->headers.get("content-type").value(), "text/plain; charset=utf-8");
+
+  auto item = client_.get(url(*server_, "/items/abc"));
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->body, R"({"id":"abc"})");
+  EXPECT_EQ(item->headers.get("Content-Type").value(), "application/json");
+
+  auto posted = client_.post_json(url(*server_, "/items/7"), "{\"a\":1}");
+  ASSERT_TRUE(posted);
+  EXPECT_EQ(posted->status, 201);
+  EXPECT_EQ(posted->body, "got 7");
+
+  auto any = client_.request("DELETE", url(*server_, "/any/x/y?q=1"));
+  ASSERT_TRUE(any);
+  EXPECT_EQ(any->body, "DELETE x/y");
+}
+
+TEST_F(ServerTest, NotFoundAndMethodNotAllowedAreJsonErrors) {
+  start();
+  auto nf = client_.get(url(*server_, "/nope"));
+  ASSERT_TRUE(nf);
+  EXPECT_EQ(nf->status, 404);
+  EXPECT_NE(nf->body.find("\"code\":\"http.not_found\""), std::string::npos) << nf->body;
+
+  auto na = client_.request("PUT", url(*server_, "/items/1"));
+  ASSERT_TRUE(na);
+  EXPECT_EQ(na->status, 405);
+  EXPECT_EQ(na->headers.get("allow").value(), "GET, POST");
+  EXPECT_NE(na->body.find("http.method_not_allowed"), std::string::npos);
+}
+
+TEST_F(ServerTest, CustomErrorFormatter) {
+  ServerOptions o;
+  o.error_formatter = [](int status, const core::Error& e) {
+    return Response::json(status, "{\"error\":{\"message\":\"" + e.code + "\",\"type\":\"x\"}}");
+  };
+  start(o);
+  auto nf = client_.get(url(*server_, "/nope"));
+  ASSERT_TRUE(nf);
+  EXPECT_EQ(nf->body, R"({"error":{"message":"http.not_found","type":"x"}})");
+}
+
+TEST_F(ServerTest, HandlerExceptionBecomes500AndConnectionSurvives) {
+  start();
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+    EXPECT_TRUE(c);
+    if (!c) co_return;
+    Request req;
+    req.method = "GET";
+    req.target = "/throw";
+    auto r = co_await c->request(req, 5s);
+    EXPECT_TRUE(r);
+    if (!r) co_return;
+    EXPECT_EQ(r->status, 500);
+    EXPECT_NE(r->body.find("\"code\":\"http.internal\""), std::string::npos);
+    EXPECT_NE(r->body.find("boom"), std::string::npos);
+    EXPECT_TRUE(c->reusable());
+    req.target = "/hello";
+    auto again = co_await c->request(req, 5s);
+    EXPECT_TRUE(again);
+    if (again) {
+      EXPECT_EQ(again->status, 200);
+    }
+  });
+}
+
+TEST_F(ServerTest, KeepAliveReusesOneConnection) {
+  start();
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+    EXPECT_TRUE(c);
+    if (!c) co_return;
+    for (int i = 0; i < 3; ++i) {
+      Request req;
+      req.method = "POST";
+      req.target = "/echo";
+      req.body = "body " + std::to_string(i);
+      req.headers.set("Content-Type", "text/x-test");
+      auto r = co_await c->request(req, 5s);
+      EXPECT_TRUE(r);
+      if (!r) co_return;
+      EXPECT_EQ(r->body, req.body);
+      EXPECT_EQ(r->headers.get("x-got-type").value_or(""), "text/x-test");
+      EXPECT_TRUE(c->reusable());
+    }
+    EXPECT_EQ(server_->connections(), 1u);
+  });
+}
+
+TEST_F(ServerTest, BodyOverLimitIs413) {
+  ServerOptions o;
+  o.body_limit = 1000;
+  start(o);
+  auto small = client_.post_json(url(*server_, "/echo"), std::string(1000, 'a'));
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->status, 200);
+  auto big = client_.post_json(url(*server_, "/echo"), std::string(1001, 'a'));
+  ASSERT_TRUE(big) << big.error().message;
+  EXPECT_EQ(big->status, 413);
+  EXPECT_NE(big->body.find("http.body_too_large"), std::string::npos);
+
+  // A chunked body has no Content-Length: the limit applies while reading.
+  RawSocket s(server_->port());
+  ASSERT_TRUE(s.connected());
+  std::string chunk(600, 'b');
+  s.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n" + chunk +
+         "\r\n258\r\n" + chunk + "\r\n0\r\n\r\n");
+  bool closed = false;
+  auto reply = s.read_all(5s, &closed);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
+  EXPECT_TRUE(closed);
+}
+
+TEST_F(ServerTest, HeadersOverLimitAre431) {
+  ServerOptions o;
+  o.header_limit = 2048;
+  start(o);
+  auto r = client_.request("GET", url(*server_, "/hello"), {{"X-Big", std::string(4000, 'h')}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 431);
+  EXPECT_NE(r->body.find("http.header_too_large"), std::string::npos);
+}
+
+TEST_F(ServerTest, MalformedRequestIs400) {
+  start();
+  RawSocket s(server_->port());
+  s.send("GARBAGE\r\n\r\n");
+  bool closed = false;
+  auto reply = s.read_all(5s, &closed);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << reply;
+  EXPECT_TRUE(closed);
+}
+
+TEST_F(ServerTest, SlowHeadersAndIdleConnectionsAreClosed) {
+  ServerOptions o;
+  o.header_timeout = 200ms;
+  o.idle_timeout = 200ms;
+  start(o);
+  {
+    RawSocket slow(server_->port());
+    slow.send("GET /hello HTTP/1.1\r\nHost: x\r\n");  // the head never finishes
+    bool closed = false;
+    auto got = slow.read_all(10s, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(got, "");
+  }
+  {
+    RawSocket idle(server_->port());  // connects and sends nothing
+    bool closed = false;
+    idle.read_all(10s, &closed);
+    EXPECT_TRUE(closed);
+  }
+  {
+    // After one answered request the keep-alive connection is closed when idle.
+    RawSocket ka(server_->port());
+    ka.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    bool closed = false;
+    auto got = ka.read_all(10s, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u);
+  }
+}
+
+TEST_F(ServerTest, ExpectContinueGets100) {
+  start();
+  RawSocket s(server_->port());
+  s.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+  // The server answers 100 before the body is sent.
+  std::string first;
+  while (first.find("\r\n\r\n") == std::string::npos) {
+    auto got = s.read_all(200ms);
+    if (got.empty()) break;
+    first += got;
+  }
+  EXPECT_EQ(first.rfind("HTTP/1.1 100 Continue", 0), 0u) << first;
+  s.send("abc");
+  auto rest = s.read_all(300ms);
+  EXPECT_NE(rest.find("HTTP/1.1 200"), std::string::npos) << rest;
+  EXPECT_NE(rest.find("abc"), std::string::npos);
+}
+
+TEST_F(ServerTest, StreamedEventsArriveOneByOne) {
+  std::promise<void> client_saw_first;
+  auto saw_first = client_saw_first.get_future().share();
+  extra_streams_.emplace_back("GET", "/events",
+                              [saw_first](Request&, ResponseStream& out) -> Awaitable<void> {
+                                co_await out.start_sse();
+                                SseEvent one;
+                                one.data = "first";
+                                co_await out.write_event(one);
+                                // Event 2 is written only after the client has read event 1: if the
+                                // server buffered event 1, the client would never see it and this
+                                // wait would time out.
+                                if (saw_first.wait_for(10s) != std::future_status::ready) {
+                                  throw std::runtime_error("the client never saw the first event");
+                                }
+                                SseEvent two;
+                                two.event = "second";
+                                two.data = "a\nb";
+                                co_await out.write_event(two);
+                                co_await out.write("data: [DONE]\n\n");
+                              });
+  ServerOptions o;
+  o.threads = 2;
+  start(o);
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+    EXPECT_TRUE(c);
+    if (!c) co_return;
+    Request req;
+    req.method = "GET";
+    req.target = "/events";
+    auto head = co_await c->send(req, 5s);
+    EXPECT_TRUE(head);
+    if (!head) co_return;
+    EXPECT_EQ(head->status, 200);
+    EXPECT_EQ(head->headers.get("content-type").value_or(""), "text/event-stream");
+    EXPECT_EQ(head->headers.get("transfer-encoding").value_or(""), "chunked");
+    auto e1 = co_await c->read_event(5s);
+    EXPECT_TRUE(e1 && *e1);
+    if (!e1 || !*e1) co_return;
+    EXPECT_EQ((*e1)->data, "first");
+    client_saw_first.set_value();
+    auto e2 = co_await c->read_event(5s);
+    EXPECT_TRUE(e2 && *e2);
+    if (!e2 || !*e2) co_return;
+    EXPECT_EQ((*e2)->event, "second");
+    EXPECT_EQ((*e2)->data, "a\nb");
+    auto e3 = co_await c->read_event(5s);
+    EXPECT_TRUE(e3 && *e3 && (*e3)->data == "[DONE]");
+    auto end = co_await c->read_event(5s);
+    EXPECT_TRUE(end && !*end);
+    EXPECT_TRUE(c->body_done());
+    EXPECT_TRUE(c->reusable());
+    // The connection stays usable after a stream.
+    req.target = "/hello";
+    auto r = co_await c->request(req, 5s);
+    EXPECT_TRUE(r && r->status == 200);
+  });
+}
+
+TEST_F(ServerTest, StreamLearnsClientDisconnect) {
+  std::promise<bool> gone;
+  auto gone_future = gone.get_future();
+  extra_streams_.emplace_back("GET", "/forever",
+                              [&gone](Request&, ResponseStream& out) -> Awaitable<void> {
+                                co_await out.start_sse();
+                                co_await out.write(format_sse_data("x"));
+                                co_await out.wait_disconnected();
+                                const bool write_fails = !co_await out.write("data: late\n\n");
+                                gone.set_value(out.disconnected() && write_fails);
+                              });
+  start();
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+    EXPECT_TRUE(c);
+    if (!c) co_return;
+    Request req;
+    req.method = "GET";
+    req.target = "/forever";
+    auto head = co_await c->send(req, 5s);
+    EXPECT_TRUE(head);
+    auto e = co_await c->read_event(5s);
+    EXPECT_TRUE(e && *e);
+    c->close();
+  });
+  ASSERT_EQ(gone_future.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(gone_future.get());
+}
+
+TEST_F(ServerTest, StreamHandlerThrowingBeforeStartGives500) {
+  extra_streams_.emplace_back("GET", "/bad-stream",
+                              [](Request&, ResponseStream&) -> Awaitable<void> {
+                                throw std::runtime_error("no stream today");
+                                co_return;
+                              });
+  start();
+  auto r = client_.get(url(*server_, "/bad-stream"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  EXPECT_NE(r->body.find("no stream today"), std::string::npos);
+}
+
+TEST_F(ServerTest, GracefulStopFinishesInFlightAndRefusesNew) {
+  std::promise<void> entered;
+  std::promise<void> release;
+  auto release_future = release.get_future().share();
+  extra_.emplace_back("GET", "/slow", [&entered, release_future](Request&) -> Awaitable<Response> {
+    entered.set_value();
+    release_future.wait_for(10s);
+    co_return Response::text(200, "finished");
+  });
+  ServerOptions o;
+  o.threads = 2;
+  start(o);
+  const auto port = server_->port();
+  auto in_flight =
+      std::async(std::launch::async, [&] { return client_.get(url(*server_, "/slow")); });
+  entered.get_future().wait();
+  EXPECT_EQ(server_->in_flight(), 1u);
+  RawSocket idle(port);  // an idle keep-alive connection is closed by stop()
+  ASSERT_TRUE(idle.connected());
+  std::thread stopper([&] { server_->stop(10s); });
+  bool idle_closed = false;
+  idle.read_all(10s, &idle_closed);
+  EXPECT_TRUE(idle_closed);
+  release.set_value();
+  auto r = in_flight.get();
+  stopper.join();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "finished");
+  EXPECT_EQ(r->headers.get("connection").value_or(""), "close");
+  auto after = client_.get("http://127.0.0.1:" + std::to_string(port) + "/hello", 2s);
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().code, "http.connect");
+}
+
+TEST_F(ServerTest, StopClosesStreamsAfterTheGracePeriod) {
+  std::promise<void> started;
+  extra_streams_.emplace_back("GET", "/forever",
+                              [&started](Request&, ResponseStream& out) -> Awaitable<void> {
+                                co_await out.start_sse();
+                                co_await out.write(": hi\n\n");
+                                started.set_value();
+                                co_await out.wait_disconnected();
+                              });
+  start();
+  RawSocket s(server_->port());
+  s.send("GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
+  started.get_future().wait();
+  const auto t0 = std::chrono::steady_clock::now();
+  server_->stop(100ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  bool closed = false;
+  auto got = s.read_all(5s, &closed);
+  EXPECT_TRUE(closed);
+}
+
+TEST_F(ServerTest, BindConflictNamesThePort) {
+  start();
+  ServerOptions o;
+  o.port = server_->port();
+  Server second(o);
+  auto r = second.start();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "http.bind");
+  EXPECT_NE(r.error().message.find(std::to_string(server_->port())), std::string::npos);
+}
+
+TEST(Client, ConnectionRefusedAndBadUrl) {
+  Client c;
+  std::uint16_t port = 0;
+  {
+    Server s(ServerOptions{});
+    ASSERT_TRUE(s.start());
+    port = s.port();
+    s.stop(0ms);
+  }
+  auto r = c.get("http://127.0.0.1:" + std::to_string(port) + "/", 2s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "http.connect");
+  EXPECT_EQ(c.get("nonsense").error().code, "http.bad_url");
+  EXPECT_EQ(c.get("https://127.0.0.1/").error().code, "http.tls_unsupported");
+}
+
+TEST_F(ServerTest, ClientTimeoutOnSlowServer) {
+  std::promise<void> release;
+  auto rf = release.get_future().share();
+  extra_.emplace_back("GET", "/stall", [rf](Request&) -> Awaitable<Response> {
+    rf.wait_for(10s);
+    co_return Response::text(200, "late");
+  });
+  ServerOptions o;
+  o.threads = 2;
+  start(o);
+  auto r = client_.get(url(*server_, "/stall"), 200ms);
+  release.set_value();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "http.timeout");
+}
+
+}  // namespace
+}  // namespace openstation::http

@@ -1,0 +1,90 @@
+#include "http/sse.hpp"
+
+#include <gtest/gtest.h>
+
+namespace openstation::http {
+namespace {
+
+TEST(SseFormat, PlainMultiLineAndFields) {
+  EXPECT_EQ(format_sse_data("hello"), "data: hello\n\n");
+  SseEvent e;
+  e.event = "update";
+  e.id = "7";
+  e.retry = 1500;
+  e.data = "line1\nline2";
+  EXPECT_EQ(format_sse(e), "event: update\nid: 7\nretry: 1500\ndata: line1\ndata: line2\n\n");
+  EXPECT_EQ(format_sse_comment("keep-alive"), ": keep-alive\n\n");
+  EXPECT_EQ(format_sse_data(""), "data: \n\n");
+}
+
+TEST(SseParser, RoundTripsFormattedEvents) {
+  SseEvent a;
+  a.data = "{\"x\":1}";
+  SseEvent b;
+  b.event = "done";
+  b.data = "a\nb\n";
+  b.id = "42";
+  b.retry = 10;
+  SseParser p;
+  ASSERT_TRUE(p.feed(format_sse(a) + format_sse(b)));
+  auto ea = p.next();
+  ASSERT_TRUE(ea);
+  EXPECT_EQ(*ea, a);
+  auto eb = p.next();
+  ASSERT_TRUE(eb);
+  EXPECT_EQ(*eb, b);
+  EXPECT_FALSE(p.next());
+}
+
+TEST(SseParser, ByteByByteWithCrLfAndLoneCr) {
+  const std::string wire = "data: one\r\ndata: two\r\n\r\nevent: e\rdata: three\r\r";
+  SseParser p;
+  std::vector<SseEvent> got;
+  for (char c : wire) {
+    ASSERT_TRUE(p.feed(std::string_view(&c, 1)));
+    while (auto e = p.next()) got.push_back(*e);
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].data, "one\ntwo");
+  EXPECT_EQ(got[1].event, "e");
+  EXPECT_EQ(got[1].data, "three");
+}
+
+TEST(SseParser, IncompleteEventWaitsForBlankLine) {
+  SseParser p;
+  ASSERT_TRUE(p.feed("data: partial\n"));
+  EXPECT_FALSE(p.next());
+  ASSERT_TRUE(p.feed("\n"));
+  auto e = p.next();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->data, "partial");
+}
+
+TEST(SseParser, CommentsAndUnknownFields) {
+  SseParser p;
+  ASSERT_TRUE(p.feed(": ping\n\nfoo: bar\ndata:x\n\n:\n\n"));
+  auto c = p.next();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->is_comment());
+  EXPECT_EQ(*c->comment, "ping");
+  auto e = p.next();
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->is_comment());
+  EXPECT_EQ(e->data, "x");  // no space after the colon: kept as is
+  auto c2 = p.next();
+  ASSERT_TRUE(c2);
+  EXPECT_EQ(*c2->comment, "");
+  EXPECT_FALSE(p.next());
+}
+
+TEST(SseParser, DoneMarkerAndBufferLimit) {
+  SseParser p(16);
+  ASSERT_TRUE(p.feed("data: [DONE]\n\n"));
+  auto e = p.next();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->data, "[DONE]");
+  EXPECT_FALSE(p.feed(std::string(17, 'x')));
+}
+
+}  // namespace
+}  // namespace openstation::http
