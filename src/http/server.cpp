@@ -94,6 +94,31 @@ class StreamImpl final : public ResponseStream {
     co_return true;
   }
 
+  Awaitable<bool> respond(Response res) override {
+    if (started_ || disconnected_) co_return false;
+    started_ = true;
+    finished_ = true;
+    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(res.status), version_};
+    out.set(bhttp::field::server, opt_.server_header);
+    if (auto c = res.headers.get("Connection"); c && iequals(*c, "close")) keep_alive_ = false;
+    res.headers.erase("Connection");
+    res.headers.erase("Content-Length");
+    res.headers.erase("Transfer-Encoding");
+    for (const auto& [k, v] : res.headers.fields()) out.insert(k, v);
+    out.keep_alive(keep_alive_);
+    out.body() = std::move(res.body);
+    out.prepare_payload();
+    set_expiry(s_.stream, opt_.write_timeout);
+    auto [ec, n] = co_await bhttp::async_write(s_.stream, out, use_tuple);
+    (void)n;
+    gone_.notify();
+    if (ec) {
+      disconnected_ = true;
+      co_return false;
+    }
+    co_return true;
+  }
+
   Awaitable<bool> write(std::string_view data) override {
     if (!started_ && !co_await start(200, {})) co_return false;
     if (finished_ || disconnected_) co_return false;

@@ -37,6 +37,9 @@ class ResponseStream {
   virtual ~ResponseStream() = default;
   /// Sends the status line and headers; the body follows chunked. Call once, first.
   virtual Awaitable<bool> start(int status, Headers headers) = 0;
+  /// Sends a complete, non-chunked response instead of a stream (an error before streaming, or
+  /// a handler that decided not to stream). Only before start(); afterwards returns false.
+  virtual Awaitable<bool> respond(Response response) = 0;
   /// start() with the headers of an SSE stream (text/event-stream, no caching) plus `extra`.
   Awaitable<bool> start_sse(Headers extra = {});
   /// Sends one body chunk (empty data sends nothing).

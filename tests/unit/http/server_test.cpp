@@ -403,6 +403,39 @@ TEST_F(ServerTest, StreamLearnsClientDisconnect) {
   EXPECT_TRUE(gone_future.get());
 }
 
+TEST_F(ServerTest, StreamRouteMayAnswerWithAPlainResponse) {
+  extra_streams_.emplace_back(
+      std::string("POST"), std::string("/maybe"),
+      [](Request& r, ResponseStream& out) -> Awaitable<void> {
+        if (r.body == "no") {
+          co_await out.respond(Response::json(400, "{\"error\":\"no\"}"));
+          co_return;
+        }
+        Headers h;  // (GCC cannot take a braced initializer list inside co_await)
+        h.set("Content-Type", "text/plain");
+        co_await out.start(200, std::move(h));
+        co_await out.write("a");
+        co_await out.write("b");
+      });
+  start();
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+    EXPECT_TRUE(c);
+    if (!c) co_return;
+    Request req;
+    req.method = "POST";
+    req.target = "/maybe";
+    req.body = "no";
+    auto r = co_await c->request(req, 5s);
+    EXPECT_TRUE(r && r->status == 400 && r->body == "{\"error\":\"no\"}");
+    EXPECT_EQ(r->headers.get("content-length").value_or(""), "14");
+    req.body = "yes";
+    auto r2 = co_await c->request(req, 5s);
+    EXPECT_TRUE(r2 && r2->status == 200 && r2->body == "ab");
+    EXPECT_TRUE(c->reusable());
+  });
+}
+
 TEST_F(ServerTest, StreamHandlerThrowingBeforeStartGives500) {
   extra_streams_.emplace_back("GET", "/bad-stream",
                               [](Request&, ResponseStream&) -> Awaitable<void> {
