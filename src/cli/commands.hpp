@@ -17,6 +17,7 @@ void register_estimate_command(CLI::App& root, Context& ctx);  // cmd_estimate.c
 void register_plan_command(CLI::App& root, Context& ctx);      // cmd_plan.cpp
 void register_engines_commands(CLI::App& root, Context& ctx);  // cmd_engines.cpp
 void register_agent_commands(CLI::App& root, Context& ctx);    // cmd_agent.cpp
+void register_config_commands(CLI::App& root, Context& ctx);   // cmd_config.cpp
 
 /// Runs the CLI on argv, writing to the given streams; returns the process exit code.
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);

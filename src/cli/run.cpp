@@ -33,6 +33,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   register_plan_command(root, ctx);
   register_engines_commands(root, ctx);
   register_agent_commands(root, ctx);
+  register_config_commands(root, ctx);
 
   try {
     root.parse(argc, argv);
