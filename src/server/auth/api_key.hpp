@@ -87,7 +87,7 @@ struct KeyRecord {
 /// Who a request acts for: the key that authenticated it. Holds the snapshot's record, so it stays
 /// valid after the snapshot is replaced. Cheap to copy (one shared_ptr).
 struct Principal {
-  std::shared_ptr<const KeyRecord> key;
+  std::shared_ptr<const KeyRecord> key;  ///< never null in a successful `authenticate` result
 
   const std::string& user_id() const { return key->user_id; }
   const std::string& key_id() const { return key->key_id; }

@@ -20,7 +20,8 @@ bool ensure_sodium() noexcept;
 std::string random_bytes(std::size_t n);
 
 /// A uniformly random string of `length` characters drawn from `alphabet` (rejection sampling,
-/// no modulo bias). `alphabet` must hold 2..256 characters.
+/// no modulo bias). `alphabet` must hold 2..256 characters; anything else is a programming error
+/// and throws std::invalid_argument.
 std::string random_string(std::size_t length, std::string_view alphabet);
 
 /// Base64url without padding (RFC 4648 §5): only `A-Z a-z 0-9 - _`, safe in URLs, headers and

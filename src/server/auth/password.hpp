@@ -51,7 +51,7 @@ struct PasswordHashLimits {
   std::uint64_t ops = 0;
   std::size_t mem = 0;
 
-  /// libsodium's "interactive" limits (2 passes, 64 MiB): the server default. About 50-100 ms
+  /// libsodium's "interactive" limits (2 passes, 64 MiB): the server default. About 0.1-0.2 s
   /// per hash on a server core; the login limiter bounds how often an attacker makes us pay it.
   static PasswordHashLimits interactive();
   /// libsodium's "moderate" limits (3 passes, 256 MiB): for installations that accept slower
