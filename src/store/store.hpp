@@ -31,71 +31,71 @@ namespace openstation::store {
 /// sort by creation), newest first for events and call logs.
 struct PageRequest {
   std::size_t limit = 100;  ///< 0 = everything
-  std::string cursor;       ///< `next_cursor` of the previous page; empty = from the start
+  std::string cursor{};     ///< `next_cursor` of the previous page; empty = from the start
 };
 
 /// One page of a list.
 template <class T>
 struct Page {
-  std::vector<T> items;
-  std::string next_cursor;  ///< empty when this is the last page
+  std::vector<T> items{};
+  std::string next_cursor{};  ///< empty when this is the last page
 };
 
 /// Filters: every member that is set must match (AND).
 struct UserFilter {
-  std::optional<Role> role;
-  std::optional<bool> disabled;
+  std::optional<Role> role{};
+  std::optional<bool> disabled{};
 };
 struct SessionFilter {
-  std::optional<std::string> user_id;
-  std::optional<TimePoint> expires_before;  ///< expires_at < this
+  std::optional<std::string> user_id{};
+  std::optional<TimePoint> expires_before{};  ///< expires_at < this
 };
 struct ApiKeyFilter {
-  std::optional<std::string> user_id;
-  std::optional<bool> revoked;
+  std::optional<std::string> user_id{};
+  std::optional<bool> revoked{};
 };
 struct NodeFilter {
-  std::optional<NodeStatus> status;
-  std::optional<std::string> token_hash;
+  std::optional<NodeStatus> status{};
+  std::optional<std::string> token_hash{};
 };
 struct JoinTokenFilter {
-  std::optional<bool> used;
-  std::optional<TimePoint> expires_before;
+  std::optional<bool> used{};
+  std::optional<TimePoint> expires_before{};
 };
 struct ModelFilter {
-  std::optional<ModelSource> source;
-  std::optional<ModelStatus> status;
-  std::optional<std::string> node_id;
+  std::optional<ModelSource> source{};
+  std::optional<ModelStatus> status{};
+  std::optional<std::string> node_id{};
 };
 struct ServiceFilter {
-  std::optional<std::string> model_id;
+  std::optional<std::string> model_id{};
 };
 struct InstanceFilter {
-  std::optional<std::string> service_id;
-  std::optional<InstanceState> state;
-  std::optional<std::string> node_id;  ///< instances that use this node (any position)
+  std::optional<std::string> service_id{};
+  std::optional<InstanceState> state{};
+  std::optional<std::string> node_id{};  ///< instances that use this node (any position)
 };
 struct DownloadFilter {
-  std::optional<std::string> model_id;
-  std::optional<DownloadState> state;
+  std::optional<std::string> model_id{};
+  std::optional<DownloadState> state{};
 };
 struct SettingFilter {
-  std::optional<std::string> key_prefix;
+  std::optional<std::string> key_prefix{};
 };
 struct EventFilter {
-  std::optional<std::string> actor;
-  std::optional<std::string> action;
-  std::optional<std::string> target_kind;
-  std::optional<std::string> target_id;
-  std::optional<TimePoint> since;  ///< time >= since
-  std::optional<TimePoint> until;  ///< time < until
+  std::optional<std::string> actor{};
+  std::optional<std::string> action{};
+  std::optional<std::string> target_kind{};
+  std::optional<std::string> target_id{};
+  std::optional<TimePoint> since{};  ///< time >= since
+  std::optional<TimePoint> until{};  ///< time < until
 };
 struct CallLogFilter {
-  std::optional<std::string> service;
-  std::optional<std::string> user_id;
-  std::optional<std::string> key_id;
-  std::optional<TimePoint> since;
-  std::optional<TimePoint> until;
+  std::optional<std::string> service{};
+  std::optional<std::string> user_id{};
+  std::optional<std::string> key_id{};
+  std::optional<TimePoint> since{};
+  std::optional<TimePoint> until{};
 };
 
 /// Typed access to one table of records with a text id.

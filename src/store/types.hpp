@@ -62,170 +62,194 @@ bool from_string(std::string_view s, DownloadState& out) noexcept;
 
 /// A person who can log in. `username` is unique.
 struct User {
-  std::string id;  ///< "usr_..."
-  std::string username;
-  std::string display_name;
-  std::string email;
+  std::string id{};  ///< "usr_..."
+  std::string username{};
+  std::string display_name{};
+  std::string email{};
   Role role = Role::user;
-  std::string password_hash;  ///< argon2id string (libsodium), never the password
+  std::string password_hash{};  ///< argon2id string (libsodium), never the password
   bool must_change_password = false;
   bool disabled = false;
   TimePoint created_at{};  ///< set by the store on create when left at the epoch
   TimePoint updated_at{};  ///< set by the store on every create and update
+
+  friend bool operator==(const User&, const User&) = default;
 };
 
 /// A UI or CLI login session; the id is the hash of the token the client holds.
 struct Session {
-  std::string token_hash;  ///< primary key; given by the caller
-  std::string user_id;     ///< deleting the user deletes their sessions
-  std::string csrf_token_hash;
+  std::string token_hash{};  ///< primary key; given by the caller
+  std::string user_id{};     ///< deleting the user deletes their sessions
+  std::string csrf_token_hash{};
   TimePoint created_at{};
   TimePoint expires_at{};
   TimePoint last_seen_at{};
-  std::string ip;
+  std::string ip{};
+
+  friend bool operator==(const Session&, const Session&) = default;
 };
 
 /// An API key for the gateway. `prefix` (the visible start of the key) is unique.
 struct ApiKey {
-  std::string id;       ///< "key_..."
-  std::string user_id;  ///< deleting the user deletes their keys
-  std::string name;
-  std::string prefix;
-  std::string secret_hash;
+  std::string id{};       ///< "key_..."
+  std::string user_id{};  ///< deleting the user deletes their keys
+  std::string name{};
+  std::string prefix{};
+  std::string secret_hash{};
   TimePoint created_at{};
-  std::optional<TimePoint> last_used_at;
-  std::optional<TimePoint> expires_at;
-  std::optional<TimePoint> revoked_at;
-  std::vector<std::string> allowed_models;  ///< empty = every model
+  std::optional<TimePoint> last_used_at{};
+  std::optional<TimePoint> expires_at{};
+  std::optional<TimePoint> revoked_at{};
+  std::vector<std::string> allowed_models{};  ///< empty = every model
+
+  friend bool operator==(const ApiKey&, const ApiKey&) = default;
 };
 
 /// A compute node. `name` and `token_hash` are unique.
 struct Node {
-  std::string id;  ///< "node_..."
-  std::string name;
-  std::string address;
-  std::map<std::string, std::string> labels;
+  std::string id{};  ///< "node_..."
+  std::string name{};
+  std::string address{};
+  std::map<std::string, std::string> labels{};
   NodeStatus status = NodeStatus::not_ready;
-  std::string status_reason;
-  std::string token_hash;      ///< the node's credential, hashed
-  std::string inventory_json;  ///< the agent's last inventory, opaque
-  std::optional<TimePoint> last_heartbeat_at;
+  std::string status_reason{};
+  std::string token_hash{};      ///< the node's credential, hashed
+  std::string inventory_json{};  ///< the agent's last inventory, opaque
+  std::optional<TimePoint> last_heartbeat_at{};
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  friend bool operator==(const Node&, const Node&) = default;
 };
 
 /// A one-time token with which an agent joins. `token_hash` is unique.
 struct JoinToken {
-  std::string id;  ///< "jt_..."
-  std::string token_hash;
+  std::string id{};  ///< "jt_..."
+  std::string token_hash{};
   TimePoint created_at{};
   TimePoint expires_at{};
   bool used = false;
+
+  friend bool operator==(const JoinToken&, const JoinToken&) = default;
 };
 
 /// A model in the library. `name` is unique.
 struct Model {
-  std::string id;  ///< "mdl_..."
-  std::string name;
+  std::string id{};  ///< "mdl_..."
+  std::string name{};
   ModelSource source = ModelSource::local;
-  std::string repo;  ///< hub repository ("deepseek-ai/DeepSeek-R1"), empty for local models
-  std::string path;  ///< where the files are (on the server's model store or on `node_id`)
-  std::optional<std::string> node_id;  ///< set for a local model that lives on one node
-  std::string format;                  ///< "safetensors", "gguf", ...
+  std::string repo{};  ///< hub repository ("deepseek-ai/DeepSeek-R1"), empty for local models
+  std::string path{};  ///< where the files are (on the server's model store or on `node_id`)
+  std::optional<std::string> node_id{};  ///< set for a local model that lives on one node
+  std::string format{};                  ///< "safetensors", "gguf", ...
   std::int64_t size_bytes = 0;
   ModelStatus status = ModelStatus::pending;
-  std::string status_reason;
-  std::string meta_json;  ///< estimated requirements, architecture, ... (opaque)
+  std::string status_reason{};
+  std::string meta_json{};  ///< estimated requirements, architecture, ... (opaque)
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  friend bool operator==(const Model&, const Model&) = default;
 };
 
 /// A deployed model: desired state. `name` (the OpenAI model id) is unique. A model used by a
 /// service cannot be deleted. `generation` is the optimistic-concurrency counter (see
 /// Repo::update).
 struct Service {
-  std::string id;  ///< "svc_..."
-  std::string name;
-  std::string model_id;
-  std::string engine;                  ///< "vllm", "sglang", ...; empty = chosen automatically
-  std::string engine_version;          ///< empty = the default version
-  std::string extra_args;              ///< the extended parameters as the user typed them
-  std::vector<std::string> placement;  ///< node ids; empty = automatic placement
+  std::string id{};  ///< "svc_..."
+  std::string name{};
+  std::string model_id{};
+  std::string engine{};                  ///< "vllm", "sglang", ...; empty = chosen automatically
+  std::string engine_version{};          ///< empty = the default version
+  std::string extra_args{};              ///< the extended parameters as the user typed them
+  std::vector<std::string> placement{};  ///< node ids; empty = automatic placement
   int replicas = 1;
-  std::string spec_json;  ///< anything else the server wants to keep (opaque)
+  std::string spec_json{};  ///< anything else the server wants to keep (opaque)
   std::int64_t generation = 0;
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  friend bool operator==(const Service&, const Service&) = default;
 };
 
 /// One running copy of a service, on one or several nodes. `revision` is the
 /// optimistic-concurrency counter. Deleting the service deletes its instances.
 struct Instance {
-  std::string id;  ///< "inst_..."
-  std::string service_id;
+  std::string id{};  ///< "inst_..."
+  std::string service_id{};
   InstanceState state = InstanceState::pending;
-  std::string state_reason;
-  std::vector<std::string> node_ids;  ///< head node first
-  std::string assignment_json;        ///< what the agents run (opaque)
+  std::string state_reason{};
+  std::vector<std::string> node_ids{};  ///< head node first
+  std::string assignment_json{};        ///< what the agents run (opaque)
   int port = 0;
   std::int64_t pid = 0;
   int restarts = 0;
   std::int64_t revision = 0;
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  friend bool operator==(const Instance&, const Instance&) = default;
 };
 
 /// One audit-trail entry: who did what to which thing, when.
 struct Event {
-  std::int64_t id = 0;  ///< assigned by the database
-  TimePoint time{};     ///< set by the store when left at the epoch
-  std::string actor;    ///< user name, "system", "node:<name>", ...
-  std::string action;   ///< "service.create", "user.disable", ...
-  std::string target_kind;
-  std::string target_id;
-  std::string detail_json;
+  std::int64_t id = 0;   ///< assigned by the database
+  TimePoint time{};      ///< set by the store when left at the epoch
+  std::string actor{};   ///< user name, "system", "node:<name>", ...
+  std::string action{};  ///< "service.create", "user.disable", ...
+  std::string target_kind{};
+  std::string target_id{};
+  std::string detail_json{};
+
+  friend bool operator==(const Event&, const Event&) = default;
 };
 
 /// One key/value setting; the key is the id.
 struct Setting {
-  std::string key;
-  std::string value;
+  std::string key{};
+  std::string value{};
   TimePoint updated_at{};
+
+  friend bool operator==(const Setting&, const Setting&) = default;
 };
 
 /// One request through the gateway (issue [5]). No foreign keys: logs outlive users and keys.
 struct CallLog {
   std::int64_t id = 0;  ///< assigned by the database
   TimePoint time{};
-  std::string user_id;
-  std::string key_id;
-  std::string service;  ///< the model id the client asked for
-  std::string instance_id;
+  std::string user_id{};
+  std::string key_id{};
+  std::string service{};  ///< the model id the client asked for
+  std::string instance_id{};
   int status = 0;  ///< HTTP status sent to the client
   std::int64_t duration_ms = 0;
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
-  std::optional<std::int64_t> ttft_ms;  ///< streams only
+  std::optional<std::int64_t> ttft_ms{};  ///< streams only
   double tokens_per_second = 0;
-  std::string error;
+  std::string error{};
+
+  friend bool operator==(const CallLog&, const CallLog&) = default;
 };
 
 /// A model download in the library's queue (issue [6]). Deleting the model deletes it.
 struct Download {
-  std::string id;  ///< "dl_..."
-  std::string model_id;
+  std::string id{};  ///< "dl_..."
+  std::string model_id{};
   DownloadState state = DownloadState::queued;
   std::int64_t position = 0;  ///< queue order, lower first; the queue logic owns its meaning
   std::int64_t bytes_total = 0;
   std::int64_t bytes_done = 0;
   std::int64_t files_total = 0;
   std::int64_t files_done = 0;
-  std::string error;
-  std::string log_path;  ///< the per-model download log
-  std::optional<TimePoint> started_at;
-  std::optional<TimePoint> finished_at;
+  std::string error{};
+  std::string log_path{};  ///< the per-model download log
+  std::optional<TimePoint> started_at{};
+  std::optional<TimePoint> finished_at{};
   TimePoint created_at{};
   TimePoint updated_at{};
+
+  friend bool operator==(const Download&, const Download&) = default;
 };
 
 }  // namespace openstation::store

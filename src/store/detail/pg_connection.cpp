@@ -1,7 +1,7 @@
-// PostgreSQL connection over libpqxx 6.4: prepared statements cached per connection; transactions
-// as a stack (a pqxx::work, then subtransactions for savepoints); every statement inside a
-// transaction runs in its own savepoint so a failed statement (a unique violation the caller
-// handles) does not poison the rest of the transaction.
+// PostgreSQL connection over libpqxx 6.4: prepared statements cached per connection; a transaction
+// is a pqxx::work, nested ones are savepoints; every statement inside a transaction runs in its
+// own savepoint so a failed statement (a unique violation the caller handles) does not poison the
+// rest of the transaction.
 
 #include "store/detail/db.hpp"
 
@@ -34,14 +34,12 @@ std::string number_placeholders(std::string_view sql) {
 class PgConnection final : public Connection {
  public:
   explicit PgConnection(const std::string& url) : conn_(url) {}
-  ~PgConnection() override {
-    while (!txs_.empty()) txs_.pop_back();  // innermost first; each aborts if still open
-  }
+  ~PgConnection() override = default;  // an open pqxx::work aborts
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
 
   Backend backend() const override { return Backend::postgresql; }
-  bool healthy() const override { return healthy_ && txs_.empty(); }
+  bool healthy() const override { return healthy_ && work_ == nullptr; }
 
   core::Result<Rows> exec(std::string_view sql, const Params& params) override {
     return guard([&]() -> Rows {
@@ -63,15 +61,19 @@ class PgConnection final : public Connection {
       auto run = [&](pqxx::transaction_base& tx) {
         return tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
       };
-      pqxx::result result;
-      if (txs_.empty()) {
+      if (work_ == nullptr) {
         pqxx::nontransaction tx(conn_);
-        result = run(tx);
-      } else {
-        pqxx::subtransaction tx(*txs_.back());
-        result = run(tx);
-        tx.commit();
+        return convert(run(tx));
       }
+      work_->exec("SAVEPOINT os_stmt");
+      pqxx::result result;
+      try {
+        result = run(*work_);
+      } catch (const pqxx::sql_error&) {
+        work_->exec("ROLLBACK TO SAVEPOINT os_stmt");
+        throw;
+      }
+      work_->exec("RELEASE SAVEPOINT os_stmt");
       return convert(result);
     });
   }
@@ -79,13 +81,11 @@ class PgConnection final : public Connection {
   core::Result<void> exec_script(std::string_view sql) override {
     auto r = guard([&]() -> Rows {
       const std::string text(sql);
-      if (txs_.empty()) {
+      if (work_ == nullptr) {
         pqxx::nontransaction tx(conn_);
         tx.exec(text);
       } else {
-        pqxx::subtransaction tx(*txs_.back());
-        tx.exec(text);
-        tx.commit();
+        work_->exec(text);
       }
       return {};
     });
@@ -95,35 +95,55 @@ class PgConnection final : public Connection {
 
   core::Result<void> begin() override {
     auto r = guard([&]() -> Rows {
-      if (txs_.empty()) {
-        txs_.push_back(std::make_unique<pqxx::work>(conn_));
+      if (depth_ == 0) {
+        work_ = std::make_unique<pqxx::work>(conn_);
       } else {
-        txs_.push_back(std::make_unique<pqxx::subtransaction>(*txs_.back()));
+        work_->exec("SAVEPOINT " + savepoint(depth_));
       }
       return {};
     });
     if (!r) return r.error();
+    ++depth_;
     return {};
   }
 
   core::Result<void> commit() override {
-    if (txs_.empty()) return internal_error("commit without a transaction");
+    if (depth_ == 0) return internal_error("commit without a transaction");
+    if (depth_ > 1) {
+      auto r = guard([&]() -> Rows {
+        work_->exec("RELEASE SAVEPOINT " + savepoint(depth_ - 1));
+        return {};
+      });
+      if (!r) {
+        (void)rollback();
+        return r.error();
+      }
+      --depth_;
+      return {};
+    }
     auto r = guard([&]() -> Rows {
-      txs_.back()->commit();
+      work_->commit();
       return {};
     });
-    txs_.pop_back();
+    work_.reset();  // a failed commit ends the transaction too
+    depth_ = 0;
     if (!r) return r.error();
     return {};
   }
 
   core::Result<void> rollback() override {
-    if (txs_.empty()) return internal_error("rollback without a transaction");
+    if (depth_ == 0) return internal_error("rollback without a transaction");
+    --depth_;
     auto r = guard([&]() -> Rows {
-      txs_.back()->abort();
+      if (depth_ == 0) {
+        work_->abort();
+      } else {
+        const auto sp = savepoint(depth_);
+        work_->exec("ROLLBACK TO SAVEPOINT " + sp + "; RELEASE SAVEPOINT " + sp);
+      }
       return {};
     });
-    txs_.pop_back();
+    if (depth_ == 0) work_.reset();
     if (!r) return r.error();
     return {};
   }
@@ -139,6 +159,8 @@ class PgConnection final : public Connection {
     }
     return it->second;
   }
+
+  static std::string savepoint(int depth) { return "os_sp" + std::to_string(depth); }
 
   static Rows convert(const pqxx::result& result) {
     Rows out;
@@ -194,7 +216,8 @@ class PgConnection final : public Connection {
   }
 
   pqxx::connection conn_;
-  std::vector<std::unique_ptr<pqxx::dbtransaction>> txs_;
+  std::unique_ptr<pqxx::work> work_;
+  int depth_ = 0;
   std::unordered_map<std::string, std::string> statements_;
   bool healthy_ = true;
 };
