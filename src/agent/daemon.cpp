@@ -49,7 +49,13 @@ core::Result<RecoveryReport> Daemon::start() {
     identity_ = **loaded;
   } else {
     auto id = register_node();
-    if (!id) return id.error();
+    if (!id) {
+      auto e = id.error();
+      if (e.code != "agent.no_join_token") {
+        e.message = "registering with " + options_.server_url + " failed: " + e.message;
+      }
+      return e;
+    }
     std::lock_guard lock(mutex_);
     identity_ = *id;
   }
