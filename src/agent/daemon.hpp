@@ -10,7 +10,8 @@
 ///
 /// Level-triggered: every watch answer carries the whole desired set, so a lost answer or a missed
 /// generation heals on the next poll. When the server is unreachable, calls fail and are retried
-/// with exponential backoff (timed on the injected clock); the supervisor keeps its instances
+/// with exponential backoff (heartbeats timed on the injected clock in poll(); the watch thread
+/// pauses on its condition variable, woken by stop()); the supervisor keeps its instances
 /// running meanwhile. A 401 means the server no longer knows this node's token: the agent
 /// registers again when it still has a join token, else it reports "agent.identity_rejected".
 ///
