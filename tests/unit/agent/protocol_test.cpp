@@ -1,12 +1,14 @@
 #include "agent/protocol.hpp"
 #include "agent/agent_client.hpp"
 #include "support/fake_control_plane.hpp"
+#include "support/wait_until.hpp"
 
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <thread>
 
 namespace openstation::agent {
 namespace {
@@ -189,6 +191,24 @@ TEST(AgentClient, RegisterHeartbeatAndWatchAgainstTheFakeServer) {
   auto down = client.heartbeat(*id, hb);
   ASSERT_FALSE(down);
   EXPECT_EQ(down.error().category, core::Errc::unavailable);
+}
+
+TEST(AgentClient, ALongPollAnswersWhenTheGenerationChanges) {
+  testing::FakeControlPlane server("join-secret");
+  AgentClient client(server.url(), std::chrono::seconds(5));
+  auto id = client.register_node(RegisterRequest{"join-secret", "n", "", 0, ""});
+  ASSERT_TRUE(id) << id.error().message;
+  const auto gen = server.generation();
+  std::thread publisher([&] {
+    testing::wait_until([&] { return server.watch_count() >= 1; });
+    server.publish({sample_assignment()});
+  });
+  // The wait is far longer than the client's own timeout: the watch must allow for it.
+  auto set = client.watch(*id, gen, std::chrono::seconds(60));
+  publisher.join();
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ(set->generation, gen + 1);
+  EXPECT_EQ(set->instances.size(), 1u);
 }
 
 }  // namespace
