@@ -9,8 +9,6 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 15
-export CCACHE_DIR ?= $(HOME)/.cache/openstation-ccache
-export CCACHE_MAXSIZE ?= 5G
 
 .PHONY: all deps build run test unit fuzz format asan clean
 
