@@ -1,5 +1,7 @@
 #include "agent/instance_store.hpp"
 
+#include "core/fs.hpp"
+
 #include "core/json.hpp"
 
 #include <fcntl.h>
@@ -91,25 +93,7 @@ core::Result<void> InstanceStore::save(const std::vector<InstanceRecord>& record
                           "cannot write the supervisor's state " + file_.string() + ": " + what +
                               " (check free space and permissions of the data directory)");
   };
-  std::error_code ec;
-  std::filesystem::create_directories(file_.parent_path(), ec);
-  const auto tmp = std::filesystem::path(file_.string() + ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return fail(std::strerror(errno));
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const auto n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      return fail(err);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) return fail(std::strerror(errno));
-  std::filesystem::rename(tmp, file_, ec);
-  if (ec) return fail(ec.message());
+  if (auto w = core::write_file_atomic(file_, text, 0600); !w) return fail(w.error().message);
   return {};
 }
 

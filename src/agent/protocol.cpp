@@ -1,5 +1,7 @@
 #include "agent/protocol.hpp"
 
+#include "core/fs.hpp"
+
 #include "core/json.hpp"
 #include "core/strings.hpp"
 
@@ -356,28 +358,8 @@ core::Result<void> save_identity(const std::filesystem::path& data_dir, const No
                           "cannot write the node identity " + path.string() + ": " + what +
                               " (check the data directory's permissions and free space)");
   };
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) return fail(ec.message());
   const std::string text = to_json(id) + "\n";
-  const auto tmp = std::filesystem::path(path.string() + ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return fail(std::strerror(errno));
-  ::fchmod(fd, 0600);
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const auto n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      return fail(err);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) return fail(std::strerror(errno));
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return fail(ec.message());
+  if (auto w = core::write_file_atomic(path, text, 0600); !w) return fail(w.error().message);
   return {};
 }
 

@@ -108,6 +108,17 @@ struct Numbers {
   std::int64_t chunked_prefill = 0;  ///< SGLang
 };
 
+/// vLLM's paged KV cache: whole blocks of `block` tokens out of the available bytes.
+void fill_kv_blocks(Numbers& n) {
+  const std::uint64_t page = static_cast<std::uint64_t>(n.block) * n.kv_per_token;
+  const std::int64_t blocks =
+      (n.avail > 0 && page > 0)
+          ? static_cast<std::int64_t>(static_cast<std::uint64_t>(n.avail) / page)
+          : 0;
+  n.tokens = blocks * n.block;
+  n.kv_bytes = static_cast<std::uint64_t>(blocks) * page;
+}
+
 std::int64_t layers_per_rank(const ModelArch& a, int pp) {
   return ceil_div(a.num_layers, pp);
 }
@@ -256,13 +267,7 @@ Numbers vllm_gpu(const Resolved& r, const EngineMemorySettings& s, const GpuView
               (r.graphs_profiled ? static_cast<std::int64_t>(n.graphs) : 0);
     n.weights_over = n.weights_r > n.budget;
   }
-  const std::uint64_t page = static_cast<std::uint64_t>(n.block) * n.kv_per_token;
-  const std::int64_t blocks =
-      (n.avail > 0 && page > 0)
-          ? static_cast<std::int64_t>(static_cast<std::uint64_t>(n.avail) / page)
-          : 0;
-  n.tokens = blocks * n.block;
-  n.kv_bytes = static_cast<std::uint64_t>(blocks) * page;
+  fill_kv_blocks(n);
   return n;
 }
 
@@ -360,13 +365,7 @@ Numbers vllm_cpu(const Resolved& r, const EngineMemorySettings& s, std::uint64_t
     n.avail = static_cast<std::int64_t>(4 * kGiB);
   }
   n.weights_over = n.weights_r > n.budget;
-  const std::uint64_t page = static_cast<std::uint64_t>(n.block) * n.kv_per_token;
-  const std::int64_t blocks =
-      (n.avail > 0 && page > 0)
-          ? static_cast<std::int64_t>(static_cast<std::uint64_t>(n.avail) / page)
-          : 0;
-  n.tokens = blocks * n.block;
-  n.kv_bytes = static_cast<std::uint64_t>(blocks) * page;
+  fill_kv_blocks(n);
   return n;
 }
 

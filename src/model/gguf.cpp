@@ -1,5 +1,7 @@
 #include "model/gguf.hpp"
 
+#include "core/fs.hpp"
+
 #include "core/strings.hpp"
 
 #include <algorithm>
@@ -664,16 +666,10 @@ core::Result<GgufFile> read_gguf(const std::filesystem::path& path) {
     if (e.field.empty()) e.field = name;
     return e;
   };
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    if (!std::filesystem::exists(path)) {
-      return core::not_found("file.not_found", name + ": no such file", name);
-    }
-    return core::io_error("file.unreadable", name + ": " + ec.message(), name);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return core::io_error("file.unreadable", name + ": cannot open for reading", name);
+  std::ifstream in;
+  auto opened = core::open_for_read(path, in);
+  if (!opened) return opened.error();
+  const std::uint64_t size = *opened;
   constexpr std::uint64_t kCap = 1ull << 30;
   std::uint64_t want = std::min<std::uint64_t>(size, 4u << 20);
   std::vector<std::uint8_t> buf;

@@ -1,5 +1,7 @@
 #include "model/safetensors.hpp"
 
+#include "core/fs.hpp"
+
 #include "core/json.hpp"
 
 #include <boost/json.hpp>
@@ -201,16 +203,10 @@ core::Result<SafetensorsHeader> parse_safetensors_header(std::span<const std::ui
 
 core::Result<SafetensorsHeader> read_safetensors_header(const std::filesystem::path& path) {
   const std::string name = path.string();
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    if (!std::filesystem::exists(path)) {
-      return core::not_found("file.not_found", name + ": no such file", name);
-    }
-    return core::io_error("file.unreadable", name + ": " + ec.message(), name);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return core::io_error("file.unreadable", name + ": cannot open for reading", name);
+  std::ifstream in;
+  auto opened = core::open_for_read(path, in);
+  if (!opened) return opened.error();
+  const std::uint64_t size = *opened;
   std::vector<std::uint8_t> buf(static_cast<std::size_t>(std::min<std::uint64_t>(size, 8)));
   in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
   if (buf.size() == 8) {
