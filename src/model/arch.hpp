@@ -21,9 +21,9 @@ double bytes_per_element(DType d);
 
 /// config.json's quantization_config, reduced to what matters for memory and flags.
 struct Quantization {
-  std::string method;                  ///< quant_method: "fp8", "awq", "gptq", "compressed-tensors", ...
-  int bits = 0;                        ///< weight bits (4, 8); 0 if unknown
-  std::string fmt;                     ///< e.g. "e4m3" for fp8
+  std::string method;  ///< quant_method: "fp8", "awq", "gptq", "compressed-tensors", ...
+  int bits = 0;        ///< weight bits (4, 8); 0 if unknown
+  std::string fmt;     ///< e.g. "e4m3" for fp8
   std::vector<int> weight_block_size;  ///< e.g. {128, 128}
 };
 

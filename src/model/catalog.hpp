@@ -15,17 +15,17 @@ namespace openstation::model {
 
 /// One catalog entry.
 struct ModelCard {
-  std::string id;            ///< "deepseek-r1-distill-qwen-7b"
-  std::string display_name;  ///< "DeepSeek-R1-Distill-Qwen-7B"
-  double params_b = 0;       ///< parameters in billions, nominal (7, 1.5, 671)
-  std::string params_label;  ///< "7B", "1.5B", "671B"
+  std::string id;                ///< "deepseek-r1-distill-qwen-7b"
+  std::string display_name;      ///< "DeepSeek-R1-Distill-Qwen-7B"
+  double params_b = 0;           ///< parameters in billions, nominal (7, 1.5, 671)
+  std::string params_label;      ///< "7B", "1.5B", "671B"
   DType dtype = DType::unknown;  ///< as the seed table lists it (FP8, BF16)
-  std::string hf_repo;       ///< "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
-  std::string ms_repo;       ///< ModelScope repo id
+  std::string hf_repo;           ///< "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+  std::string ms_repo;           ///< ModelScope repo id
   std::int64_t min_vram_gb = 0;  ///< the seed formula, rounded
-  double disk_gb = 0;        ///< disk needed for the files
-  ModelArch arch;            ///< architecture facts so estimates work without files
-  bool builtin = true;       ///< false for user cards
+  double disk_gb = 0;            ///< disk needed for the files
+  ModelArch arch;                ///< architecture facts so estimates work without files
+  bool builtin = true;           ///< false for user cards
 
   /// A ModelInfo from the card alone: nominal parameters, weights = params × dtype bytes.
   ModelInfo to_model_info() const;
@@ -40,11 +40,12 @@ class Catalog {
   /// The built-in cards only.
   static Catalog builtin();
   /// Built-in cards plus the user's file (JSON {"models": [card...]}); a missing file is fine, a
-  /// malformed one is an error naming the card and field. A user card with a built-in id replaces it.
+  /// malformed one is an error naming the card and field. A user card with a built-in id replaces
+  /// it.
   static core::Result<Catalog> load(const std::filesystem::path& user_file);
   /// Parses cards from text (the built-in file or a user file).
-  static core::Result<std::vector<ModelCard>> parse(std::string_view json_text, std::string_view source,
-                                                    bool builtin);
+  static core::Result<std::vector<ModelCard>> parse(std::string_view json_text,
+                                                    std::string_view source, bool builtin);
 
   const std::vector<ModelCard>& cards() const { return cards_; }
   /// The card or not_found with "did you mean".

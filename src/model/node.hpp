@@ -39,7 +39,7 @@ struct GpuSpec {
   std::string cuda_driver_version;  ///< "12.4"
   int utilization_percent = -1;     ///< -1 when unknown
   std::vector<GpuProcess> processes;
-  std::string health = "ok";        ///< "ok", or what the driver says is wrong ("lost", "xid 79")
+  std::string health = "ok";  ///< "ok", or what the driver says is wrong ("lost", "xid 79")
 
   std::uint64_t total_bytes() const { return static_cast<std::uint64_t>(memory_total_mib) << 20; }
   std::uint64_t used_bytes() const { return static_cast<std::uint64_t>(memory_used_mib) << 20; }
