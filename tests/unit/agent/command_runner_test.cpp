@@ -1,4 +1,5 @@
 #include "agent/command_runner.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -40,7 +41,7 @@ TEST(SpawnCommandRunner, KillsACommandThatRunsPastItsTimeout) {
 
 TEST(FindOnPath, FindsExecutablesOnly) {
   namespace fs = std::filesystem;
-  fs::path dir = fs::path(testing::TempDir()) / "agent_path";
+  fs::path dir = openstation::testing_support::unique_temp_path("agent_path");
   fs::remove_all(dir);
   fs::create_directories(dir / "a");
   fs::create_directories(dir / "b");

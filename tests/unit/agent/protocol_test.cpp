@@ -1,6 +1,7 @@
 #include "agent/protocol.hpp"
 #include "agent/agent_client.hpp"
 #include "support/fake_control_plane.hpp"
+#include "support/temp_dir.hpp"
 #include "support/wait_until.hpp"
 
 #include <gtest/gtest.h>
@@ -122,7 +123,7 @@ TEST(Protocol, ReportCarriesTheSupervisorStatus) {
 }
 
 TEST(Protocol, IdentityIsPersistedAtomicallyWithMode0600) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / "protocol_identity";
+  const auto dir = openstation::testing_support::unique_temp_path("protocol_identity");
   std::filesystem::remove_all(dir);
   auto none = load_identity(dir);
   ASSERT_TRUE(none);

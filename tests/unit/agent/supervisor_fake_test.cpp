@@ -1,6 +1,7 @@
 // The Supervisor over fake seams (launcher, probe, port checker) and a manual clock: the state
 // machine applied end to end, persistence and adoption, without processes or sockets.
 #include "agent/supervisor.hpp"
+#include "support/temp_dir.hpp"
 
 #include "support/fake_supervisor_seams.hpp"
 #include "support/manual_clock.hpp"
@@ -333,7 +334,7 @@ TEST(SupervisorSpec, HashChangesWithWhatMattersAndPortsExpand) {
 }
 
 TEST(InstanceStoreTest, RoundTripsAtomically) {
-  const auto file = fs::path(::testing::TempDir()) / "store-rt" / "instances.json";
+  const auto file = openstation::testing_support::unique_temp_path("store-rt") / "instances.json";
   fs::remove_all(file.parent_path());
   InstanceStore store(file);
   EXPECT_TRUE(store.load()->empty());

@@ -1,6 +1,7 @@
 #include "cli/commands.hpp"
 #include "support/cli_runner.hpp"
 #include "support/model_fixtures.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -22,7 +23,7 @@ using Out = testing_support::CliResult;
 class CliEstimate : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(testing::TempDir()) / "cli_estimate_test";
+    dir_ = openstation::testing_support::unique_temp_path("cli_estimate_test");
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     // No user catalog from the real data dir leaks into the tests.

@@ -1,5 +1,6 @@
 #include "support/cli_runner.hpp"
 #include "support/model_fixtures.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -21,7 +22,7 @@ using Out = testing_support::CliResult;
 class CliPlan : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(testing::TempDir()) / "cli_plan_test";
+    dir_ = openstation::testing_support::unique_temp_path("cli_plan_test");
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     ::setenv("OPENSTATION_DATA_DIR", dir_.c_str(), 1);  // no user catalog leaks in

@@ -1,6 +1,7 @@
 #include "model/catalog.hpp"
 #include "core/paths.hpp"
 #include "model/estimator_weights.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -184,7 +185,7 @@ TEST(Catalog, ErrorsNameTheCardAndField) {
 }
 
 TEST(Catalog, LoadMergesTheUserFile) {
-  const auto dir = std::filesystem::path(testing::TempDir()) / "catalog_load_test";
+  const auto dir = openstation::testing_support::unique_temp_path("catalog_load_test");
   std::filesystem::create_directories(dir);
   const auto file = dir / "catalog.json";
   {
