@@ -8,7 +8,11 @@ Result<Version> Version::parse(std::string_view text) {
   Version v;
   v.text_ = std::string(text);
   std::string_view s = text;
-  if (!s.empty() && (s.front() == 'v' || s.front() == 'V')) s.remove_prefix(1);
+  // "v0.8.4", and llama.cpp's build numbers "b6100".
+  if (s.size() > 1 && (s.front() == 'v' || s.front() == 'V' || s.front() == 'b') &&
+      std::isdigit(static_cast<unsigned char>(s[1]))) {
+    s.remove_prefix(1);
+  }
   if (s.empty() || !std::isdigit(static_cast<unsigned char>(s.front()))) {
     return invalid("version.invalid",
                    "invalid version '" + std::string(text) + "': expected digits like 0.8.4");

@@ -37,7 +37,10 @@ TEST(Version, ComparesNumerically) {
   EXPECT_LT(v("0.5.6"), v("0.5.6.post2"));
   EXPECT_LT(v("0.6.0rc1"), v("0.6.0"));
   EXPECT_EQ(v("v0.21.0"), v("0.21.0"));
+  EXPECT_LT(v("b6100"), v("b6200"));  // llama.cpp build numbers
   EXPECT_FALSE(oc::Version::parse("latest"));
+  EXPECT_FALSE(oc::Version::parse("b"));
+  EXPECT_FALSE(oc::Version::parse("beta"));
   EXPECT_FALSE(oc::Version::parse(""));
 }
 
