@@ -417,65 +417,48 @@ std::string_view to_string(GgufValueType t) {
   return "unknown";
 }
 
-GgufValue GgufValue::u8(std::uint8_t v) {
+namespace {
+// One GgufValue of a scalar type: unsigned types fill uint_value, signed int_value, floats
+// float_value.
+GgufValue scalar(GgufValueType type, std::uint64_t u, std::int64_t i, double f) {
   GgufValue x;
-  x.type = GgufValueType::uint8;
-  x.uint_value = v;
+  x.type = type;
+  x.uint_value = u;
+  x.int_value = i;
+  x.float_value = f;
   return x;
+}
+}  // namespace
+
+GgufValue GgufValue::u8(std::uint8_t v) {
+  return scalar(GgufValueType::uint8, v, 0, 0);
 }
 GgufValue GgufValue::i8(std::int8_t v) {
-  GgufValue x;
-  x.type = GgufValueType::int8;
-  x.int_value = v;
-  return x;
+  return scalar(GgufValueType::int8, 0, v, 0);
 }
 GgufValue GgufValue::u16(std::uint16_t v) {
-  GgufValue x;
-  x.type = GgufValueType::uint16;
-  x.uint_value = v;
-  return x;
+  return scalar(GgufValueType::uint16, v, 0, 0);
 }
 GgufValue GgufValue::i16(std::int16_t v) {
-  GgufValue x;
-  x.type = GgufValueType::int16;
-  x.int_value = v;
-  return x;
+  return scalar(GgufValueType::int16, 0, v, 0);
 }
 GgufValue GgufValue::u32(std::uint32_t v) {
-  GgufValue x;
-  x.type = GgufValueType::uint32;
-  x.uint_value = v;
-  return x;
+  return scalar(GgufValueType::uint32, v, 0, 0);
 }
 GgufValue GgufValue::i32(std::int32_t v) {
-  GgufValue x;
-  x.type = GgufValueType::int32;
-  x.int_value = v;
-  return x;
+  return scalar(GgufValueType::int32, 0, v, 0);
 }
 GgufValue GgufValue::u64(std::uint64_t v) {
-  GgufValue x;
-  x.type = GgufValueType::uint64;
-  x.uint_value = v;
-  return x;
+  return scalar(GgufValueType::uint64, v, 0, 0);
 }
 GgufValue GgufValue::i64(std::int64_t v) {
-  GgufValue x;
-  x.type = GgufValueType::int64;
-  x.int_value = v;
-  return x;
+  return scalar(GgufValueType::int64, 0, v, 0);
 }
 GgufValue GgufValue::f32(float v) {
-  GgufValue x;
-  x.type = GgufValueType::float32;
-  x.float_value = v;
-  return x;
+  return scalar(GgufValueType::float32, 0, 0, v);
 }
 GgufValue GgufValue::f64(double v) {
-  GgufValue x;
-  x.type = GgufValueType::float64;
-  x.float_value = v;
-  return x;
+  return scalar(GgufValueType::float64, 0, 0, v);
 }
 GgufValue GgufValue::boolean(bool v) {
   GgufValue x;
