@@ -6,6 +6,7 @@
 #include "agent/process_launcher.hpp"
 #include "support/fake_control_plane.hpp"
 #include "support/manual_clock.hpp"
+#include "support/recording_launcher.hpp"
 #include "support/wait_until.hpp"
 
 #include <gtest/gtest.h>
@@ -26,22 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-class RecordingLauncher final : public ProcessLauncher {
- public:
-  explicit RecordingLauncher(std::vector<pid_t>& pids) : pids_(pids) {}
-  core::Result<ProcessHandle> launch(const LaunchRequest& req) override {
-    auto h = real_.launch(req);
-    if (h) pids_.push_back(h->pid);
-    return h;
-  }
-  bool signal_group(const ProcessHandle& p, int sig) override { return real_.signal_group(p, sig); }
-  std::optional<ExitStatus> poll(const ProcessHandle& p) override { return real_.poll(p); }
-  bool alive(const ProcessHandle& p) override { return real_.alive(p); }
-
- private:
-  PosixProcessLauncher real_;
-  std::vector<pid_t>& pids_;
-};
+using testing_support::RecordingLauncher;
 
 std::uint16_t ephemeral_base() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -2,6 +2,7 @@
 // supervisor's own time (backoff, grace, startup timeout) on a manual clock. Waits for the
 // processes are bounded and fail rather than hang; every process group is killed in TearDown.
 #include "agent/supervisor.hpp"
+#include "support/recording_launcher.hpp"
 
 #include "core/strings.hpp"
 #include "support/manual_clock.hpp"
@@ -23,23 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-/// The real launcher, remembering every process it started so TearDown can kill the groups.
-class RecordingLauncher final : public ProcessLauncher {
- public:
-  explicit RecordingLauncher(std::vector<pid_t>& pids) : pids_(pids) {}
-  core::Result<ProcessHandle> launch(const LaunchRequest& req) override {
-    auto h = real_.launch(req);
-    if (h) pids_.push_back(h->pid);
-    return h;
-  }
-  bool signal_group(const ProcessHandle& p, int sig) override { return real_.signal_group(p, sig); }
-  std::optional<ExitStatus> poll(const ProcessHandle& p) override { return real_.poll(p); }
-  bool alive(const ProcessHandle& p) override { return real_.alive(p); }
-
- private:
-  PosixProcessLauncher real_;
-  std::vector<pid_t>& pids_;
-};
+using testing_support::RecordingLauncher;
 
 /// The real checker, which says "free" once for a port that is in fact taken: the race where a
 /// port is grabbed between the supervisor's check and the engine's bind.
