@@ -9,8 +9,10 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 15
+FUZZ_SEED ?= 1
+FUZZ_RUNS ?= 40000
 
-.PHONY: all deps build run test unit fuzz format asan clean
+.PHONY: all deps build run test unit fuzz fuzz-long fuzz-build format asan clean
 
 all: build
 
@@ -35,12 +37,19 @@ test: deps
 unit: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
 
-# libFuzzer targets (clang), each run briefly over its seed corpus.
-fuzz:
+# libFuzzer targets (clang), each run briefly over its seed corpus with a fixed seed and input
+# count, so every CI run does the same work. `make fuzz-long` hunts with random seeds.
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) FUZZ_RUNS=$(FUZZ_RUNS) \
+	  ctest --test-dir $(FUZZ_BUILD) --output-on-failure
+
+fuzz-long: fuzz-build
+	FUZZ_SECONDS=300 FUZZ_SEED=0 FUZZ_RUNS=-1 ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j $(JOBS)
+
+fuzz-build:
 	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DOPENSTATION_FUZZ=ON \
 	  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
-	FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --test-dir $(FUZZ_BUILD) --output-on-failure
 
 asan:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DOPENSTATION_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug

@@ -1,0 +1,133 @@
+#pragma once
+/// What every REST route group of the management API (/api/v1) shares: the store, the clock, the
+/// configuration, a worker pool for blocking store calls, authentication of the caller, body
+/// parsing with the project's rules, and the audit trail.
+///
+/// Route groups are free functions `register_<group>_routes(http::Server&, ApiContext&)` (see
+/// api/routes.hpp); each handler authenticates with `ctx.authenticate(req, Access::...)`, parses
+/// its body with `parse_body`, does its store work inside `ctx.blocking(...)` and answers with
+/// `json_response` or `error_response`. Errors are always {"error": {"code", "message", "field"}}
+/// with the status of their category (docs/api.md lists the codes).
+
+#include "config/config.hpp"
+#include "core/clock.hpp"
+#include "core/error.hpp"
+#include "http/asio.hpp"
+#include "http/message.hpp"
+#include "server/auth/login_limiter.hpp"
+#include "server/auth/session.hpp"
+#include "store/store.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace openstation::server {
+
+/// Who is calling, once authenticated.
+struct Caller {
+  store::User user{};
+  auth::AuthMethod method = auth::AuthMethod::none;
+  std::string session_hash{};  ///< the session's token hash (cookie or bearer session)
+
+  bool is_admin() const { return user.role == store::Role::admin; }
+  /// The audit trail's actor: the user name.
+  const std::string& actor() const { return user.username; }
+};
+
+/// What a route requires of its caller.
+enum class Access {
+  user,   ///< any logged-in, enabled user whose password need not be changed first
+  admin,  ///< an admin (403 "auth.forbidden" otherwise)
+  /// Any logged-in user, even one who must still change the password (the password-change and
+  /// "who am I" routes).
+  any_session,
+};
+
+/// Shared state of the management API. Thread-safe.
+class ApiContext {
+ public:
+  struct Options {
+    store::Store* store = nullptr;       ///< required; outlives the context
+    const core::Clock* clock = nullptr;  ///< nullptr: the system clock
+    config::Config config{};             ///< the effective configuration
+    std::size_t worker_threads = 4;      ///< threads for blocking work (store calls)
+    bool secure_cookies = true;          ///< false when the server speaks plain HTTP
+  };
+
+  explicit ApiContext(Options options);
+  ~ApiContext();  ///< joins the worker pool
+  ApiContext(const ApiContext&) = delete;
+  ApiContext& operator=(const ApiContext&) = delete;
+
+  store::Store& store() const { return *store_; }
+  const core::Clock& clock() const { return *clock_; }
+  const config::Config& config() const { return options_.config; }
+  bool secure_cookies() const { return options_.secure_cookies; }
+  auth::LoginLimiter& login_limiter() { return *limiter_; }
+  auth::SessionLifetime session_lifetime() const;
+
+  /// Runs blocking `fn` (store calls, hashing) on the worker pool and resumes the calling
+  /// coroutine with its result on the caller's executor.
+  template <class F>
+  http::Awaitable<std::invoke_result_t<F>> blocking(F fn) {
+    using R = std::invoke_result_t<F>;
+    co_return co_await boost::asio::co_spawn(
+        pool_->get_executor(),
+        [f = std::move(fn)]() mutable -> http::Awaitable<R> { co_return f(); },
+        boost::asio::use_awaitable);
+  }
+
+  /// Authenticates the request: a bearer session token (CLI) or the session cookie (UI, with the
+  /// CSRF rule for unsafe methods). Touches the session's last_seen_at. Errors:
+  /// "auth.unauthenticated" (401) without a valid credential, "auth.session_expired" (401),
+  /// "auth.user_disabled" (403), "auth.password_change_required" (403) while the user must
+  /// change the password (except Access::any_session), "auth.forbidden" (403) for a non-admin on
+  /// an admin route, "auth.csrf_failed" (403).
+  http::Awaitable<core::Result<Caller>> authenticate(const http::Request& req, Access access);
+  /// The same, synchronously, for code already on the worker pool.
+  core::Result<Caller> authenticate_blocking(const http::Request& req, Access access);
+
+  /// Appends an audit event (errors are logged, never returned: the audit trail must not fail a
+  /// request that already happened). Call on the worker pool.
+  void audit(std::string_view actor, std::string_view action, std::string_view target_kind,
+             std::string_view target_id, const boost::json::object& detail = {});
+
+ private:
+  Options options_;
+  store::Store* store_;
+  const core::Clock* clock_;
+  std::unique_ptr<core::Clock> owned_clock_;
+  std::unique_ptr<auth::LoginLimiter> limiter_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;
+};
+
+/// Parses a JSON object body. Errors: "api.bad_json" (invalid_argument) for an empty body, text
+/// that is not JSON or not an object, naming line and column.
+core::Result<boost::json::object> parse_body(const http::Request& req);
+
+/// A 200 (or `status`) JSON response from a value.
+http::Response json_response(const boost::json::value& v, int status = 200);
+/// The project's error response with the status of the error's category; `retry_after` adds a
+/// Retry-After header (login rate limiting answers 429 with it).
+http::Response error_response(const core::Error& e,
+                              std::optional<std::chrono::seconds> retry_after = std::nullopt);
+
+/// The optional `limit` and `cursor` query parameters of a list endpoint (limit 1..1000, default
+/// 100). Error "api.bad_query" naming the parameter.
+core::Result<store::PageRequest> page_request(const http::Request& req);
+
+/// Milliseconds-since-epoch time as RFC 3339 UTC with milliseconds ("2026-11-27T22:00:39.123Z");
+/// used for every time field the API returns.
+std::string format_time(core::Clock::TimePoint t);
+
+}  // namespace openstation::server

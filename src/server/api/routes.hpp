@@ -1,0 +1,48 @@
+#pragma once
+/// The route groups of the management API. Each registers its routes on the management server;
+/// the server process (server/app.hpp) calls them all in this order. docs/openapi/<group>.json
+/// documents each group's paths (merged and served at /api/v1/openapi.json).
+
+#include "server/api/context.hpp"
+#include "server/assignments.hpp"
+
+namespace openstation::http {
+class Server;
+}
+
+namespace openstation::server {
+
+/// Something that wants the reconciler to run soon (a node went not-ready, a heartbeat reported
+/// a failed instance, a service changed). Thread-safe, non-blocking.
+class ReconcileTrigger {
+ public:
+  virtual ~ReconcileTrigger() = default;
+  virtual void trigger() = 0;
+};
+
+/// /api/v1/auth/* (login, logout, me, password change), /api/v1/users*, /api/v1/keys*,
+/// /api/v1/settings*, /api/v1/events.
+void register_auth_routes(http::Server& server, ApiContext& ctx);
+void register_user_routes(http::Server& server, ApiContext& ctx);
+void register_key_routes(http::Server& server, ApiContext& ctx);
+void register_setting_routes(http::Server& server, ApiContext& ctx);
+void register_event_routes(http::Server& server, ApiContext& ctx);
+
+/// /api/v1/nodes*, /api/v1/join-tokens*, and the agent protocol (/api/v1/agent/*: register,
+/// heartbeat, assignments long-poll). Heartbeats write the observed instance states into the
+/// store and trigger the reconciler when one changed.
+void register_node_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& assignments,
+                          ReconcileTrigger& reconcile);
+/// /api/v1/catalog*, /api/v1/models* (import a local path, validated by the node's agent),
+/// /api/v1/plan (dry run), /api/v1/instances/{id}/logs (tail and follow, through the agent).
+void register_model_routes(http::Server& server, ApiContext& ctx);
+
+/// /api/v1/services* (deploy, list, show, scale, delete) and /api/v1/instances* (add on chosen
+/// nodes, remove with drain, check).
+void register_service_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& assignments,
+                             ReconcileTrigger& reconcile);
+
+/// GET /api/v1/openapi.json (no auth) and GET /health.
+void register_meta_routes(http::Server& server, ApiContext& ctx);
+
+}  // namespace openstation::server
