@@ -12,6 +12,8 @@ class Server;
 
 namespace openstation::server {
 
+class AgentLink;  // server/agent_link.hpp: calls to the nodes' agent APIs
+
 /// Something that wants the reconciler to run soon (a node went not-ready, a heartbeat reported
 /// a failed instance, a service changed). Thread-safe, non-blocking.
 class ReconcileTrigger {
@@ -30,12 +32,15 @@ void register_event_routes(http::Server& server, ApiContext& ctx);
 
 /// /api/v1/nodes*, /api/v1/join-tokens*, and the agent protocol (/api/v1/agent/*: register,
 /// heartbeat, assignments long-poll). Heartbeats write the observed instance states into the
-/// store and trigger the reconciler when one changed.
+/// store and trigger the reconciler when one changed. `agents` learns each node's credential
+/// from its register and heartbeats (the store keeps only its hash), so the server can call the
+/// node's agent API.
 void register_node_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& assignments,
-                          ReconcileTrigger& reconcile);
+                          ReconcileTrigger& reconcile, AgentLink& agents);
 /// /api/v1/catalog*, /api/v1/models* (import a local path, validated by the node's agent),
 /// /api/v1/plan (dry run), /api/v1/instances/{id}/logs (tail and follow, through the agent).
-void register_model_routes(http::Server& server, ApiContext& ctx);
+/// The same `agents` as register_node_routes.
+void register_model_routes(http::Server& server, ApiContext& ctx, AgentLink& agents);
 
 /// /api/v1/services* (deploy, list, show, scale, delete) and /api/v1/instances* (add on chosen
 /// nodes, remove with drain, check).
