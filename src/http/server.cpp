@@ -561,6 +561,8 @@ void Server::stream(std::string method, std::string pattern, StreamHandler handl
   impl_->router.add({std::move(method), std::move(pattern), {}, std::move(handler)});
 }
 
+const Router& Server::router() const { return impl_->router; }
+
 core::Result<void> Server::start() {
   auto& im = *impl_;
   if (im.running)

@@ -85,6 +85,8 @@ class Router {
   void add(Route route);
   /// Matches a path (no query) for a method.
   Match match(std::string_view method, std::string_view path) const;
+  /// The registered routes, in registration order (the OpenAPI coverage test lists them).
+  const std::vector<Route>& routes() const { return routes_; }
   /// True if `pattern` matches `path`, filling `params`. Exposed for tests.
   static bool match_pattern(std::string_view pattern, std::string_view path,
                             std::vector<std::pair<std::string, std::string>>& params);
@@ -122,6 +124,8 @@ class Server {
   void route(std::string method, std::string pattern, Handler handler);
   /// Adds a streaming route.
   void stream(std::string method, std::string pattern, StreamHandler handler);
+  /// The routes registered so far (method and pattern of each, in registration order).
+  const Router& router() const;
 
   /// Binds, listens and starts the I/O threads. Errors: "http.bind" naming host:port and the
   /// reason (address in use, permission), "http.resolve" for a host that is not an address.
