@@ -105,7 +105,12 @@ Connection::~Connection() = default;
 
 Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex, std::string host,
                                                         std::uint16_t port,
-                                                        std::chrono::milliseconds timeout) {
+                                                        std::chrono::milliseconds timeout,
+                                                        std::optional<TlsClientOptions> tls) {
+  if (tls) {
+    co_return core::Error(core::Errc::unavailable, "http.tls_handshake",
+                          "TLS connections are not available in this build yet");
+  }
   auto impl = std::make_unique<Impl>(ex);
   const std::string where = host + ":" + std::to_string(port);
   tcp::resolver resolver(ex);
@@ -246,6 +251,15 @@ bool Connection::body_done() const {
 
 bool Connection::reusable() const {
   return impl_->keep_alive && impl_->done && !impl_->broken && impl_->stream.socket().is_open();
+}
+
+bool Connection::secure() const {
+  return false;
+}
+
+const std::string& Connection::peer_fingerprint() const {
+  static const std::string none;
+  return none;
 }
 
 void Connection::close() {

@@ -2,13 +2,24 @@
 /// HTTP/1.1 clients. `Client` is blocking (the CLI, the agent protocol, health probes);
 /// `Connection` is a keep-alive connection driven by coroutines (the gateway's upstream calls):
 /// send a request, read the head, then the body piece by piece or SSE event by event as it
-/// arrives. Plain http:// only for now; URLs with https:// are refused with "http.tls_unsupported"
-/// (the seam for TLS is the connection's stream, inside client.cpp).
+/// arrives. Both speak http:// and https:// (TLS 1.2 or newer); what an https server must present
+/// to be trusted is a TlsClientOptions (http/tls.hpp): a pinned fingerprint, a CA file, or the
+/// system's CA store.
+///
+/// TLS errors (all Errc::unavailable unless noted):
+/// - "http.tls_fingerprint_mismatch": the server's certificate is not the pinned one; the
+///   message shows both fingerprints.
+/// - "http.tls_verify": the chain or the host name did not verify (OpenSSL's reason, and the
+///   fingerprint the server presented).
+/// - "http.tls_handshake": the handshake failed otherwise (e.g. the port speaks plain HTTP).
+/// - "http.tls_ca" (invalid_argument): the CA file cannot be loaded; "http.bad_fingerprint"
+///   (invalid_argument): the pinned fingerprint is malformed.
 
 #include "core/error.hpp"
 #include "http/asio.hpp"
 #include "http/message.hpp"
 #include "http/sse.hpp"
+#include "http/tls.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -42,10 +53,11 @@ struct ResponseHead {
 /// "http.connect", "http.timeout", "http.send", "http.read"; a non-2xx status is not an error.
 class Connection {
  public:
-  /// Resolves `host` and connects, within `timeout`.
-  static Awaitable<core::Result<Connection>> connect(asio::any_io_executor ex, std::string host,
-                                                     std::uint16_t port,
-                                                     std::chrono::milliseconds timeout);
+  /// Resolves `host` and connects, within `timeout`. With `tls` set, also completes a TLS
+  /// handshake and checks the server's certificate by those rules (same deadline).
+  static Awaitable<core::Result<Connection>> connect(
+      asio::any_io_executor ex, std::string host, std::uint16_t port,
+      std::chrono::milliseconds timeout, std::optional<TlsClientOptions> tls = std::nullopt);
   Connection(Connection&&) noexcept;
   Connection& operator=(Connection&&) noexcept;
   ~Connection();
@@ -66,6 +78,10 @@ class Connection {
   bool body_done() const;
   /// True when another request may be sent on this connection (keep-alive, body read, no error).
   bool reusable() const;
+  /// True for a TLS connection.
+  bool secure() const;
+  /// The fingerprint of the server's leaf certificate ("sha256:AB:..."); empty for plain HTTP.
+  const std::string& peer_fingerprint() const;
   /// Closes the socket; pending operations end with errors.
   void close();
 
@@ -76,11 +92,14 @@ class Connection {
 };
 
 /// A blocking client: each call runs its own small io_context on the calling thread. Safe to use
-/// from several threads at once (calls share nothing).
+/// from several threads at once (calls share nothing). https:// URLs are checked with the
+/// TlsClientOptions given at construction (default: the system's CA store).
 class Client {
  public:
-  /// One request to an absolute URL. Errors as Connection's, plus "http.bad_url" and
-  /// "http.tls_unsupported".
+  Client() = default;
+  explicit Client(TlsClientOptions tls) : tls_(std::move(tls)) {}
+
+  /// One request to an absolute URL. Errors as Connection's, plus "http.bad_url".
   core::Result<Response> request(std::string_view method, std::string_view url,
                                  const Headers& headers = {}, std::string body = {},
                                  std::chrono::milliseconds timeout = std::chrono::seconds(30),
@@ -94,6 +113,12 @@ class Client {
   core::Result<Response> post_json(std::string_view url, std::string json,
                                    std::chrono::milliseconds timeout = std::chrono::seconds(30),
                                    const Headers& headers = {}) const;
+
+  /// The TLS settings used for https:// URLs.
+  const TlsClientOptions& tls() const { return tls_; }
+
+ private:
+  TlsClientOptions tls_;
 };
 
 }  // namespace openstation::http

@@ -13,16 +13,23 @@
 /// Every route runs inside one exception boundary: a throw becomes a 500 with a JSON error body
 /// (or, once a stream has started, a closed connection). stop() drains: it stops accepting, closes
 /// idle connections, lets in-flight requests finish up to a deadline, then closes the rest.
+///
+/// With `ServerOptions::tls` set the server speaks HTTPS only: each connection starts with a TLS
+/// handshake (TLS 1.2 or newer, within the header timeout); a plain HTTP request on that port is
+/// answered with a plain-text 400 ("http.tls_required") and closed. Everything else — routes,
+/// streams, limits, timeouts, graceful stop — behaves the same over TLS.
 
 #include "core/error.hpp"
 #include "http/asio.hpp"
 #include "http/message.hpp"
 #include "http/sse.hpp"
+#include "http/tls.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +116,8 @@ struct ServerOptions {
   std::size_t max_requests_per_connection = 0;      ///< 0: unlimited
   std::string server_header = "openstation";
   ErrorFormatter error_formatter;  ///< empty: the project's error body
+  /// Set: HTTPS only, with this certificate and key (loaded by start()). Unset: plain HTTP.
+  std::optional<TlsServerOptions> tls;
 };
 
 /// The HTTP/1.1 server. Register routes before start(). Thread-safe: start/stop from any thread
@@ -128,7 +137,9 @@ class Server {
   const Router& router() const;
 
   /// Binds, listens and starts the I/O threads. Errors: "http.bind" naming host:port and the
-  /// reason (address in use, permission), "http.resolve" for a host that is not an address.
+  /// reason (address in use, permission), "http.resolve" for a host that is not an address,
+  /// "http.tls_cert" naming the certificate or key file and the reason (missing, unreadable, not
+  /// PEM, the key does not match the certificate) when `tls` is set.
   core::Result<void> start();
   /// The port listened on (after start()).
   std::uint16_t port() const;
