@@ -1,6 +1,8 @@
 #include "http/client.hpp"
 
 #include "http/detail/beast.hpp"
+#include "http/detail/stream.hpp"
+#include "http/detail/tls.hpp"
 
 #include <charconv>
 #include <limits>
@@ -9,6 +11,7 @@ namespace openstation::http {
 
 namespace {
 
+using detail::DualStream;
 using detail::tcp;
 using detail::use_tuple;
 namespace bhttp = detail::bhttp;
@@ -87,7 +90,11 @@ core::Result<Url> parse_url(std::string_view url) {
 
 struct Connection::Impl {
   explicit Impl(const asio::any_io_executor& ex) : stream(ex) {}
-  beast::tcp_stream stream;
+  Impl(const asio::any_io_executor& ex, std::shared_ptr<asio::ssl::context> c)
+      : ctx(std::move(c)), stream(ex, *ctx) {}
+  std::shared_ptr<asio::ssl::context> ctx;  // outlives the stream that uses it
+  DualStream stream;
+  std::string peer_fingerprint;
   beast::flat_buffer buf;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
   std::string host_header;
@@ -107,11 +114,14 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
                                                         std::uint16_t port,
                                                         std::chrono::milliseconds timeout,
                                                         std::optional<TlsClientOptions> tls) {
+  std::unique_ptr<Impl> impl;
   if (tls) {
-    co_return core::Error(core::Errc::unavailable, "http.tls_handshake",
-                          "TLS connections are not available in this build yet");
+    auto ctx = detail::make_client_context(*tls);
+    if (!ctx) co_return ctx.error();
+    impl = std::make_unique<Impl>(ex, std::move(*ctx));
+  } else {
+    impl = std::make_unique<Impl>(ex);
   }
-  auto impl = std::make_unique<Impl>(ex);
   const std::string where = host + ":" + std::to_string(port);
   tcp::resolver resolver(ex);
   auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
@@ -119,12 +129,31 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
     co_return core::Error(core::Errc::unavailable, "http.resolve",
                           "cannot resolve " + host + ": " + rec.message(), "host");
   }
-  set_expiry(impl->stream, timeout);
-  auto [ec, ep] = co_await impl->stream.async_connect(results, use_tuple);
+  auto& tcp_layer = impl->stream.layer();
+  // One deadline for connecting and the TLS handshake.
+  if (timeout.count() > 0) {
+    tcp_layer.expires_at(std::chrono::steady_clock::now() + timeout);
+  } else {
+    tcp_layer.expires_never();
+  }
+  auto [ec, ep] = co_await tcp_layer.async_connect(results, use_tuple);
   (void)ep;
   if (ec) co_return net_error("http.connect", "cannot connect to " + where, ec, timeout);
   beast::error_code ignored;
-  impl->stream.socket().set_option(tcp::no_delay(true), ignored);
+  tcp_layer.socket().set_option(tcp::no_delay(true), ignored);
+  if (auto* ts = impl->stream.tls()) {
+    detail::prepare_client_ssl(ts->native_handle(), *tls, host);
+    auto [hs] = co_await ts->async_handshake(asio::ssl::stream_base::client, use_tuple);
+    if (hs == beast::error::timeout) {
+      co_return net_error("http.timeout", "TLS handshake with " + where, hs, timeout);
+    }
+    auto fp = detail::check_client_handshake(ts->native_handle(), *tls, hs, where);
+    if (!fp) {
+      tcp_layer.close();
+      co_return fp.error();
+    }
+    impl->peer_fingerprint = std::move(*fp);
+  }
   impl->host_header = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   impl->host_header += ":" + std::to_string(port);
   co_return Connection(std::move(impl));
@@ -155,7 +184,7 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
   }
   r.body() = req.body;
   r.prepare_payload();
-  set_expiry(im.stream, timeout);
+  set_expiry(im.stream.layer(), timeout);
   {
     auto [ec, n] = co_await bhttp::async_write(im.stream, r, use_tuple);
     (void)n;
@@ -193,7 +222,7 @@ Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::millisec
     body.data = im.chunk;
     body.size = sizeof(im.chunk);
     body.more = true;
-    set_expiry(im.stream, timeout);
+    set_expiry(im.stream.layer(), timeout);
     auto [ec, n] = co_await bhttp::async_read_some(im.stream, im.buf, *im.parser, use_tuple);
     (void)n;
     if (ec == bhttp::error::need_buffer) ec = {};
@@ -250,22 +279,22 @@ bool Connection::body_done() const {
 }
 
 bool Connection::reusable() const {
-  return impl_->keep_alive && impl_->done && !impl_->broken && impl_->stream.socket().is_open();
+  return impl_->keep_alive && impl_->done && !impl_->broken &&
+         impl_->stream.layer().socket().is_open();
 }
 
 bool Connection::secure() const {
-  return false;
+  return impl_->stream.secure();
 }
 
 const std::string& Connection::peer_fingerprint() const {
-  static const std::string none;
-  return none;
+  return impl_->peer_fingerprint;
 }
 
 void Connection::close() {
   beast::error_code ec;
-  impl_->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  impl_->stream.close();
+  impl_->stream.layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+  impl_->stream.layer().close();
   impl_->broken = true;
 }
 
@@ -275,10 +304,8 @@ core::Result<Response> Client::request(std::string_view method, std::string_view
                                        std::uint64_t body_limit) const {
   auto u = parse_url(url);
   if (!u) return u.error();
-  if (u->scheme == "https") {
-    return core::Error(core::Errc::unsupported, "http.tls_unsupported",
-                       "https is not supported by this client yet: " + std::string(url), "url");
-  }
+  std::optional<TlsClientOptions> tls;
+  if (u->scheme == "https") tls = tls_;
   Request req;
   req.method = std::string(method);
   req.target = u->target;
@@ -290,7 +317,8 @@ core::Result<Response> Client::request(std::string_view method, std::string_view
   asio::co_spawn(
       ioc,
       [&]() -> Awaitable<void> {
-        auto conn = co_await Connection::connect(ioc.get_executor(), u->host, u->port, timeout);
+        auto conn =
+            co_await Connection::connect(ioc.get_executor(), u->host, u->port, timeout, tls);
         if (!conn) {
           out.emplace(conn.error());
           co_return;

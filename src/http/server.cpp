@@ -1,6 +1,11 @@
 #include "http/server.hpp"
 
 #include "http/detail/beast.hpp"
+#include "http/detail/stream.hpp"
+#include "http/detail/tls.hpp"
+
+#include <openssl/ssl.h>
+#include <boost/asio/ssl/error.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +20,7 @@ namespace openstation::http {
 
 namespace {
 
+using detail::DualStream;
 using detail::tcp;
 using detail::use_tuple;
 namespace bhttp = detail::bhttp;
@@ -24,8 +30,11 @@ namespace beast = detail::beast;
 /// written; it and the stream are touched only on the session's strand.
 struct Session {
   explicit Session(tcp::socket s) : stream(std::move(s)) {}
-  beast::tcp_stream stream;
+  Session(tcp::socket s, asio::ssl::context& ctx) : stream(std::move(s), ctx) {}
+  DualStream stream;
   bool busy = false;
+  /// Closes the TCP connection (pending operations end).
+  void close() { stream.layer().close(); }
 };
 
 void set_expiry(beast::tcp_stream& s, std::chrono::milliseconds d) {
@@ -34,6 +43,17 @@ void set_expiry(beast::tcp_stream& s, std::chrono::milliseconds d) {
   } else {
     s.expires_never();
   }
+}
+
+void set_expiry(DualStream& s, std::chrono::milliseconds d) {
+  set_expiry(s.layer(), d);
+}
+
+/// A peer that went away: nothing to answer.
+bool is_disconnect(const beast::error_code& ec) {
+  return ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
+         ec == asio::error::eof || ec == asio::error::operation_aborted ||
+         ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated;
 }
 
 /// A wake-up signal for coroutines on one strand: wait() returns once notify() was called (or
@@ -90,6 +110,9 @@ class StreamImpl final : public ResponseStream {
       co_return false;
     }
     watching_ = true;
+    // The watcher's read must not inherit a write deadline (a quiet stream is not a dead one).
+    // Over TLS it reads through the TLS layer, whose reads go through the TCP layer's timer.
+    if (s_.stream.secure()) s_.stream.layer().expires_never();
     asio::co_spawn(s_.stream.get_executor(), watch(), asio::detached);
     co_return true;
   }
@@ -164,7 +187,7 @@ class StreamImpl final : public ResponseStream {
     if (!watch_done_.fired()) {
       stop_requested_ = true;
       beast::error_code ec;
-      s_.stream.socket().cancel(ec);
+      s_.stream.layer().socket().cancel(ec);
       co_await watch_done_.wait();
     }
   }
@@ -178,7 +201,14 @@ class StreamImpl final : public ResponseStream {
   /// Reads from the raw socket while the handler streams: an error or EOF means the client left.
   /// Bytes that arrive (a pipelined next request) are kept in the session's buffer.
   Awaitable<void> watch() {
-    auto [ec, n] = co_await s_.stream.socket().async_read_some(buf_.prepare(4096), use_tuple);
+    beast::error_code ec;
+    std::size_t n = 0;
+    if (s_.stream.secure()) {
+      std::tie(ec, n) = co_await s_.stream.async_read_some(buf_.prepare(4096), use_tuple);
+    } else {
+      std::tie(ec, n) =
+          co_await s_.stream.layer().socket().async_read_some(buf_.prepare(4096), use_tuple);
+    }
     buf_.commit(n);
     // An error is a disconnect unless stop_watching() cancelled the read on purpose (a socket
     // closed by the server's stop also ends the read with operation_aborted).
@@ -287,6 +317,7 @@ struct Server::Impl {
 
   ServerOptions opt;
   Router router;
+  std::shared_ptr<asio::ssl::context> tls;  ///< set by start() when opt.tls is
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   tcp::acceptor acceptor{asio::make_strand(ioc)};
@@ -321,12 +352,13 @@ struct Server::Impl {
       }
       beast::error_code ignored;
       sock.set_option(tcp::no_delay(true), ignored);
-      auto s = std::make_shared<Session>(std::move(sock));
+      auto s = tls ? std::make_shared<Session>(std::move(sock), *tls)
+                   : std::make_shared<Session>(std::move(sock));
       {
         std::lock_guard lock(mu);
         sessions.insert(s);
       }
-      asio::co_spawn(s->stream.get_executor(), run_session(s),
+      asio::co_spawn(s->stream.get_executor(), run_connection(s),
                      [this, s](const std::exception_ptr& ep) {
                        if (ep) {
                          try {
@@ -376,7 +408,7 @@ struct Server::Impl {
     std::string remote;
     {
       beast::error_code ec;
-      auto ep = s.stream.socket().remote_endpoint(ec);
+      auto ep = s.stream.layer().socket().remote_endpoint(ec);
       if (!ec) remote = ep.address().to_string();
     }
     std::size_t served = 0;
@@ -410,11 +442,7 @@ struct Server::Impl {
           co_await write_response(s, too_large(), 11, false, false);
           break;
         }
-        if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-            ec == asio::error::eof || ec == asio::error::operation_aborted ||
-            ec == asio::error::connection_reset) {
-          break;
-        }
+        if (is_disconnect(ec)) break;
         if (ec) {
           co_await write_response(
               s, error(400, "http.bad_request", "malformed HTTP request: " + ec.message()), 11,
@@ -526,9 +554,53 @@ struct Server::Impl {
       if (!co_await write_response(s, std::move(res), version, keep_alive, head_only)) break;
       if (!keep_alive) break;
     }
+  }
+
+  /// One connection: the TLS handshake (when TLS is on), the HTTP session, then the close.
+  Awaitable<void> run_connection(std::shared_ptr<Session> sp) {
+    Session& s = *sp;
+    if (auto* ts = s.stream.tls()) {
+      set_expiry(s.stream, opt.header_timeout);
+      auto [ec] = co_await ts->async_handshake(asio::ssl::stream_base::server, use_tuple);
+      if (ec) {
+        if (detail::is_plain_http_on_tls(ec) && !stopping) co_await refuse_plain_http(s);
+        spdlog::debug("http: TLS handshake failed: {}", ec.message());
+        beast::error_code ignored;
+        s.stream.layer().socket().shutdown(tcp::socket::shutdown_send, ignored);
+        s.close();
+        co_return;
+      }
+    }
+    co_await run_session(sp);
+    if (auto* ts = s.stream.tls(); ts != nullptr && s.stream.layer().socket().is_open()) {
+      // Send close_notify without waiting for the peer's: mark the peer's as received, so
+      // the shutdown completes once ours is written.
+      SSL* ssl = ts->native_handle();
+      SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+      const auto limit = opt.write_timeout.count() > 0
+                             ? std::min(opt.write_timeout, std::chrono::milliseconds(2000))
+                             : std::chrono::milliseconds(2000);
+      set_expiry(s.stream, limit);
+      co_await ts->async_shutdown(use_tuple);
+    }
     beast::error_code ec;
-    s.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    s.stream.close();
+    s.stream.layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+    s.close();
+  }
+
+  /// A plain HTTP request reached the TLS port: say so in plain HTTP, then close.
+  Awaitable<void> refuse_plain_http(Session& s) {
+    Response res =
+        error(400, "http.tls_required", "this port speaks HTTPS only; use https:// in the URL");
+    std::string out =
+        "HTTP/1.1 400 Bad Request\r\nServer: " + opt.server_header + "\r\nConnection: close\r\n";
+    for (const auto& [k, v] : res.headers.fields()) {
+      if (iequals(k, "Content-Length") || iequals(k, "Connection")) continue;
+      out += k + ": " + v + "\r\n";
+    }
+    out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n\r\n" + res.body;
+    set_expiry(s.stream, opt.write_timeout);
+    co_await asio::async_write(s.stream.layer(), asio::buffer(out), use_tuple);
   }
 
   Response too_large() const {
@@ -561,13 +633,22 @@ void Server::stream(std::string method, std::string pattern, StreamHandler handl
   impl_->router.add({std::move(method), std::move(pattern), {}, std::move(handler)});
 }
 
-const Router& Server::router() const { return impl_->router; }
+const Router& Server::router() const {
+  return impl_->router;
+}
 
 core::Result<void> Server::start() {
   auto& im = *impl_;
   if (im.running)
     return core::Error(core::Errc::conflict, "http.running", "server already started");
   const std::string where = im.opt.host + ":" + std::to_string(im.opt.port);
+  if (im.opt.tls) {
+    auto ctx = detail::make_server_context(*im.opt.tls);
+    if (!ctx) return ctx.error();
+    im.tls = std::move(*ctx);
+  } else {
+    im.tls.reset();
+  }
   beast::error_code ec;
   tcp::endpoint ep;
   auto addr = asio::ip::make_address(im.opt.host, ec);
@@ -650,12 +731,12 @@ void Server::stop(std::chrono::milliseconds grace) {
     std::unique_lock lock(im.mu);
     for (const auto& s : im.sessions) {
       asio::post(s->stream.get_executor(), [s] {
-        if (!s->busy) s->stream.close();
+        if (!s->busy) s->close();
       });
     }
     im.cv.wait_for(lock, grace, [&] { return im.sessions.empty(); });
     for (const auto& s : im.sessions) {
-      asio::post(s->stream.get_executor(), [s] { s->stream.close(); });
+      asio::post(s->stream.get_executor(), [s] { s->close(); });
     }
     im.cv.wait_for(lock, std::chrono::seconds(5), [&] { return im.sessions.empty(); });
   }
