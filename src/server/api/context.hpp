@@ -15,6 +15,7 @@
 #include "http/asio.hpp"
 #include "http/message.hpp"
 #include "server/auth/login_limiter.hpp"
+#include "server/auth/password.hpp"
 #include "server/auth/session.hpp"
 #include "store/store.hpp"
 
@@ -26,6 +27,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,6 +64,12 @@ class ApiContext {
     config::Config config{};             ///< the effective configuration
     std::size_t worker_threads = 4;      ///< threads for blocking work (store calls)
     bool secure_cookies = true;          ///< false when the server speaks plain HTTP
+    /// argon2id cost for stored passwords; tests pass PasswordHashLimits::minimum().
+    auth::PasswordHashLimits password_hash_limits = auth::PasswordHashLimits::interactive();
+    /// Called (on the worker pool) after API keys or users changed in a way the gateway's key
+    /// snapshot must see (a key created or revoked; a user disabled, enabled, deleted or given
+    /// another role). The server republishes its KeySnapshot here. Empty: nothing to do.
+    std::function<void()> on_keys_changed{};
   };
 
   explicit ApiContext(Options options);
@@ -74,7 +82,18 @@ class ApiContext {
   const config::Config& config() const { return options_.config; }
   bool secure_cookies() const { return options_.secure_cookies; }
   auth::LoginLimiter& login_limiter() { return *limiter_; }
+  /// Idle timeout = config server.session_ttl; absolute = 7 days (or the idle timeout when that
+  /// is longer).
   auth::SessionLifetime session_lifetime() const;
+  const auth::PasswordHashLimits& password_hash_limits() const {
+    return options_.password_hash_limits;
+  }
+  /// An argon2id hash (made once, lazily, with password_hash_limits()) of a random password that
+  /// nobody knows: the login verifies against it when the user does not exist, so an unknown
+  /// user costs the same time as a wrong password. Call on the worker pool.
+  const std::string& dummy_password_hash();
+  /// Runs Options::on_keys_changed, if any (exceptions are logged and swallowed).
+  void keys_changed();
 
   /// Runs blocking `fn` (store calls, hashing) on the worker pool and resumes the calling
   /// coroutine with its result on the caller's executor.
@@ -101,6 +120,12 @@ class ApiContext {
   /// request that already happened). Call on the worker pool.
   void audit(std::string_view actor, std::string_view action, std::string_view target_kind,
              std::string_view target_id, const boost::json::object& detail = {});
+  /// Appends an audit event through `tx`, inside the caller's transaction, so the event and the
+  /// change it records commit or roll back together. Returns the store's error.
+  static core::Result<void> audit_in(store::Store& tx, std::string_view actor,
+                                     std::string_view action, std::string_view target_kind,
+                                     std::string_view target_id,
+                                     const boost::json::object& detail = {});
 
  private:
   Options options_;
@@ -109,6 +134,8 @@ class ApiContext {
   std::unique_ptr<core::Clock> owned_clock_;
   std::unique_ptr<auth::LoginLimiter> limiter_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
+  std::once_flag dummy_once_;
+  std::string dummy_hash_;
 };
 
 /// Parses a JSON object body. Errors: "api.bad_json" (invalid_argument) for an empty body, text
@@ -129,5 +156,11 @@ core::Result<store::PageRequest> page_request(const http::Request& req);
 /// Milliseconds-since-epoch time as RFC 3339 UTC with milliseconds ("2026-11-27T22:00:39.123Z");
 /// used for every time field the API returns.
 std::string format_time(core::Clock::TimePoint t);
+/// The inverse of `format_time`: an RFC 3339 time ("2026-11-27T22:00:39Z", fractional seconds
+/// and a "+hh:mm"/"-hh:mm" offset or "Z" accepted; "t"/"z" too). Error "api.bad_time"
+/// (invalid_argument, field `field`) naming the expected form.
+core::Result<core::Clock::TimePoint> parse_time(std::string_view text, std::string_view field);
+/// `format_time` of an optional time, or JSON null.
+boost::json::value format_time_or_null(const std::optional<core::Clock::TimePoint>& t);
 
 }  // namespace openstation::server
