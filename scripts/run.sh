@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# What `make run` starts. Until the server of issue [4] exists this shows the model catalog and
-# how to size a deployment with the estimator and the planner.
+# What `make run` starts: a short tour of the offline tools, then `openstation start` in the
+# foreground — the control plane (https://0.0.0.0:32206) and a local agent in one process, with
+# the data dir's default (/var/lib/openstation as root, ~/.local/share/openstation otherwise).
+# Extra arguments go to `openstation start` (e.g. --gpu-inventory examples/nodes/2x-a100-40g.json
+# on a machine without GPUs, --data-dir DIR, --port N). Ctrl-C stops it; engine instances keep
+# running and the next start adopts them.
 set -euo pipefail
 bin=${1:-build/openstation}
+shift || true
 "$bin" --version
 echo
 "$bin" models catalog
@@ -12,12 +17,12 @@ Estimate a model on a node:
   $bin estimate --model deepseek-r1-distill-qwen-7b --node examples/nodes/1x-rtx4090.json
   $bin estimate --model deepseek-r1-distill-qwen-32b --node examples/nodes/2x-a100-40g.json --tp 2 \\
       --args "--max-model-len 32768 --kv-cache-dtype fp8"
-  $bin estimate --model-path /path/to/model-dir --node examples/nodes/8x-h100-80g.json --json
 
 Plan a deployment (engine, TP/PP, fixes, per-node commands):
-  $bin plan --model deepseek-r1-distill-qwen-7b --cluster examples/nodes/4x-t4.json
   $bin plan --model deepseek-r1 --cluster examples/clusters/2x8-h100.json
 
-This machine as a node:
-  $bin agent inventory
+Now starting the control plane and a local agent (docs/getting-started.md: log in, deploy):
+  $bin start $*
 TXT
+echo
+exec "$bin" --log-level info start "$@"

@@ -42,11 +42,12 @@ std::string base_url(std::string url) {
 
 }  // namespace
 
-AgentClient::AgentClient(std::string server_url, std::chrono::milliseconds timeout)
-    : base_(base_url(std::move(server_url))), timeout_(timeout) {}
+AgentClient::AgentClient(std::string server_url, std::chrono::milliseconds timeout,
+                         http::TlsClientOptions tls)
+    : base_(base_url(std::move(server_url))), timeout_(timeout), tls_(std::move(tls)) {}
 
 core::Result<NodeIdentity> AgentClient::register_node(const RegisterRequest& request) const {
-  http::Client client;
+  http::Client client(tls_);
   auto r = client.post_json(base_ + std::string(kRegisterPath), to_json(request), timeout_);
   if (!r) return r.error();
   if (r->status < 200 || r->status >= 300) return server_error(*r, "register");
@@ -55,7 +56,7 @@ core::Result<NodeIdentity> AgentClient::register_node(const RegisterRequest& req
 
 core::Result<HeartbeatResponse> AgentClient::heartbeat(const NodeIdentity& id,
                                                        const HeartbeatRequest& request) const {
-  http::Client client;
+  http::Client client(tls_);
   auto r = client.post_json(base_ + std::string(kHeartbeatPath), to_json(request), timeout_,
                             {{"Authorization", "Bearer " + id.node_token}});
   if (!r) return r.error();
@@ -65,7 +66,7 @@ core::Result<HeartbeatResponse> AgentClient::heartbeat(const NodeIdentity& id,
 
 core::Result<AssignmentSet> AgentClient::watch(const NodeIdentity& id, std::uint64_t generation,
                                                std::chrono::seconds wait) const {
-  http::Client client;
+  http::Client client(tls_);
   const std::string url = base_ + std::string(kAssignmentsPath) + "?node_id=" + id.node_id +
                           "&generation=" + std::to_string(generation) +
                           "&wait=" + std::to_string(wait.count());

@@ -5,6 +5,7 @@
 
 #include "agent/protocol.hpp"
 #include "core/error.hpp"
+#include "http/tls.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -19,9 +20,11 @@ namespace openstation::agent {
 /// answers; the protocol's parse errors on a malformed answer.
 class AgentClient {
  public:
-  /// `timeout` bounds register and heartbeat; a watch waits `wait` plus `timeout`.
+  /// `timeout` bounds register and heartbeat; a watch waits `wait` plus `timeout`. `tls` says
+  /// how an https:// server is trusted (a pinned fingerprint or a CA file; http/tls.hpp).
   explicit AgentClient(std::string server_url,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(15));
+                       std::chrono::milliseconds timeout = std::chrono::seconds(15),
+                       http::TlsClientOptions tls = {});
 
   /// POST register with the join token → the node's identity.
   core::Result<NodeIdentity> register_node(const RegisterRequest& request) const;
@@ -38,6 +41,7 @@ class AgentClient {
  private:
   std::string base_;
   std::chrono::milliseconds timeout_;
+  http::TlsClientOptions tls_;
 };
 
 }  // namespace openstation::agent

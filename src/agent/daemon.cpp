@@ -13,7 +13,7 @@ Daemon::Daemon(DaemonOptions options, Supervisor& supervisor,
       supervisor_(supervisor),
       inventory_(std::move(inventory)),
       clock_(clock),
-      client_(options_.server_url, options_.request_timeout) {}
+      client_(options_.server_url, options_.request_timeout, options_.tls) {}
 
 Daemon::~Daemon() {
   stop();

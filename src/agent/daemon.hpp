@@ -40,7 +40,8 @@ namespace openstation::agent {
 /// What the daemon needs (mapped from config::Config by the CLI).
 struct DaemonOptions {
   std::filesystem::path data_dir;  ///< the identity lives in <data_dir>/agent/identity.json
-  std::string server_url;          ///< "http://host:32206"
+  std::string server_url;          ///< "https://host:32206" (or http:// without TLS)
+  http::TlsClientOptions tls;      ///< how an https server is trusted (pinned fingerprint, CA)
   std::string join_token;          ///< the cluster's join token; may be empty once registered
   std::string name;                ///< the node's name
   std::string address;             ///< where the server reaches this node

@@ -57,6 +57,8 @@ void run_inventory(const InventoryFlags& flags, Context& ctx) {
 struct DaemonFlags {
   std::string server;
   std::string token;
+  std::string server_fingerprint;
+  std::string ca_cert;
   std::string config_file;
   std::string data_dir;
   std::string name;
@@ -76,6 +78,10 @@ core::Result<config::Config> load_agent_config(const DaemonFlags& flags) {
   if (!flags.data_dir.empty()) options.overrides.push_back("data_dir=" + flags.data_dir);
   if (!flags.server.empty()) options.overrides.push_back("agent.server_url=" + flags.server);
   if (!flags.token.empty()) options.overrides.push_back("agent.token=" + flags.token);
+  if (!flags.server_fingerprint.empty()) {
+    options.overrides.push_back("agent.server_fingerprint=" + flags.server_fingerprint);
+  }
+  if (!flags.ca_cert.empty()) options.overrides.push_back("agent.ca_cert=" + flags.ca_cert);
   if (!flags.name.empty()) options.overrides.push_back("agent.name=" + flags.name);
   if (!flags.address.empty()) options.overrides.push_back("agent.address=" + flags.address);
   if (!flags.gpu_inventory.empty()) {
@@ -118,7 +124,7 @@ void run_daemon(const DaemonFlags& flags, Context& ctx) {
   const config::AgentConfig& a = c.agent;
   if (a.server_url.empty()) {
     ctx.fail(core::invalid("agent.no_server",
-                           "the agent needs its server: pass --server http://HOST:32206 (or set "
+                           "the agent needs its server: pass --server https://HOST:32206 (or set "
                            "agent.server_url in the config file)",
                            "server"));
     return;
@@ -158,6 +164,8 @@ void run_daemon(const DaemonFlags& flags, Context& ctx) {
   agent::DaemonOptions dopt;
   dopt.data_dir = c.data_dir;
   dopt.server_url = a.server_url;
+  dopt.tls.pinned_sha256 = a.server_fingerprint;
+  dopt.tls.ca_file = a.ca_cert;
   dopt.join_token = a.token;
   dopt.name = node_name;
   dopt.address = a.address;
@@ -219,7 +227,12 @@ void register_agent_commands(CLI::App& root, Context& ctx) {
       "`agent inventory` prints this machine's inventory");
   agent->require_subcommand(0, 1);
   auto dflags = std::make_shared<DaemonFlags>();
-  agent->add_option("--server", dflags->server, "The server's URL, http://HOST:32206");
+  agent->add_option("--server", dflags->server, "The server's URL, https://HOST:32206");
+  agent->add_option("--server-fingerprint", dflags->server_fingerprint,
+                    "Trust the https server whose certificate has this fingerprint (sha256:AB:...; "
+                    "`openstation server` prints it)");
+  agent->add_option("--ca-cert", dflags->ca_cert,
+                    "Trust the https server through this CA file (PEM) instead");
   agent->add_option("--token", dflags->token,
                     "The cluster's join token (needed until this node has an identity)");
   agent->add_option("--config", dflags->config_file, "The config file");

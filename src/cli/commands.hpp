@@ -18,6 +18,7 @@ void register_plan_command(CLI::App& root, Context& ctx);      // cmd_plan.cpp
 void register_engines_commands(CLI::App& root, Context& ctx);  // cmd_engines.cpp
 void register_agent_commands(CLI::App& root, Context& ctx);    // cmd_agent.cpp
 void register_config_commands(CLI::App& root, Context& ctx);   // cmd_config.cpp
+void register_server_commands(CLI::App& root, Context& ctx);   // cmd_server.cpp: server, start
 
 /// Runs the CLI on argv, writing to the given streams; returns the process exit code.
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);

@@ -34,6 +34,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   register_engines_commands(root, ctx);
   register_agent_commands(root, ctx);
   register_config_commands(root, ctx);
+  register_server_commands(root, ctx);
 
   try {
     root.parse(argc, argv);

@@ -72,6 +72,12 @@ struct GatewayConfig {
 struct AgentConfig {
   std::string server_url;  ///< empty in the all-in-one process (the local server)
   std::string token;       ///< cluster join token
+  /// Trust an https server_url whose certificate has this SHA-256 fingerprint
+  /// ("sha256:AB:CD:..."; case, prefix and colons optional), e.g. the server's self-signed one.
+  std::string server_fingerprint;
+  /// Else trust an https server_url whose certificate chains to this CA (PEM) file; with
+  /// neither, the system's CA store.
+  std::string ca_cert;
   std::string host = "0.0.0.0";
   std::uint16_t port = 32208;  ///< 0: an ephemeral port (tests)
   std::string name;            ///< the node's name; empty: the host name

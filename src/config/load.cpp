@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -442,6 +443,22 @@ core::Result<void> validate(const Config& c) {
     return invalid_at(c, "config.range_overlap", "agent.ray_ports",
                       "overlaps agent.engine_ports; engine and Ray ports need separate ranges");
 
+  if (!c.agent.server_fingerprint.empty()) {
+    std::string hex;
+    std::string_view fp = c.agent.server_fingerprint;
+    if (core::to_lower(fp.substr(0, 7)) == "sha256:") fp.remove_prefix(7);
+    bool ok = true;
+    for (char ch : fp) {
+      if (ch == ':') continue;
+      if (!std::isxdigit(static_cast<unsigned char>(ch))) ok = false;
+      hex += ch;
+    }
+    if (!ok || hex.size() != 64)
+      return invalid_at(c, "config.bad_value", "agent.server_fingerprint",
+                        "\"" + c.agent.server_fingerprint +
+                            "\" is not a SHA-256 fingerprint: copy the one `openstation server` "
+                            "prints at start (sha256:AB:CD:... with 32 hex pairs)");
+  }
   if (c.agent.restart_backoff_base > c.agent.restart_backoff_max)
     return invalid_at(c, "config.bad_value", "agent.restart_backoff_base",
                       "is above agent.restart_backoff_max");

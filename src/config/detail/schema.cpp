@@ -110,6 +110,10 @@ std::vector<Field> build_fixed() {
                            {"http", "https"}));
   v.push_back(secret(make("agent.token", Kind::string, OS_TARGET(agent.token),
                           "Cluster join token (from the server)")));
+  v.push_back(make("agent.server_fingerprint", Kind::string, OS_TARGET(agent.server_fingerprint),
+                   "Trust the https server with this certificate fingerprint (sha256:AB:...)"));
+  v.push_back(make("agent.ca_cert", Kind::path, OS_TARGET(agent.ca_cert),
+                   "Else trust the https server through this CA file (PEM); empty: system CAs"));
   v.push_back(
       make("agent.host", Kind::string, OS_TARGET(agent.host), "Address the agent API listens on"));
   v.push_back(ephemeral(make("agent.port", Kind::port, OS_TARGET(agent.port),
