@@ -128,10 +128,11 @@ expect 201 POST /api/v1/models "{\"name\":\"r1-1.5b\",\"path\":\"$work/models/r1
 wait_for "the model to be ready" 30 bash -c "curl -skf -H 'Authorization: Bearer $token' $api_url/api/v1/models/r1-1.5b | jq -e '.status == \"ready\"'"
 expect 200 POST /api/v1/plan '{"model":"r1-1.5b","nodes":["node-a","node-b"],"engine":"vllm"}'
 cp "$work/body" "$work/plan.json"
-jq -e '.. | strings | select(test("head"; "i"))' "$work/plan.json" >/dev/null ||
-  fail "the 2-node vLLM plan names no head: $(cat "$work/plan.json")"
-jq -e '.. | strings | select(test("worker"; "i"))' "$work/plan.json" >/dev/null ||
-  fail "the 2-node vLLM plan names no worker: $(cat "$work/plan.json")"
+roles=$(jq -c '[.. | objects | select(has("role") and has("name")) | {name, role}]' "$work/plan.json")
+echo "$roles" | jq -e 'any(.[]; .name == "node-a" and .role == "head")' >/dev/null ||
+  fail "the 2-node vLLM plan should make node-a the head: $roles $(cat "$work/plan.json")"
+echo "$roles" | jq -e 'any(.[]; .name == "node-b" and .role == "worker")' >/dev/null ||
+  fail "the 2-node vLLM plan should make node-b a worker: $roles"
 expect 201 POST /api/v1/services '{"name":"dist","model":"r1-1.5b","engine":"vllm","nodes":["node-a","node-b"]}'
 placed() {
   api GET /api/v1/services/dist
