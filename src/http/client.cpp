@@ -129,7 +129,7 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
     co_return core::Error(core::Errc::unavailable, "http.resolve",
                           "cannot resolve " + host + ": " + rec.message(), "host");
   }
-  auto& tcp_layer = impl->stream.layer();
+  auto& tcp_layer = impl->stream.tcp_layer();
   // One deadline for connecting and the TLS handshake.
   if (timeout.count() > 0) {
     tcp_layer.expires_at(std::chrono::steady_clock::now() + timeout);
@@ -184,7 +184,7 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
   }
   r.body() = req.body;
   r.prepare_payload();
-  set_expiry(im.stream.layer(), timeout);
+  set_expiry(im.stream.tcp_layer(), timeout);
   {
     auto [ec, n] = co_await bhttp::async_write(im.stream, r, use_tuple);
     (void)n;
@@ -222,7 +222,7 @@ Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::millisec
     body.data = im.chunk;
     body.size = sizeof(im.chunk);
     body.more = true;
-    set_expiry(im.stream.layer(), timeout);
+    set_expiry(im.stream.tcp_layer(), timeout);
     auto [ec, n] = co_await bhttp::async_read_some(im.stream, im.buf, *im.parser, use_tuple);
     (void)n;
     if (ec == bhttp::error::need_buffer) ec = {};
@@ -280,7 +280,7 @@ bool Connection::body_done() const {
 
 bool Connection::reusable() const {
   return impl_->keep_alive && impl_->done && !impl_->broken &&
-         impl_->stream.layer().socket().is_open();
+         impl_->stream.tcp_layer().socket().is_open();
 }
 
 bool Connection::secure() const {
@@ -293,8 +293,8 @@ const std::string& Connection::peer_fingerprint() const {
 
 void Connection::close() {
   beast::error_code ec;
-  impl_->stream.layer().socket().shutdown(tcp::socket::shutdown_both, ec);
-  impl_->stream.layer().close();
+  impl_->stream.tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+  impl_->stream.tcp_layer().close();
   impl_->broken = true;
 }
 

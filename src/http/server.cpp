@@ -34,7 +34,7 @@ struct Session {
   DualStream stream;
   bool busy = false;
   /// Closes the TCP connection (pending operations end).
-  void close() { stream.layer().close(); }
+  void close() { stream.tcp_layer().close(); }
 };
 
 void set_expiry(beast::tcp_stream& s, std::chrono::milliseconds d) {
@@ -46,7 +46,7 @@ void set_expiry(beast::tcp_stream& s, std::chrono::milliseconds d) {
 }
 
 void set_expiry(DualStream& s, std::chrono::milliseconds d) {
-  set_expiry(s.layer(), d);
+  set_expiry(s.tcp_layer(), d);
 }
 
 /// A peer that went away: nothing to answer.
@@ -112,7 +112,7 @@ class StreamImpl final : public ResponseStream {
     watching_ = true;
     // The watcher's read must not inherit a write deadline (a quiet stream is not a dead one).
     // Over TLS it reads through the TLS layer, whose reads go through the TCP layer's timer.
-    if (s_.stream.secure()) s_.stream.layer().expires_never();
+    if (s_.stream.secure()) s_.stream.tcp_layer().expires_never();
     asio::co_spawn(s_.stream.get_executor(), watch(), asio::detached);
     co_return true;
   }
@@ -187,7 +187,7 @@ class StreamImpl final : public ResponseStream {
     if (!watch_done_.fired()) {
       stop_requested_ = true;
       beast::error_code ec;
-      s_.stream.layer().socket().cancel(ec);
+      s_.stream.tcp_layer().socket().cancel(ec);
       co_await watch_done_.wait();
     }
   }
@@ -207,7 +207,7 @@ class StreamImpl final : public ResponseStream {
       std::tie(ec, n) = co_await s_.stream.async_read_some(buf_.prepare(4096), use_tuple);
     } else {
       std::tie(ec, n) =
-          co_await s_.stream.layer().socket().async_read_some(buf_.prepare(4096), use_tuple);
+          co_await s_.stream.tcp_layer().socket().async_read_some(buf_.prepare(4096), use_tuple);
     }
     buf_.commit(n);
     // An error is a disconnect unless stop_watching() cancelled the read on purpose (a socket
@@ -408,7 +408,7 @@ struct Server::Impl {
     std::string remote;
     {
       beast::error_code ec;
-      auto ep = s.stream.layer().socket().remote_endpoint(ec);
+      auto ep = s.stream.tcp_layer().socket().remote_endpoint(ec);
       if (!ec) remote = ep.address().to_string();
     }
     std::size_t served = 0;
@@ -566,13 +566,13 @@ struct Server::Impl {
         if (detail::is_plain_http_on_tls(ec) && !stopping) co_await refuse_plain_http(s);
         spdlog::debug("http: TLS handshake failed: {}", ec.message());
         beast::error_code ignored;
-        s.stream.layer().socket().shutdown(tcp::socket::shutdown_send, ignored);
+        s.stream.tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ignored);
         s.close();
         co_return;
       }
     }
     co_await run_session(sp);
-    if (auto* ts = s.stream.tls(); ts != nullptr && s.stream.layer().socket().is_open()) {
+    if (auto* ts = s.stream.tls(); ts != nullptr && s.stream.tcp_layer().socket().is_open()) {
       // Send close_notify without waiting for the peer's: mark the peer's as received, so
       // the shutdown completes once ours is written.
       SSL* ssl = ts->native_handle();
@@ -584,7 +584,7 @@ struct Server::Impl {
       co_await ts->async_shutdown(use_tuple);
     }
     beast::error_code ec;
-    s.stream.layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+    s.stream.tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
     s.close();
   }
 
@@ -600,7 +600,7 @@ struct Server::Impl {
     }
     out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n\r\n" + res.body;
     set_expiry(s.stream, opt.write_timeout);
-    co_await asio::async_write(s.stream.layer(), asio::buffer(out), use_tuple);
+    co_await asio::async_write(s.stream.tcp_layer(), asio::buffer(out), use_tuple);
   }
 
   Response too_large() const {

@@ -1,8 +1,8 @@
 #pragma once
 /// Private: the byte stream under one HTTP connection, plain TCP or TLS over TCP, chosen at
 /// run time. Beast's HTTP algorithms see one AsyncStream type either way; timeouts live on the
-/// TCP layer (layer()), so the server's and client's deadlines work the same for both. Include only
-/// from .cpp files (it pulls in OpenSSL through Asio's ssl headers).
+/// TCP layer (tcp_layer()), so the server's and client's deadlines work the same for both. Include
+/// only from .cpp files (it pulls in OpenSSL through Asio's ssl headers).
 
 #include "http/detail/beast.hpp"
 
@@ -28,12 +28,12 @@ class DualStream {
   DualStream(const asio::any_io_executor& ex, asio::ssl::context& ctx) { tls_.emplace(ex, ctx); }
 
   /// The TCP layer: timeouts, the socket, close().
-  beast::tcp_stream& layer() { return tls_ ? tls_->next_layer() : *plain_; }
+  beast::tcp_stream& tcp_layer() { return tls_ ? tls_->next_layer() : *plain_; }
   /// The TLS layer, or null for a plain stream.
   TlsStream* tls() { return tls_ ? &*tls_ : nullptr; }
   bool secure() const { return tls_.has_value(); }
 
-  executor_type get_executor() { return layer().get_executor(); }
+  executor_type get_executor() { return tcp_layer().get_executor(); }
 
   template <class MutableBufferSequence, class Token>
   auto async_read_some(const MutableBufferSequence& buffers, Token&& token) {
