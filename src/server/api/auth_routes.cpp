@@ -41,6 +41,10 @@ LoginOutcome do_login(ApiContext& ctx, const LoginInput& in, const std::string& 
     out.error = user.error();
     return out;
   }
+  // find_user also takes ids; a login names the user.
+  if (user && api_detail::lower(user->username) != api_detail::lower(in.username)) {
+    user = core::not_found("user.not_found", "", "username");
+  }
   bool verified = false;
   if (user) {
     verified = auth::verify_password(user->password_hash, in.password);
