@@ -1,6 +1,9 @@
 #include "cli/cmd_models.hpp"
+#include "cli/client_command.hpp"
 #include "cli/commands.hpp"
 #include "cli/context.hpp"
+#include "cli/rest_client.hpp"
+#include "cli/table.hpp"
 #include "core/paths.hpp"
 #include "model/catalog.hpp"
 
@@ -114,10 +117,69 @@ void print_table(const model::Catalog& cat, std::ostream& out) {
   if (user) out << "* = a card from your catalog file\n";
 }
 
+// The server's model library (GET/POST/DELETE /api/v1/models).
+
+std::string model_node(const boost::json::value& m) {
+  std::string node = cell(m, "node");
+  return node == "-" ? cell(m, "node_id") : node;
+}
+
+std::string model_size(const boost::json::value& m) {
+  const auto size = int_field(m, "size_bytes", -1);
+  return size < 0 ? "-" : human_bytes(static_cast<std::uint64_t>(size));
+}
+
+std::string model_status(const boost::json::value& m) {
+  std::string s = cell(m, "status");
+  const std::string reason = str_field(m, "status_reason");
+  if (!reason.empty()) s += " (" + reason + ")";
+  return s;
+}
+
+core::Result<void> list_models(const RestClient& api, Context& ctx) {
+  auto items = api.list_all("/models");
+  if (!items) return items.error();
+  if (print_json_if(ctx, boost::json::object{{"items", *items}})) return {};
+  if (items->empty()) {
+    *ctx.out << "No models. Import one: `openstation models import --name NAME --path DIR "
+                "--node NODE`.\n";
+    return {};
+  }
+  Table t({"NAME", "STATUS", "FORMAT", "SIZE", "NODE", "PATH", "CREATED"});
+  t.align(3, Table::Align::right);
+  for (const auto& m : *items) {
+    t.add({cell(m, "name"), model_status(m), cell(m, "format"), model_size(m), model_node(m),
+           cell(m, "path"), human_time(str_field(m, "created_at"))});
+  }
+  *ctx.out << t.render();
+  return {};
+}
+
+void print_model(const boost::json::value& m, std::ostream& out) {
+  out << render_fields({{"Name", cell(m, "name")},
+                        {"ID", cell(m, "id")},
+                        {"Status", model_status(m)},
+                        {"Source", cell(m, "source")},
+                        {"Repository", str_field(m, "repo")},
+                        {"Node", model_node(m)},
+                        {"Path", cell(m, "path")},
+                        {"Format", cell(m, "format")},
+                        {"Size", model_size(m)},
+                        {"Created", str_field(m, "created_at")}});
+}
+
+/// The flags of `openstation models import`.
+struct ImportFlags {
+  std::string name;
+  std::string path;
+  std::string node;
+};
+
 }  // namespace
 
 void register_models_commands(CLI::App& root, Context& ctx) {
-  CLI::App* models = root.add_subcommand("models", "Models: the built-in catalog and your cards");
+  CLI::App* models = root.add_subcommand(
+      "models", "Models: the built-in catalog and your cards; the server's model library");
   models->require_subcommand(1);
   auto catalog_file = std::make_shared<std::string>();
   CLI::App* catalog = models->add_subcommand(
@@ -142,6 +204,58 @@ void register_models_commands(CLI::App& root, Context& ctx) {
       print_table(*cat, *ctx.out);
     }
   });
+
+  add_client_command(models, "list", "List the models in the server's library", ctx,
+                     [&ctx](const RestClient& api) { return list_models(api, ctx); });
+
+  auto import_flags = std::make_shared<ImportFlags>();
+  CLI::App* import = add_client_command(
+      models, "import",
+      "Import model files already on a node (the node's agent checks them) into the library", ctx,
+      [import_flags, &ctx](const RestClient& api) -> core::Result<void> {
+        auto reply = api.post("/models", boost::json::object{{"name", import_flags->name},
+                                                             {"path", import_flags->path},
+                                                             {"node", import_flags->node}});
+        if (!reply) return reply.error();
+        if (print_json_if(ctx, *reply)) return {};
+        *ctx.out << "Model " << cell(*reply, "name") << " imported.\n";
+        print_model(*reply, *ctx.out);
+        return {};
+      });
+  import->add_option("--name", import_flags->name, "The model's name in the library")->required();
+  import->add_option("--path", import_flags->path, "The directory (or GGUF file) on the node")
+      ->required();
+  import->add_option("--node", import_flags->node, "The node that has the files (name or id)")
+      ->required();
+
+  auto show_id = std::make_shared<std::string>();
+  add_client_command(models, "show", "One model of the library", ctx,
+                     [show_id, &ctx](const RestClient& api) -> core::Result<void> {
+                       auto m = api.get("/models/" + url_encode(*show_id));
+                       if (!m) return m.error();
+                       if (print_json_if(ctx, *m)) return {};
+                       print_model(*m, *ctx.out);
+                       return {};
+                     })
+      ->add_option("model", *show_id, "Model name or id")
+      ->required();
+
+  auto delete_id = std::make_shared<std::string>();
+  add_client_command(
+      models, "delete", "Remove a model from the library (refused while a service uses it)", ctx,
+      [delete_id, &ctx](const RestClient& api) -> core::Result<void> {
+        auto reply = api.del("/models/" + url_encode(*delete_id));
+        if (!reply) return reply.error();
+        if (print_json_if(ctx, reply->is_null() ? boost::json::value(
+                                                      boost::json::object{{"deleted", *delete_id}})
+                                                : *reply)) {
+          return {};
+        }
+        *ctx.out << "Model " << *delete_id << " deleted.\n";
+        return {};
+      })
+      ->add_option("model", *delete_id, "Model name or id")
+      ->required();
 }
 
 }  // namespace openstation::cli
