@@ -1,5 +1,11 @@
 // /api/v1/keys*: API keys for the gateway, per user. See docs/api/auth.md.
 
+// GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames (awaitable_frame_base
+// has its own operator new/delete); the frames are allocated and freed by the same pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include "http/server.hpp"
 #include "server/api/context.hpp"
 #include "server/api/detail/identity.hpp"
