@@ -1,12 +1,16 @@
 #include "agent/agent_api.hpp"
 
 #include "agent/log_files.hpp"
+#include "agent/model_inspect.hpp"
 #include "agent/protocol.hpp"
 #include "http/server.hpp"
+#include "model/model_files.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
@@ -64,6 +68,8 @@ struct AgentApi::Impl {
   Supervisor& supervisor;
   std::function<std::string()> token;
   std::unique_ptr<http::Server> server;
+  /// Reading model headers touches the disk: never on the I/O threads.
+  boost::asio::thread_pool files{1};
 
   Impl(AgentApiOptions o, Supervisor& s, std::function<std::string()> t)
       : options(std::move(o)), supervisor(s), token(std::move(t)) {}
@@ -108,10 +114,33 @@ struct AgentApi::Impl {
               if (!authorized(req)) co_return unauthorized();
               co_return http::Response::json(200, instances_json(supervisor));
             });
+    s.route("POST", std::string(kInspectModelPath),
+            [this](http::Request& req) -> http::Awaitable<http::Response> {
+              if (!authorized(req)) co_return unauthorized();
+              co_return co_await inspect(req.body);
+            });
     s.stream("GET", "/api/v1/instances/{id}/logs",
              [this](http::Request& req, http::ResponseStream& stream) -> http::Awaitable<void> {
                co_await logs(req, stream);
              });
+  }
+
+  /// POST /api/v1/models/inspect: the reader's summary, or its error as a 400 naming "path".
+  http::Awaitable<http::Response> inspect(std::string body) {
+    auto path = parse_inspect_request(body);
+    if (!path) co_return http::Response::error(path.error());
+    auto info = co_await boost::asio::co_spawn(
+        files.get_executor(),
+        [p = *path]() -> http::Awaitable<core::Result<model::ModelInfo>> {
+          co_return model::inspect_model_path(p);
+        },
+        boost::asio::use_awaitable);
+    if (!info) {
+      auto e = info.error();
+      if (e.field.empty()) e.field = "path";
+      co_return http::Response::error(400, e);
+    }
+    co_return http::Response::json(200, model_info_to_json(*info));
   }
 
   http::Awaitable<void> logs(http::Request& req, http::ResponseStream& stream) {

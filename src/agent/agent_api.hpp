@@ -7,10 +7,14 @@
 ///   GET /api/v1/instances/{id}/logs?follow=1     Bearer    streamed as the log grows (chunked
 ///                                                          text/plain; after tail=N lines if
 ///                                                          given)
+///   POST /api/v1/models/inspect {"path"}         Bearer    what the model at that path is
+///                                                          (agent/model_inspect.hpp's JSON), or
+///                                                          400 with the reader's error
 ///
 /// Authenticated with the node's credential (Authorization: Bearer <node_token>): the server
-/// uses it to proxy log requests. Errors are the project's JSON body: 401 "agent.unauthorized",
-/// 404 "agent.instance_not_found", 400 "agent.bad_query". docs/agent.md documents them.
+/// uses it to proxy log requests and to validate model imports. Errors are the project's JSON body:
+/// 401 "agent.unauthorized", 404 "agent.instance_not_found", 400 "agent.bad_query". docs/agent.md
+/// documents them.
 
 #include "agent/supervisor.hpp"
 #include "core/error.hpp"
