@@ -1,3 +1,9 @@
+// GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames (awaitable_frame_base
+// has its own operator new/delete); the frames are allocated and freed by the same pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include "server/assignments.hpp"
 
 #include "core/json.hpp"

@@ -1,5 +1,11 @@
 // /api/v1/catalog*, /api/v1/models*, /api/v1/plan and /api/v1/instances/{id}/logs.
 // docs/api/models.md describes them for people, docs/openapi/models.json the schema.
+// GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames (awaitable_frame_base
+// has its own operator new/delete); the frames are allocated and freed by the same pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include "agent/model_inspect.hpp"
 #include "core/engine_kind.hpp"
 #include "core/json.hpp"

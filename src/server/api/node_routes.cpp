@@ -1,5 +1,11 @@
 // /api/v1/nodes*, /api/v1/join-tokens* and the agent protocol (/api/v1/agent/*). docs/api/nodes.md
 // describes them for people, docs/agent.md the protocol, docs/openapi/nodes.json the schema.
+// GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames (awaitable_frame_base
+// has its own operator new/delete); the frames are allocated and freed by the same pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include "core/json.hpp"
 #include "core/strings.hpp"
 #include "http/server.hpp"
