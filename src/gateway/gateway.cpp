@@ -1,0 +1,495 @@
+#include "gateway/gateway.hpp"
+
+#include "gateway/openai_error.hpp"
+#include "gateway/rate_limit.hpp"
+#include "gateway/request.hpp"
+#include "gateway/usage.hpp"
+#include "http/client.hpp"
+#include "http/server.hpp"
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+namespace openstation::gateway {
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Idle keep-alive connections per upstream ("host:port").
+class UpstreamPool {
+ public:
+  explicit UpstreamPool(std::size_t max_idle) : max_idle_(max_idle) {}
+
+  std::optional<http::Connection> take(const std::string& key) {
+    std::lock_guard lock(mutex_);
+    auto it = idle_.find(key);
+    if (it == idle_.end() || it->second.empty()) return std::nullopt;
+    http::Connection c = std::move(it->second.back());
+    it->second.pop_back();
+    return c;
+  }
+
+  void give(const std::string& key, http::Connection c) {
+    if (!c.reusable()) return;
+    std::lock_guard lock(mutex_);
+    auto& v = idle_[key];
+    if (v.size() < max_idle_) v.push_back(std::move(c));
+  }
+
+  void clear() {
+    std::lock_guard lock(mutex_);
+    idle_.clear();
+  }
+
+ private:
+  std::size_t max_idle_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::vector<http::Connection>> idle_;
+};
+
+std::int64_t steady_ms(const core::Clock& c) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(c.steady_now().time_since_epoch())
+      .count();
+}
+
+/// What one proxied request becomes in the call log and metrics.
+struct Outcome {
+  const server::auth::Principal* who = nullptr;
+  std::string model;
+  std::string service_id;
+  std::string instance_id;
+  int status = 0;
+  Usage usage{};
+  std::optional<std::chrono::steady_clock::time_point> first_token{};
+  std::int64_t content_events = 0;
+  std::string error;
+};
+
+}  // namespace
+
+struct Gateway::Impl {
+  Impl(GatewayOptions o, const server::auth::KeySnapshotHolder& k, const RouteTableHolder& r,
+       LoadRegistry& l, CallLogSink& s, const core::Clock& c)
+      : options(std::move(o)),
+        keys(k),
+        routes(r),
+        loads(l),
+        sink(s),
+        clock(c),
+        limiter(c, {options.config.requests_per_minute, options.config.tokens_per_minute}),
+        pool(options.max_idle_per_upstream) {}
+
+  http::ServerOptions server_options() const {
+    http::ServerOptions so;
+    so.host = options.config.host;
+    so.port = options.config.port;
+    so.threads = options.threads;
+    so.body_limit = options.config.max_body_bytes;
+    so.header_timeout = options.config.header_timeout;
+    so.server_header = "openstation-gateway";
+    so.error_formatter = [](int status, const core::Error& e) {
+      return from_error(status, e).response();
+    };
+    return so;
+  }
+
+  GatewayOptions options;
+  const server::auth::KeySnapshotHolder& keys;
+  const RouteTableHolder& routes;
+  LoadRegistry& loads;
+  CallLogSink& sink;
+  const core::Clock& clock;
+  RateLimiter limiter;
+  UpstreamPool pool;
+  Metrics metrics;
+  std::atomic<bool> draining{false};
+  std::unique_ptr<http::Server> server;
+
+  // --- helpers -------------------------------------------------------------------------------
+
+  void finish(const Outcome& o, std::chrono::steady_clock::time_point started) {
+    const auto end = clock.steady_now();
+    const auto duration = std::chrono::duration_cast<std::chrono::microseconds>(end - started);
+    RequestSample s;
+    s.model = o.model;
+    s.status = o.status;
+    s.duration_s = static_cast<double>(duration.count()) / 1e6;
+    if (o.first_token) s.ttft_s = std::chrono::duration<double>(*o.first_token - started).count();
+    s.prompt_tokens = o.usage.prompt_tokens;
+    s.completion_tokens = o.usage.completion_tokens;
+    metrics.record(s);
+    if (o.who == nullptr) return;  // unauthenticated: metrics only
+    limiter.add_tokens(o.who->key_id(), o.usage.total_tokens);
+    store::CallLog log;
+    log.time = clock.now();
+    log.user_id = o.who->user_id();
+    log.key_id = o.who->key_id();
+    log.service = o.model;
+    log.instance_id = o.instance_id;
+    log.status = o.status;
+    log.duration_ms = duration.count() / 1000;
+    log.prompt_tokens = o.usage.prompt_tokens;
+    log.completion_tokens =
+        o.usage.reported ? o.usage.completion_tokens : o.content_events;  // a fair lower bound
+    if (o.first_token) {
+      log.ttft_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(*o.first_token - started).count();
+    }
+    const auto generating = o.first_token ? end - *o.first_token : end - started;
+    const double secs = std::chrono::duration<double>(generating).count();
+    if (secs > 0 && log.completion_tokens > 0)
+      log.tokens_per_second = static_cast<double>(log.completion_tokens) / secs;
+    log.error = o.error;
+    sink.submit(std::move(log));
+  }
+
+  static std::string key_of(const Upstream& u) { return u.host + ":" + std::to_string(u.port); }
+
+  /// A connection to `u`: an idle pooled one, or a new one.
+  http::Awaitable<core::Result<http::Connection>> connect(const Upstream& u, bool fresh) {
+    if (!fresh) {
+      if (auto c = pool.take(key_of(u))) co_return std::move(*c);
+    }
+    auto ex = co_await boost::asio::this_coro::executor;
+    co_return co_await http::Connection::connect(ex, u.host, u.port,
+                                                 options.config.upstream_connect_timeout);
+  }
+
+  /// Sends the request to `u` and reads the head. A pooled connection the engine closed in the
+  /// meantime is replaced by a fresh one once.
+  http::Awaitable<core::Result<std::pair<http::Connection, http::ResponseHead>>> send(
+      const Upstream& u, const http::Request& upstream_req) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto conn = co_await connect(u, attempt > 0);
+      if (!conn) co_return conn.error();
+      auto head = co_await conn->send(upstream_req, options.config.upstream_read_timeout);
+      if (head) co_return std::pair{std::move(*conn), std::move(*head)};
+      if (attempt == 0 && head.error().code == "http.send") continue;  // stale pooled socket
+      co_return head.error();
+    }
+    co_return core::Error(core::Errc::unavailable, "http.send", "unreachable");
+  }
+
+  /// Reads a whole (non-streamed) body.
+  http::Awaitable<core::Result<std::string>> read_body(http::Connection& c) {
+    std::string body;
+    while (!c.body_done()) {
+      auto piece = co_await c.read_some(options.config.upstream_read_timeout);
+      if (!piece) co_return piece.error();
+      if (piece->empty()) break;
+      body += *piece;
+      if (body.size() > (256ull << 20)) {
+        co_return core::Error(core::Errc::unavailable, "gateway.upstream_body_too_large",
+                              "the engine's response exceeds 256 MiB");
+      }
+    }
+    co_return body;
+  }
+
+  http::Awaitable<void> respond_error(http::ResponseStream& out, const OpenAiError& e, Outcome& o) {
+    o.status = e.status;
+    o.error = e.code.empty() ? e.message : e.code + ": " + e.message;
+    auto r = e.response();
+    if (e.status == 429) r.headers.set("Retry-After", "60");
+    co_await out.respond(std::move(r));
+  }
+
+  // --- routes --------------------------------------------------------------------------------
+
+  http::Awaitable<http::Response> models(http::Request& req) {
+    auto who = keys.load()->authenticate(req.headers.get_or("Authorization", ""), clock.now());
+    if (!who) co_return from_error(401, who.error()).response();
+    const auto table = routes.load();
+    const std::string_view one = req.param("model");
+    json::array data;
+    for (const auto& s : table->services()) {
+      if (!server::auth::allows_model(*who, s.model)) continue;
+      if (!one.empty() && s.model != one) continue;
+      json::object m;
+      m["id"] = s.model;
+      m["object"] = "model";
+      m["created"] = s.created;
+      m["owned_by"] = s.owned_by;
+      data.push_back(std::move(m));
+    }
+    if (!one.empty()) {
+      if (data.empty()) {
+        co_return from_error(404, core::not_found("gateway.model_not_found",
+                                                  "The model '" + std::string(one) +
+                                                      "' does not exist or this key may not use it",
+                                                  "model"))
+            .response();
+      }
+      co_return http::Response::json(200, json::serialize(data.front()));
+    }
+    json::object body;
+    body["object"] = "list";
+    body["data"] = std::move(data);
+    co_return http::Response::json(200, json::serialize(body));
+  }
+
+  http::Awaitable<void> proxy(http::Request& req, http::ResponseStream& out) {
+    const auto started = clock.steady_now();
+    Outcome o;
+    auto snapshot = keys.load();
+    auto who = snapshot->authenticate(req.headers.get_or("Authorization", ""), clock.now());
+    if (!who) {
+      co_await respond_error(out, from_error(401, who.error()), o);
+      finish(o, started);
+      co_return;
+    }
+    o.who = &*who;
+    const auto endpoint = endpoint_of(req.path());
+    auto inspected = inspect_request(endpoint, req.body);
+    if (!inspected) {
+      co_await respond_error(out, from_error(400, inspected.error()), o);
+      finish(o, started);
+      co_return;
+    }
+    o.model = inspected->model;
+    if (!server::auth::allows_model(*who, o.model)) {
+      co_await respond_error(
+          out,
+          from_error(403, core::Error(core::Errc::forbidden, "gateway.model_not_allowed",
+                                      "This API key may not use the model '" + o.model +
+                                          "'; ask an administrator to add it to the key's "
+                                          "allowed models",
+                                      "model")),
+          o);
+      finish(o, started);
+      co_return;
+    }
+    const auto table = routes.load();
+    const ServiceRoute* route = table->find(o.model);
+    if (route == nullptr) {
+      co_await respond_error(out,
+                             from_error(404, core::not_found("gateway.model_not_found",
+                                                             "The model '" + o.model +
+                                                                 "' does not exist; GET /v1/models "
+                                                                 "lists the models you can use",
+                                                             "model")),
+                             o);
+      finish(o, started);
+      co_return;
+    }
+    o.service_id = route->service_id;
+    if (auto refusal = limiter.admit(who->key_id())) {
+      auto e =
+          from_error(429, core::Error(core::Errc::resource_exhausted, "gateway.rate_limited",
+                                      std::string("Rate limit reached for this API key (") +
+                                          (refusal->tokens ? "tokens" : "requests") +
+                                          " per minute); retry in " +
+                                          std::to_string(refusal->retry_after.count()) + " s"));
+      o.status = 429;
+      o.error = e.message;
+      auto r = e.response();
+      r.headers.set("Retry-After", std::to_string(refusal->retry_after.count()));
+      co_await out.respond(std::move(r));
+      finish(o, started);
+      co_return;
+    }
+
+    http::Request up;
+    up.method = req.method;
+    up.target = req.target;
+    up.headers.set("Content-Type",
+                   std::string(req.headers.get_or("Content-Type", "application/json")));
+    if (auto a = req.headers.get("Accept")) up.headers.set("Accept", std::string(*a));
+    up.body = std::move(inspected->upstream_body);
+
+    std::string tried;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const Upstream* u = pick_upstream(*route, steady_ms(clock), tried);
+      if (u == nullptr) break;
+      tried = u->instance_id;
+      o.instance_id = u->instance_id;
+      InFlight counting(u->load);
+      const auto sent_at = clock.steady_now();
+      auto sent = co_await send(*u, up);
+      if (!sent) {
+        mark_failed(*u, steady_ms(clock), options.failure_cooldown);
+        spdlog::warn("gateway: instance {} of {} failed: {}", u->instance_id, o.model,
+                     sent.error().message);
+        o.error = sent.error().message;
+        continue;  // nothing reached the client: try another instance
+      }
+      auto& [conn, head] = *sent;
+      if (head.status == 502 || head.status == 503) {
+        mark_failed(*u, steady_ms(clock), options.failure_cooldown);
+        (void)co_await read_body(conn);
+        o.error = "the engine answered " + std::to_string(head.status);
+        continue;
+      }
+      const bool sse = head.headers.get_or("Content-Type", "").starts_with("text/event-stream") &&
+                       head.status < 400;
+      if (!sse) {
+        auto body = co_await read_body(conn);
+        if (!body) {
+          mark_failed(*u, steady_ms(clock), options.failure_cooldown);
+          o.error = body.error().message;
+          continue;
+        }
+        record_latency(*u, std::chrono::duration_cast<std::chrono::microseconds>(
+                               clock.steady_now() - sent_at));
+        pool.give(key_of(*u), std::move(conn));
+        if (head.status >= 400) {
+          co_await respond_error(out, normalise_engine_error(head.status, *body), o);
+          finish(o, started);
+          co_return;
+        }
+        o.usage = usage_of_response(*body);
+        o.status = head.status;
+        http::Response r;
+        r.status = head.status;
+        r.headers.set("Content-Type",
+                      std::string(head.headers.get_or("Content-Type", "application/json")));
+        r.body = std::move(*body);
+        co_await out.respond(std::move(r));
+        finish(o, started);
+        co_return;
+      }
+      co_await relay_stream(conn, *u, inspected->client_wants_usage || !inspected->rewritten, out,
+                            o, sent_at);
+      finish(o, started);
+      co_return;
+    }
+    const auto message =
+        route->upstreams.empty()
+            ? "The model '" + o.model + "' has no running instance right now"
+            : "No healthy instance of the model '" + o.model + "' could take the request" +
+                  (o.error.empty() ? std::string() : " (last error: " + o.error + ")");
+    co_await respond_error(out,
+                           from_error(503, core::Error(core::Errc::unavailable,
+                                                       "gateway.no_healthy_instance", message)),
+                           o);
+    finish(o, started);
+  }
+
+  http::Awaitable<void> relay_stream(http::Connection& conn, const Upstream& u,
+                                     bool keep_usage_chunk, http::ResponseStream& out, Outcome& o,
+                                     std::chrono::steady_clock::time_point sent_at) {
+    o.status = 200;
+    StreamMeter meter(keep_usage_chunk);
+    if (!co_await out.start_sse()) {
+      o.status = 499;
+      o.error = "the client went away";
+      conn.close();
+      co_return;
+    }
+    for (;;) {
+      auto ev = co_await conn.read_event(options.config.upstream_read_timeout);
+      if (!ev) {
+        mark_failed(u, steady_ms(clock), options.failure_cooldown);
+        o.status = 502;
+        o.error = "the engine's stream broke: " + ev.error().message;
+        OpenAiError e{
+            502,
+            "The model's engine stopped in the middle of the response (" + ev.error().message + ")",
+            "server_error", "upstream_error", ""};
+        co_await out.write(e.sse_event());
+        co_await out.finish();
+        conn.close();
+        co_return;
+      }
+      if (!*ev) break;  // the engine ended the body
+      const auto& event = **ev;
+      if (event.is_comment()) continue;
+      if (meter.on_data(event.data) == StreamMeter::Verdict::drop) continue;
+      if (!o.first_token && event.data != "[DONE]") {
+        o.first_token = clock.steady_now();
+        record_latency(
+            u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
+      }
+      if (!co_await out.write(http::format_sse(event))) {
+        o.status = 499;
+        o.error = "the client went away";
+        conn.close();  // cancels the generation upstream
+        o.usage = meter.usage();
+        o.content_events = meter.content_events();
+        co_return;
+      }
+    }
+    o.usage = meter.usage();
+    o.content_events = meter.content_events();
+    if (meter.saw_error()) {
+      o.status = 502;
+      o.error = "the engine sent an error event";
+    } else if (!meter.done()) {
+      o.status = 502;
+      o.error = "the engine ended the stream without [DONE]";
+    }
+    co_await out.finish();
+    pool.give(key_of(u), std::move(conn));
+  }
+};
+
+Gateway::Gateway(GatewayOptions options, const server::auth::KeySnapshotHolder& keys,
+                 const RouteTableHolder& routes, LoadRegistry& loads, CallLogSink& logs,
+                 const core::Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), keys, routes, loads, logs, clock)) {}
+
+Gateway::~Gateway() {
+  stop(0ms);
+}
+
+core::Result<void> Gateway::start() {
+  auto& im = *impl_;
+  im.server = std::make_unique<http::Server>(im.server_options());
+  im.server->route("GET", "/health", [&im](http::Request&) -> http::Awaitable<http::Response> {
+    if (im.draining.load()) {
+      co_return http::Response::json(503, R"({"status":"draining"})");
+    }
+    co_return http::Response::json(200, R"({"status":"ok"})");
+  });
+  im.server->route("GET", "/metrics", [&im](http::Request&) -> http::Awaitable<http::Response> {
+    co_return http::Response::text(200, im.metrics.render(im.loads),
+                                   "text/plain; version=0.0.4; charset=utf-8");
+  });
+  im.server->route("GET", "/v1/models", [&im](http::Request& r) -> http::Awaitable<http::Response> {
+    co_return co_await im.models(r);
+  });
+  im.server->route("GET", "/v1/models/{model}",
+                   [&im](http::Request& r) -> http::Awaitable<http::Response> {
+                     co_return co_await im.models(r);
+                   });
+  im.server->stream("POST", "/v1/*",
+                    [&im](http::Request& r, http::ResponseStream& s) -> http::Awaitable<void> {
+                      co_await im.proxy(r, s);
+                    });
+  return im.server->start();
+}
+
+std::uint16_t Gateway::port() const {
+  return impl_->server ? impl_->server->port() : 0;
+}
+
+void Gateway::stop(std::chrono::milliseconds grace) {
+  auto& im = *impl_;
+  im.draining.store(true);
+  if (im.server) {
+    im.server->stop(grace);
+    im.pool.clear();  // the pooled sockets belong to the server's io_context
+    im.server.reset();
+  }
+}
+
+std::int64_t Gateway::in_flight(std::string_view instance_id) const {
+  return impl_->loads.in_flight(instance_id);
+}
+
+const Metrics& Gateway::metrics() const {
+  return impl_->metrics;
+}
+
+}  // namespace openstation::gateway

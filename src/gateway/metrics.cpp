@@ -1,0 +1,98 @@
+#include "gateway/metrics.hpp"
+
+#include "core/json.hpp"
+
+#include <sstream>
+
+namespace openstation::gateway {
+
+void Histogram::observe(double v) {
+  for (std::size_t i = 0; i < kBounds.size(); ++i)
+    if (v <= kBounds[i]) ++buckets[i];
+  ++count;
+  sum += v;
+}
+
+void Metrics::record(const RequestSample& s) {
+  std::lock_guard lock(mutex_);
+  auto& m = models_[s.model];
+  ++m.by_status[s.status];
+  m.duration.observe(s.duration_s);
+  if (s.ttft_s >= 0) m.ttft.observe(s.ttft_s);
+  m.prompt_tokens += static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.prompt_tokens));
+  m.completion_tokens += static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.completion_tokens));
+}
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+void histogram(std::ostringstream& o, std::string_view name, const std::string& model,
+               const Histogram& h) {
+  const auto label = "model=\"" + escape_label(model) + "\"";
+  for (std::size_t i = 0; i < Histogram::kBounds.size(); ++i) {
+    o << name << "_bucket{" << label << ",le=\"" << core::json::format_double(Histogram::kBounds[i])
+      << "\"} " << h.buckets[i] << '\n';
+  }
+  o << name << "_bucket{" << label << ",le=\"+Inf\"} " << h.count << '\n';
+  o << name << "_sum{" << label << "} " << core::json::format_double(h.sum) << '\n';
+  o << name << "_count{" << label << "} " << h.count << '\n';
+}
+
+}  // namespace
+
+std::string Metrics::render(const LoadRegistry& loads) const {
+  std::ostringstream o;
+  std::lock_guard lock(mutex_);
+  o << "# HELP openstation_gateway_requests_total Requests answered, by model and HTTP status.\n"
+       "# TYPE openstation_gateway_requests_total counter\n";
+  for (const auto& [model, m] : models_)
+    for (const auto& [status, n] : m.by_status)
+      o << "openstation_gateway_requests_total{model=\"" << escape_label(model) << "\",code=\""
+        << status << "\"} " << n << '\n';
+  o << "# HELP openstation_gateway_errors_total Requests answered with a status of 400 or more.\n"
+       "# TYPE openstation_gateway_errors_total counter\n";
+  for (const auto& [model, m] : models_)
+    for (const auto& [status, n] : m.by_status)
+      if (status >= 400)
+        o << "openstation_gateway_errors_total{model=\"" << escape_label(model) << "\",code=\""
+          << status << "\"} " << n << '\n';
+  o << "# HELP openstation_gateway_request_duration_seconds Time from request to last byte.\n"
+       "# TYPE openstation_gateway_request_duration_seconds histogram\n";
+  for (const auto& [model, m] : models_)
+    histogram(o, "openstation_gateway_request_duration_seconds", model, m.duration);
+  o << "# HELP openstation_gateway_ttft_seconds Time to the first streamed token.\n"
+       "# TYPE openstation_gateway_ttft_seconds histogram\n";
+  for (const auto& [model, m] : models_)
+    if (m.ttft.count > 0) histogram(o, "openstation_gateway_ttft_seconds", model, m.ttft);
+  o << "# HELP openstation_gateway_tokens_total Tokens metered, by model and kind.\n"
+       "# TYPE openstation_gateway_tokens_total counter\n";
+  for (const auto& [model, m] : models_) {
+    o << "openstation_gateway_tokens_total{model=\"" << escape_label(model)
+      << "\",kind=\"prompt\"} " << m.prompt_tokens << '\n';
+    o << "openstation_gateway_tokens_total{model=\"" << escape_label(model)
+      << "\",kind=\"completion\"} " << m.completion_tokens << '\n';
+  }
+  o << "# HELP openstation_gateway_in_flight Requests in flight, by instance.\n"
+       "# TYPE openstation_gateway_in_flight gauge\n";
+  for (const auto& [id, load] : loads.all())
+    o << "openstation_gateway_in_flight{instance=\"" << escape_label(id) << "\"} "
+      << load->outstanding.load() << '\n';
+  return o.str();
+}
+
+}  // namespace openstation::gateway

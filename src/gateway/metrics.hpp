@@ -1,0 +1,59 @@
+#pragma once
+/// The gateway's Prometheus metrics (text exposition format 0.0.4 on GET /metrics): requests by
+/// model and status, TTFT and duration histograms, tokens, and requests in flight per instance.
+/// Thread-safe; one short lock per finished request.
+
+#include "gateway/route_table.hpp"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace openstation::gateway {
+
+/// What one finished request adds.
+struct RequestSample {
+  std::string model;  ///< empty when the request never got as far as a model
+  int status = 0;
+  double duration_s = 0;
+  double ttft_s = -1;  ///< < 0: not a stream, or no token came
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+};
+
+/// A cumulative histogram with fixed bucket bounds (seconds).
+struct Histogram {
+  static constexpr std::array<double, 14> kBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                  1,     2.5,  5,     10,   30,  60,   120};
+  std::array<std::uint64_t, kBounds.size()> buckets{};
+  std::uint64_t count = 0;
+  double sum = 0;
+  void observe(double v);
+};
+
+class Metrics {
+ public:
+  void record(const RequestSample& s);
+  /// The exposition text, with in-flight gauges read from `loads`.
+  std::string render(const LoadRegistry& loads) const;
+
+ private:
+  struct PerModel {
+    std::map<int, std::uint64_t> by_status;
+    Histogram duration;
+    Histogram ttft;
+    std::uint64_t prompt_tokens = 0;
+    std::uint64_t completion_tokens = 0;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, PerModel> models_;
+};
+
+/// Escapes a label value (backslash, double quote, newline).
+std::string escape_label(std::string_view v);
+
+}  // namespace openstation::gateway

@@ -1,0 +1,108 @@
+#include "gateway/route_table.hpp"
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace openstation::gateway {
+
+RouteTable::RouteTable(std::vector<ServiceRoute> services) : services_(std::move(services)) {
+  std::sort(services_.begin(), services_.end(),
+            [](const auto& a, const auto& b) { return a.model < b.model; });
+  for (std::size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].model, i);
+}
+
+const ServiceRoute* RouteTable::find(std::string_view model) const {
+  const auto it = index_.find(std::string(model));
+  return it == index_.end() ? nullptr : &services_[it->second];
+}
+
+RouteTableHolder::RouteTableHolder() : current_(std::make_shared<const RouteTable>()) {}
+
+std::shared_ptr<const RouteTable> RouteTableHolder::load() const {
+  std::lock_guard lock(mutex_);
+  return current_;
+}
+
+void RouteTableHolder::store(std::shared_ptr<const RouteTable> table) {
+  if (!table) table = std::make_shared<const RouteTable>();
+  std::lock_guard lock(mutex_);
+  current_.swap(table);
+  // The old table (in `table` now) is released outside the lock.
+}
+
+std::shared_ptr<InstanceLoad> LoadRegistry::load_for(const std::string& instance_id) {
+  std::lock_guard lock(mutex_);
+  auto& slot = loads_[instance_id];
+  if (!slot) slot = std::make_shared<InstanceLoad>();
+  return slot;
+}
+
+void LoadRegistry::retain(const std::vector<std::string>& instance_ids) {
+  const std::unordered_set<std::string> keep(instance_ids.begin(), instance_ids.end());
+  std::lock_guard lock(mutex_);
+  std::erase_if(loads_, [&](const auto& kv) {
+    return !keep.contains(kv.first) && kv.second->outstanding.load() == 0;
+  });
+}
+
+std::int64_t LoadRegistry::in_flight(std::string_view instance_id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = loads_.find(std::string(instance_id));
+  return it == loads_.end() ? 0 : it->second->outstanding.load();
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<InstanceLoad>>> LoadRegistry::all() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, std::shared_ptr<InstanceLoad>>> out(loads_.begin(),
+                                                                         loads_.end());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+const Upstream* pick_upstream(const ServiceRoute& route, std::int64_t now_ms,
+                              std::string_view exclude) {
+  const Upstream* best = nullptr;
+  std::int64_t best_outstanding = 0;
+  std::int64_t best_latency = 0;
+  for (const auto& u : route.upstreams) {
+    if (u.draining || u.instance_id == exclude || !u.load) continue;
+    if (u.load->failed_until_ms.load(std::memory_order_relaxed) > now_ms) continue;
+    const auto outstanding = u.load->outstanding.load(std::memory_order_relaxed);
+    const auto latency = u.load->latency_ewma_us.load(std::memory_order_relaxed);
+    if (best == nullptr || outstanding < best_outstanding ||
+        (outstanding == best_outstanding && latency < best_latency)) {
+      best = &u;
+      best_outstanding = outstanding;
+      best_latency = latency;
+    }
+  }
+  return best;
+}
+
+void mark_failed(const Upstream& u, std::int64_t now_ms, std::chrono::milliseconds cooldown) {
+  if (u.load) u.load->failed_until_ms.store(now_ms + cooldown.count(), std::memory_order_relaxed);
+}
+
+void record_latency(const Upstream& u, std::chrono::microseconds sample) {
+  if (!u.load) return;
+  auto& ewma = u.load->latency_ewma_us;
+  const auto s = sample.count();
+  auto old = ewma.load(std::memory_order_relaxed);
+  std::int64_t next = 0;
+  do {
+    next = old == 0 ? s : old + (s - old) / 8;
+  } while (!ewma.compare_exchange_weak(old, next, std::memory_order_relaxed));
+}
+
+InFlight::InFlight(std::shared_ptr<InstanceLoad> load) : load_(std::move(load)) {
+  if (load_) {
+    load_->outstanding.fetch_add(1, std::memory_order_relaxed);
+    load_->requests.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+InFlight::~InFlight() {
+  if (load_) load_->outstanding.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace openstation::gateway

@@ -1,0 +1,117 @@
+#pragma once
+/// The gateway's view of what it can route to: every service (by its OpenAI model id) with its
+/// instances' endpoints, as an immutable snapshot swapped atomically when the server's state
+/// changes, and the per-instance load counters that outlive the snapshots.
+///
+/// Picking an instance reads atomics only: no lock and no database on the request path.
+
+#include "core/clock.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace openstation::gateway {
+
+/// Live counters of one instance, shared by every snapshot that lists it.
+struct InstanceLoad {
+  std::atomic<std::int64_t> outstanding{0};      ///< requests in flight
+  std::atomic<std::int64_t> latency_ewma_us{0};  ///< recent response latency (0: unknown)
+  std::atomic<std::int64_t> failed_until_ms{0};  ///< steady ms: skipped until then after a failure
+  std::atomic<std::uint64_t> requests{0};        ///< total, for /metrics
+};
+
+/// One instance a service can be sent to.
+struct Upstream {
+  std::string instance_id;
+  std::string host;  ///< the node's address
+  std::uint16_t port = 0;
+  bool draining = false;  ///< finishing its requests: no new ones
+  std::shared_ptr<InstanceLoad> load;
+};
+
+/// One service: the model id clients name and its instances.
+struct ServiceRoute {
+  std::string model;  ///< the service name (OpenAI model id)
+  std::string service_id;
+  std::string owned_by = "openstation";
+  std::int64_t created = 0;  ///< Unix seconds, for /v1/models
+  std::vector<Upstream> upstreams;
+};
+
+/// An immutable route table.
+class RouteTable {
+ public:
+  RouteTable() = default;
+  explicit RouteTable(std::vector<ServiceRoute> services);
+
+  /// The service called `model`, or null.
+  const ServiceRoute* find(std::string_view model) const;
+  /// Every service, sorted by model id.
+  const std::vector<ServiceRoute>& services() const { return services_; }
+
+ private:
+  std::vector<ServiceRoute> services_;
+  std::unordered_map<std::string, std::size_t> index_;
+};
+
+/// The current table. Thread-safe; `load` never returns null.
+class RouteTableHolder {
+ public:
+  RouteTableHolder();
+  std::shared_ptr<const RouteTable> load() const;
+  void store(std::shared_ptr<const RouteTable> table);
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const RouteTable> current_;
+};
+
+/// The per-instance counters, by instance id. `load_for` is called when a table is built;
+/// counters of instances no longer listed are dropped by `retain`.
+class LoadRegistry {
+ public:
+  std::shared_ptr<InstanceLoad> load_for(const std::string& instance_id);
+  /// Keeps only the listed instances' counters (in-flight requests keep theirs alive anyway).
+  void retain(const std::vector<std::string>& instance_ids);
+  /// Requests in flight on an instance (0 when unknown): what draining waits for.
+  std::int64_t in_flight(std::string_view instance_id) const;
+  /// Every instance's counters, for /metrics.
+  std::vector<std::pair<std::string, std::shared_ptr<InstanceLoad>>> all() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<InstanceLoad>> loads_;
+};
+
+/// Least outstanding requests among the routable (non-draining, not recently failed) upstreams,
+/// ties broken by the lower recent latency, then by the earlier position. `exclude` skips one
+/// instance (the retry after a failure). Null when none is routable. `now_ms`: steady ms.
+const Upstream* pick_upstream(const ServiceRoute& route, std::int64_t now_ms,
+                              std::string_view exclude = {});
+
+/// Marks an upstream as failed for `cooldown` from `now_ms`.
+void mark_failed(const Upstream& u, std::int64_t now_ms, std::chrono::milliseconds cooldown);
+
+/// Folds a latency sample into the upstream's moving average (weight 1/8).
+void record_latency(const Upstream& u, std::chrono::microseconds sample);
+
+/// Counts a request in flight on an upstream for its lifetime.
+class InFlight {
+ public:
+  explicit InFlight(std::shared_ptr<InstanceLoad> load);
+  ~InFlight();
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::shared_ptr<InstanceLoad> load_;
+};
+
+}  // namespace openstation::gateway

@@ -1,0 +1,60 @@
+#pragma once
+/// Feeds the gateway from the store, in the process that owns the store (the server and the
+/// all-in-one `openstation start`): the API keys (with their users' state) as a KeySnapshot and
+/// the services' routable instances as a RouteTable, rebuilt by a background thread every
+/// `interval` or at once on `trigger()`, and swapped atomically. A request never waits for it.
+///
+/// Routable: an instance in state running (draining ones are listed as draining, so their
+/// in-flight requests finish while no new ones arrive) with a port, on a node with an address.
+
+#include "core/clock.hpp"
+#include "core/error.hpp"
+#include "gateway/route_table.hpp"
+#include "server/auth/api_key.hpp"
+#include "store/store.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace openstation::gateway {
+
+/// Every key with its user's name, role and state.
+core::Result<std::vector<server::auth::KeyRecord>> load_key_records(store::Store& store);
+/// The route table's services, counters taken from `loads` (and the others dropped).
+core::Result<std::vector<ServiceRoute>> load_routes(store::Store& store, LoadRegistry& loads);
+
+/// The refresher thread. The holders and the store must outlive it.
+class StoreSource {
+ public:
+  StoreSource(store::Store& store, server::auth::KeySnapshotHolder& keys, RouteTableHolder& routes,
+              LoadRegistry& loads, std::chrono::milliseconds interval);
+  ~StoreSource();  ///< stop()
+  StoreSource(const StoreSource&) = delete;
+  StoreSource& operator=(const StoreSource&) = delete;
+
+  /// Rebuilds both snapshots now, on the calling thread. False (and the old snapshots kept) when
+  /// the store failed.
+  bool refresh();
+  /// Starts the thread (after one synchronous refresh).
+  void start();
+  /// Asks for a rebuild soon (a key was revoked, an instance changed). Non-blocking.
+  void trigger();
+  void stop();
+
+ private:
+  store::Store& store_;
+  server::auth::KeySnapshotHolder& keys_;
+  RouteTableHolder& routes_;
+  LoadRegistry& loads_;
+  std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool triggered_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace openstation::gateway

@@ -1,0 +1,471 @@
+// The gateway over real sockets: in-process engines (http::Server) behind it, real clients in
+// front. Covers every status of the gateway's contract, event-by-event streaming, usage
+// stripping, the retry before the first byte, mid-stream failure, key revocation and drain.
+#include "gateway/gateway.hpp"
+#include "http/client.hpp"
+#include "http/server.hpp"
+#include "server/auth/api_key.hpp"
+#include "support/wait_until.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <stdexcept>
+
+namespace openstation::gateway {
+namespace {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using http::Awaitable;
+
+/// Collects call logs in memory.
+class MemorySink final : public CallLogSink {
+ public:
+  void submit(store::CallLog log) override {
+    std::lock_guard lock(mutex_);
+    logs_.push_back(std::move(log));
+  }
+  std::vector<store::CallLog> logs() const {
+    std::lock_guard lock(mutex_);
+    return logs_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<store::CallLog> logs_;
+};
+
+/// A stand-in engine with switchable behaviour.
+class Engine {
+ public:
+  enum class Mode { ok, unavailable, bad_request, break_mid_stream, hold };
+  std::atomic<Mode> mode{Mode::ok};
+  std::atomic<int> requests{0};
+  std::atomic<int> released{1000};  ///< stream events sent only while index < released
+  std::atomic<int> holding{0};      ///< requests parked in Mode::hold
+  std::atomic<bool> let_go{false};  ///< ends Mode::hold
+  std::mutex mutex;
+  std::string last_body;
+
+  Engine() {
+    http::ServerOptions o;
+    o.threads = 1;
+    server_ = std::make_unique<http::Server>(o);
+    server_->stream("POST", "/v1/*",
+                    [this](http::Request& r, http::ResponseStream& s) -> Awaitable<void> {
+                      co_await handle(r, s);
+                    });
+    if (!server_->start()) throw std::runtime_error("engine did not start");
+  }
+  ~Engine() { server_->stop(0ms); }
+  std::uint16_t port() const { return server_->port(); }
+
+ private:
+  static Awaitable<void> sleep(std::chrono::milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+
+  Awaitable<void> handle(http::Request& r, http::ResponseStream& s) {
+    ++requests;
+    {
+      std::lock_guard lock(mutex);
+      last_body = r.body;
+    }
+    const auto m = mode.load();
+    if (m == Mode::unavailable) {
+      co_await s.respond(http::Response::text(503, "engine is loading"));
+      co_return;
+    }
+    if (m == Mode::bad_request) {
+      co_await s.respond(http::Response::json(
+          400,
+          R"({"object":"error","message":"This model's maximum context length is 4096 tokens","type":"BadRequestError","param":null,"code":400})"));
+      co_return;
+    }
+    if (m == Mode::hold) {
+      ++holding;
+      while (!let_go.load()) co_await sleep(2ms);
+      --holding;
+    }
+    const auto body = json::parse(r.body).as_object();
+    const bool stream = body.contains("stream") && body.at("stream").as_bool();
+    if (!stream) {
+      co_await s.respond(http::Response::json(
+          200,
+          R"({"id":"cmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}})"));
+      co_return;
+    }
+    bool usage = false;
+    if (const auto* so = body.if_contains("stream_options"))
+      usage = so->as_object().contains("include_usage") &&
+              so->as_object().at("include_usage").as_bool();
+    co_await s.start_sse();
+    for (int i = 0; i < 3; ++i) {
+      while (released.load() <= i) co_await sleep(1ms);
+      co_await s.write(http::format_sse_data(R"({"choices":[{"index":0,"delta":{"content":"t)" +
+                                             std::to_string(i) + R"("}}]})"));
+      if (m == Mode::break_mid_stream && i == 1) throw std::runtime_error("engine crashed");
+    }
+    if (usage) {
+      co_await s.write(http::format_sse_data(
+          R"({"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}})"));
+    }
+    co_await s.write(http::format_sse_data("[DONE]"));
+  }
+
+  std::unique_ptr<http::Server> server_;
+};
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto k = server::auth::generate_api_key();
+    key_ = k.text;
+    server::auth::KeyRecord rec;
+    rec.key_id = "key_1";
+    rec.user_id = "usr_1";
+    rec.username = "alice";
+    rec.name = "test";
+    rec.prefix = k.prefix;
+    rec.hash = k.hash;
+    rec_ = rec;
+    set_keys({rec});
+    GatewayOptions o;
+    o.config.host = "127.0.0.1";
+    o.config.port = 0;
+    o.config.max_body_bytes = 64 * 1024;
+    o.failure_cooldown = 60s;
+    options_ = o;
+  }
+  void TearDown() override {
+    if (gw_) gw_->stop(0ms);
+  }
+
+  void set_keys(std::vector<server::auth::KeyRecord> recs) {
+    keys_.store(std::make_shared<const server::auth::KeySnapshot>(std::move(recs)));
+  }
+
+  /// Routes model "m" to the given engines (draining flags optional).
+  void route(std::vector<Engine*> engines, std::vector<bool> draining = {}) {
+    ServiceRoute s;
+    s.model = "m";
+    s.service_id = "svc_1";
+    s.created = 1700000000;
+    for (std::size_t i = 0; i < engines.size(); ++i) {
+      const auto id = "inst_" + std::to_string(i);
+      s.upstreams.push_back({id, "127.0.0.1", engines[i]->port(),
+                             i < draining.size() && draining[i], loads_.load_for(id)});
+    }
+    ServiceRoute other;
+    other.model = "secret-model";
+    routes_.store(std::make_shared<const RouteTable>(std::vector<ServiceRoute>{s, other}));
+  }
+
+  void start() {
+    gw_ = std::make_unique<Gateway>(options_, keys_, routes_, loads_, sink_, clock_);
+    auto r = gw_->start();
+    ASSERT_TRUE(r) << r.error().message;
+  }
+
+  std::string url(std::string_view path) const {
+    return "http://127.0.0.1:" + std::to_string(gw_->port()) + std::string(path);
+  }
+
+  core::Result<http::Response> post(std::string_view path, std::string body, std::string key = "") {
+    http::Headers h{{"Authorization", "Bearer " + (key.empty() ? key_ : key)},
+                    {"Content-Type", "application/json"}};
+    return http::Client{}.request("POST", url(path), h, std::move(body), 10s);
+  }
+
+  static json::object error_of(const http::Response& r) {
+    return json::parse(r.body).as_object().at("error").as_object();
+  }
+
+  std::string key_;
+  server::auth::KeyRecord rec_;
+  server::auth::KeySnapshotHolder keys_;
+  RouteTableHolder routes_;
+  LoadRegistry loads_;
+  MemorySink sink_;
+  core::SystemClock clock_;
+  GatewayOptions options_;
+  std::unique_ptr<Gateway> gw_;
+};
+
+constexpr std::string_view kChat = R"({"model":"m","messages":[{"role":"user","content":"hi"}]})";
+
+TEST_F(GatewayTest, CompletesAndMetersANonStreamedRequest) {
+  Engine e;
+  route({&e});
+  start();
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(r->body).at("usage").at("total_tokens"), 10);
+  {
+    std::lock_guard lock(e.mutex);
+    EXPECT_EQ(e.last_body, kChat);  // passed through byte for byte
+  }
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  const auto log = sink_.logs().front();
+  EXPECT_EQ(log.user_id, "usr_1");
+  EXPECT_EQ(log.key_id, "key_1");
+  EXPECT_EQ(log.service, "m");
+  EXPECT_EQ(log.instance_id, "inst_0");
+  EXPECT_EQ(log.status, 200);
+  EXPECT_EQ(log.prompt_tokens, 7);
+  EXPECT_EQ(log.completion_tokens, 3);
+  EXPECT_FALSE(log.ttft_ms.has_value());
+}
+
+TEST_F(GatewayTest, EveryRefusalHasItsStatusAndOpenAiCode) {
+  Engine e;
+  route({&e});
+  start();
+  auto no_key =
+      http::Client{}.request("POST", url("/v1/chat/completions"), {}, std::string(kChat), 10s);
+  ASSERT_TRUE(no_key);
+  EXPECT_EQ(no_key->status, 401);
+  EXPECT_EQ(error_of(*no_key).at("code"), "invalid_api_key");
+  auto wrong =
+      post("/v1/chat/completions", std::string(kChat), server::auth::generate_api_key().text);
+  EXPECT_EQ(wrong->status, 401);
+  auto bad = post("/v1/chat/completions", "{\"model\": ");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(error_of(*bad).at("type"), "invalid_request_error");
+  auto missing = post("/v1/chat/completions", "{\"messages\":[]}");
+  EXPECT_EQ(missing->status, 400);
+  EXPECT_EQ(error_of(*missing).at("param"), "model");
+  auto unknown = post("/v1/chat/completions", R"({"model":"nope"})");
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_EQ(error_of(*unknown).at("code"), "model_not_found");
+  auto big = post("/v1/chat/completions", std::string(100 * 1024, ' '));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_TRUE(error_of(*big).contains("message"));
+  auto none = post("/v1/chat/completions", R"({"model":"secret-model"})");
+  EXPECT_EQ(none->status, 503);
+  EXPECT_EQ(error_of(*none).at("code"), "no_healthy_instance");
+  EXPECT_EQ(e.requests.load(), 0);
+
+  // The allow-list: 403 for a model outside it, and /v1/models lists only allowed ones.
+  auto limited = rec_;
+  limited.allowed_models = {"secret-model"};
+  set_keys({limited});
+  auto forbidden = post("/v1/chat/completions", std::string(kChat));
+  EXPECT_EQ(forbidden->status, 403);
+  EXPECT_EQ(error_of(*forbidden).at("code"), "model_not_allowed");
+  auto models = http::Client{}.request("GET", url("/v1/models"),
+                                       {{"Authorization", "Bearer " + key_}}, {}, 10s);
+  ASSERT_TRUE(models);
+  const auto data = json::parse(models->body).at("data").as_array();
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].at("id"), "secret-model");
+}
+
+TEST_F(GatewayTest, EngineErrorsAreNormalised) {
+  Engine e;
+  e.mode = Engine::Mode::bad_request;
+  route({&e});
+  start();
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  const auto err = error_of(*r);
+  EXPECT_EQ(err.at("message"), "This model's maximum context length is 4096 tokens");
+  EXPECT_EQ(err.at("type"), "BadRequestError");
+}
+
+TEST_F(GatewayTest, RateLimitAnswers429WithRetryAfter) {
+  options_.config.requests_per_minute = 1;
+  Engine e;
+  route({&e});
+  start();
+  EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(error_of(*r).at("code"), "rate_limit_exceeded");
+  EXPECT_TRUE(r->headers.has("Retry-After"));
+}
+
+TEST_F(GatewayTest, RetriesOnAnotherInstanceBeforeTheFirstByte) {
+  Engine down;
+  down.mode = Engine::Mode::unavailable;
+  Engine up;
+  route({&down, &up});
+  start();
+  for (int i = 0; i < 4; ++i) {
+    auto r = post("/v1/chat/completions", std::string(kChat));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+  EXPECT_EQ(down.requests.load(), 1);  // marked failed after the first 503, then skipped
+  EXPECT_EQ(up.requests.load(), 4);
+}
+
+TEST_F(GatewayTest, RevokedKeyIsRefusedAfterOneSnapshotSwap) {
+  Engine e;
+  route({&e});
+  start();
+  EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  auto revoked = rec_;
+  revoked.revoked = true;
+  set_keys({revoked});
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(error_of(*r).at("code"), "invalid_api_key");
+}
+
+/// Reads a gateway SSE response event by event on its own io_context.
+struct StreamResult {
+  std::vector<std::string> data;
+  int status = 0;
+  std::string error;
+};
+
+template <class OnEvent>
+StreamResult stream(std::uint16_t port, const std::string& key, std::string body,
+                    OnEvent on_event) {
+  StreamResult out;
+  asio::io_context ioc;
+  asio::co_spawn(
+      ioc,
+      [&]() -> Awaitable<void> {
+        auto c = co_await http::Connection::connect(co_await asio::this_coro::executor, "127.0.0.1",
+                                                    port, 5s);
+        if (!c) {
+          out.error = c.error().message;
+          co_return;
+        }
+        http::Request req;
+        req.method = "POST";
+        req.target = "/v1/chat/completions";
+        req.headers.set("Authorization", "Bearer " + key);
+        req.headers.set("Content-Type", "application/json");
+        req.body = std::move(body);
+        auto head = co_await c->send(req, 10s);
+        if (!head) {
+          out.error = head.error().message;
+          co_return;
+        }
+        out.status = head->status;
+        for (;;) {
+          auto ev = co_await c->read_event(10s);
+          if (!ev) {
+            out.error = ev.error().message;
+            co_return;
+          }
+          if (!*ev) co_return;
+          out.data.push_back((*ev)->data);
+          on_event(out.data.size());
+        }
+      },
+      asio::detached);
+  ioc.run();
+  return out;
+}
+
+TEST_F(GatewayTest, StreamsEventByEventAndStripsTheUsageItAskedFor) {
+  Engine e;
+  e.released = 1;  // the engine sends event i only after the client has seen event i-1
+  route({&e});
+  start();
+  auto r = stream(gw_->port(), key_, R"({"model":"m","stream":true})",
+                  [&](std::size_t seen) { e.released = static_cast<int>(seen) + 1; });
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  ASSERT_EQ(r.data.size(), 4u);  // three tokens and [DONE]; the usage chunk was stripped
+  EXPECT_NE(r.data[0].find("t0"), std::string::npos);
+  EXPECT_EQ(r.data.back(), "[DONE]");
+  {
+    std::lock_guard lock(e.mutex);
+    EXPECT_NE(e.last_body.find("\"include_usage\":true"), std::string::npos);
+  }
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  const auto log = sink_.logs().front();
+  EXPECT_EQ(log.status, 200);
+  EXPECT_EQ(log.prompt_tokens, 4);
+  EXPECT_EQ(log.completion_tokens, 3);
+  EXPECT_TRUE(log.ttft_ms.has_value());
+
+  // A client that asks for usage gets the chunk.
+  auto k = stream(gw_->port(), key_,
+                  R"({"model":"m","stream":true,"stream_options":{"include_usage":true}})",
+                  [](std::size_t) {});
+  ASSERT_EQ(k.data.size(), 5u);
+  EXPECT_NE(k.data[3].find("\"usage\""), std::string::npos);
+}
+
+TEST_F(GatewayTest, MidStreamFailureEndsWithAnErrorEventAndNoDone) {
+  Engine e;
+  e.mode = Engine::Mode::break_mid_stream;
+  route({&e});
+  start();
+  auto r = stream(gw_->port(), key_, R"({"model":"m","stream":true})", [](std::size_t) {});
+  ASSERT_GE(r.data.size(), 3u) << r.error;
+  EXPECT_NE(r.data.back().find("\"error\""), std::string::npos) << r.data.back();
+  for (const auto& d : r.data) EXPECT_NE(d, "[DONE]");
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  EXPECT_EQ(sink_.logs().front().status, 502);
+  EXPECT_FALSE(sink_.logs().front().error.empty());
+}
+
+TEST_F(GatewayTest, DrainingInstanceFinishesInFlightAndGetsNoNewRequests) {
+  Engine a;
+  Engine b;
+  a.mode = Engine::Mode::hold;
+  route({&a});
+  start();
+  std::optional<core::Result<http::Response>> held;
+  std::thread t([&] { held = post("/v1/chat/completions", std::string(kChat)); });
+  ASSERT_TRUE(testing::wait_until([&] { return a.holding.load() == 1; }, 5s));
+  EXPECT_EQ(gw_->in_flight("inst_0"), 1);
+  // inst_0 drains; inst_1 (engine b) takes new requests.
+  ServiceRoute s;
+  s.model = "m";
+  s.upstreams.push_back({"inst_0", "127.0.0.1", a.port(), true, loads_.load_for("inst_0")});
+  s.upstreams.push_back({"inst_1", "127.0.0.1", b.port(), false, loads_.load_for("inst_1")});
+  routes_.store(std::make_shared<const RouteTable>(std::vector<ServiceRoute>{s}));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  EXPECT_EQ(b.requests.load(), 3);
+  EXPECT_EQ(a.requests.load(), 1);
+  a.let_go = true;
+  t.join();
+  ASSERT_TRUE(held.has_value() && *held);
+  EXPECT_EQ((*held)->status, 200);
+  EXPECT_EQ(gw_->in_flight("inst_0"), 0);
+}
+
+TEST_F(GatewayTest, HealthAndMetrics) {
+  Engine e;
+  route({&e});
+  start();
+  EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  auto h = http::Client{}.get(url("/health"));
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = http::Client{}.get(url("/metrics"));
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("openstation_gateway_requests_total{model=\"m\",code=\"200\"} 1"),
+            std::string::npos)
+      << m->body;
+  auto one = http::Client{}.request("GET", url("/v1/models/m"),
+                                    {{"Authorization", "Bearer " + key_}}, {}, 10s);
+  ASSERT_TRUE(one);
+  EXPECT_EQ(json::parse(one->body).at("id"), "m");
+}
+
+}  // namespace
+}  // namespace openstation::gateway

@@ -1,0 +1,305 @@
+// The gateway's pure parts: OpenAI errors, request inspection, metering, picking, rate limits.
+#include "gateway/metrics.hpp"
+#include "gateway/openai_error.hpp"
+#include "gateway/rate_limit.hpp"
+#include "gateway/request.hpp"
+#include "gateway/route_table.hpp"
+#include "gateway/usage.hpp"
+#include "support/manual_clock.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+
+namespace openstation::gateway {
+namespace {
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+json::object error_of(const OpenAiError& e) {
+  return json::parse(e.body()).as_object().at("error").as_object();
+}
+
+TEST(OpenAiError, GatewayErrorsUseOpenAiNames) {
+  const auto e = from_error(
+      401, core::Error(core::Errc::unauthorized, "auth.key_revoked", "This key was revoked"));
+  const auto o = error_of(e);
+  EXPECT_EQ(o.at("code"), "invalid_api_key");
+  EXPECT_EQ(o.at("type"), "authentication_error");
+  EXPECT_TRUE(o.at("param").is_null());
+  EXPECT_EQ(o.at("message"), "This key was revoked");
+  const auto m =
+      error_of(from_error(404, core::not_found("gateway.model_not_found", "x", "model")));
+  EXPECT_EQ(m.at("code"), "model_not_found");
+  EXPECT_EQ(m.at("param"), "model");
+  EXPECT_EQ(m.at("type"), "invalid_request_error");
+}
+
+TEST(OpenAiError, NormalisesEachEngineShape) {
+  // vLLM / SGLang: a flat object with a numeric code.
+  auto v = normalise_engine_error(
+      400,
+      R"({"object":"error","message":"max_tokens is too large","type":"BadRequestError","param":null,"code":400})");
+  EXPECT_EQ(v.status, 400);
+  EXPECT_EQ(v.message, "max_tokens is too large");
+  EXPECT_EQ(v.type, "BadRequestError");
+  EXPECT_EQ(v.code, "");
+  // llama.cpp / OpenAI: nested.
+  auto l = normalise_engine_error(
+      400,
+      R"({"error":{"code":400,"message":"the request exceeds the context size","type":"exceed_context_size_error"}})");
+  EXPECT_EQ(l.message, "the request exceeds the context size");
+  EXPECT_EQ(l.type, "exceed_context_size_error");
+  // FastAPI validation.
+  auto f = normalise_engine_error(
+      422, R"({"detail":[{"loc":["body","messages"],"msg":"field required"}]})");
+  EXPECT_NE(f.message.find("field required"), std::string::npos);
+  EXPECT_EQ(f.type, "invalid_request_error");
+  // Plain text and nothing at all.
+  EXPECT_EQ(normalise_engine_error(500, "CUDA out of memory\n").message, "CUDA out of memory");
+  EXPECT_EQ(normalise_engine_error(502, "").message, "Bad Gateway");
+  // Whatever the input, the output is valid OpenAI JSON.
+  for (std::string_view junk : {"{", "[1,2]", "null", "\xff\xfe", R"({"error":7})"}) {
+    const auto o = error_of(normalise_engine_error(500, junk));
+    EXPECT_TRUE(o.at("message").is_string()) << junk;
+  }
+}
+
+TEST(OpenAiError, SseEventIsOneDataLine) {
+  OpenAiError e{502, "engine died", "server_error", "upstream_error", ""};
+  const auto ev = e.sse_event();
+  EXPECT_TRUE(ev.starts_with("data: {\"error\":"));
+  EXPECT_TRUE(ev.ends_with("\n\n"));
+  EXPECT_EQ(ev.find('\n'), ev.size() - 2);
+}
+
+TEST(Request, EndpointsByPath) {
+  EXPECT_EQ(endpoint_of("/v1/chat/completions"), Endpoint::chat_completions);
+  EXPECT_EQ(endpoint_of("/v1/completions"), Endpoint::completions);
+  EXPECT_EQ(endpoint_of("/v1/embeddings"), Endpoint::embeddings);
+  EXPECT_EQ(endpoint_of("/v1/rerank"), Endpoint::other);
+}
+
+TEST(Request, PlainRequestPassesThroughUntouched) {
+  const std::string body = R"({"model":"m1","messages":[{"role":"user","content":"hi"}]})";
+  auto r = inspect_request(Endpoint::chat_completions, body);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->model, "m1");
+  EXPECT_FALSE(r->stream);
+  EXPECT_FALSE(r->rewritten);
+  EXPECT_EQ(r->upstream_body, body);
+}
+
+TEST(Request, StreamsAskTheEngineForUsage) {
+  auto r = inspect_request(Endpoint::chat_completions, R"({"model":"m","stream":true})");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->stream);
+  EXPECT_FALSE(r->client_wants_usage);
+  ASSERT_TRUE(r->rewritten);
+  const auto v = json::parse(r->upstream_body).as_object();
+  EXPECT_EQ(v.at("stream_options").at("include_usage"), true);
+  EXPECT_EQ(v.at("model"), "m");
+
+  // The client's other stream options survive.
+  auto k = inspect_request(
+      Endpoint::completions,
+      R"({"model":"m","stream":true,"stream_options":{"continuous_usage_stats":false}})");
+  ASSERT_TRUE(k);
+  const auto kv = json::parse(k->upstream_body).as_object();
+  EXPECT_EQ(kv.at("stream_options").at("include_usage"), true);
+  EXPECT_EQ(kv.at("stream_options").at("continuous_usage_stats"), false);
+
+  // A client that asked for usage itself gets its body as sent.
+  auto own =
+      inspect_request(Endpoint::chat_completions,
+                      R"({"model":"m","stream":true,"stream_options":{"include_usage":true}})");
+  ASSERT_TRUE(own);
+  EXPECT_TRUE(own->client_wants_usage);
+  EXPECT_FALSE(own->rewritten);
+
+  // Embeddings never stream usage chunks.
+  auto emb = inspect_request(Endpoint::embeddings, R"({"model":"m","input":"x","stream":true})");
+  ASSERT_TRUE(emb);
+  EXPECT_FALSE(emb->rewritten);
+}
+
+TEST(Request, BadBodiesAreRefusedPrecisely) {
+  struct Case {
+    std::string_view body;
+    std::string_view code;
+    std::string_view field;
+  };
+  for (const auto& c :
+       {Case{"", "gateway.bad_json", ""}, Case{"  \n", "gateway.bad_json", ""},
+        Case{"{\"model\":", "gateway.bad_json", ""}, Case{"[1]", "gateway.bad_json", ""},
+        Case{"{\"model\":\"\xff\"}", "gateway.bad_json", ""},
+        Case{"{}", "gateway.missing_model", "model"},
+        Case{"{\"model\":7}", "gateway.missing_model", "model"},
+        Case{"{\"model\":\"\"}", "gateway.missing_model", "model"},
+        Case{"{\"model\":\"m\",\"stream\":\"yes\"}", "gateway.bad_field", "stream"},
+        Case{"{\"model\":\"m\",\"stream_options\":1}", "gateway.bad_field", "stream_options"}}) {
+    auto r = inspect_request(Endpoint::chat_completions, c.body);
+    ASSERT_FALSE(r) << c.body;
+    EXPECT_EQ(r.error().code, c.code) << c.body;
+    EXPECT_EQ(r.error().field, c.field) << c.body;
+    EXPECT_EQ(r.error().category, core::Errc::invalid_argument);
+  }
+  auto r = inspect_request(Endpoint::chat_completions, "{\n  \"model\": nope}");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("line 2"), std::string::npos) << r.error().message;
+}
+
+TEST(Usage, FromCompleteResponses) {
+  auto u = usage_of_response(
+      R"({"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42}})");
+  EXPECT_TRUE(u.reported);
+  EXPECT_EQ(u.prompt_tokens, 12);
+  EXPECT_EQ(u.completion_tokens, 30);
+  EXPECT_EQ(u.total_tokens, 42);
+  EXPECT_FALSE(usage_of_response(R"({"data":[]})").reported);
+  EXPECT_FALSE(usage_of_response("not json \"usage\"").reported);
+  auto e = usage_of_response(R"({"usage":{"prompt_tokens":5}})");
+  EXPECT_EQ(e.total_tokens, 5);
+}
+
+TEST(Usage, StreamMeterDropsOnlyTheUsageChunkItAskedFor) {
+  const std::string usage_chunk =
+      R"({"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})";
+  StreamMeter strip(false);
+  EXPECT_EQ(strip.on_data(R"({"choices":[{"delta":{"content":"a"}}]})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_EQ(strip.on_data(R"({"choices":[{"delta":{"content":"b"}}],"usage":null})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_EQ(strip.on_data(usage_chunk), StreamMeter::Verdict::drop);
+  EXPECT_EQ(strip.on_data("[DONE]"), StreamMeter::Verdict::forward);
+  EXPECT_TRUE(strip.done());
+  EXPECT_EQ(strip.usage().total_tokens, 5);
+  EXPECT_EQ(strip.content_events(), 2);
+
+  StreamMeter keep(true);
+  EXPECT_EQ(keep.on_data(usage_chunk), StreamMeter::Verdict::forward);
+  EXPECT_EQ(keep.usage().completion_tokens, 2);
+
+  StreamMeter err(false);
+  EXPECT_EQ(err.on_data(R"({"error":{"message":"boom"}})"), StreamMeter::Verdict::forward);
+  EXPECT_TRUE(err.saw_error());
+}
+
+ServiceRoute route_of(LoadRegistry& reg, std::initializer_list<const char*> ids) {
+  ServiceRoute r;
+  r.model = "m";
+  for (const char* id : ids) r.upstreams.push_back({id, "127.0.0.1", 1, false, reg.load_for(id)});
+  return r;
+}
+
+TEST(Pick, LeastOutstandingThenLatency) {
+  LoadRegistry reg;
+  auto r = route_of(reg, {"a", "b", "c"});
+  r.upstreams[0].load->outstanding = 2;
+  r.upstreams[1].load->outstanding = 1;
+  r.upstreams[2].load->outstanding = 1;
+  r.upstreams[1].load->latency_ewma_us = 900;
+  r.upstreams[2].load->latency_ewma_us = 300;
+  ASSERT_NE(pick_upstream(r, 0), nullptr);
+  EXPECT_EQ(pick_upstream(r, 0)->instance_id, "c");
+  EXPECT_EQ(pick_upstream(r, 0, "c")->instance_id, "b");
+  r.upstreams[2].draining = true;
+  EXPECT_EQ(pick_upstream(r, 0)->instance_id, "b");
+  mark_failed(r.upstreams[1], 1000, 5s);
+  EXPECT_EQ(pick_upstream(r, 1000)->instance_id, "a");
+  EXPECT_EQ(pick_upstream(r, 6001)->instance_id, "b");  // the cooldown is over
+  r.upstreams[0].draining = true;
+  mark_failed(r.upstreams[1], 7000, 5s);
+  EXPECT_EQ(pick_upstream(r, 7000), nullptr);
+}
+
+TEST(Pick, InFlightCountsAndRegistryRetains) {
+  LoadRegistry reg;
+  auto load = reg.load_for("a");
+  {
+    InFlight one(load);
+    InFlight two(load);
+    EXPECT_EQ(reg.in_flight("a"), 2);
+    reg.retain({});  // busy counters stay
+    EXPECT_EQ(reg.in_flight("a"), 2);
+  }
+  EXPECT_EQ(reg.in_flight("a"), 0);
+  reg.retain({});
+  EXPECT_TRUE(reg.all().empty());
+  EXPECT_EQ(reg.in_flight("nope"), 0);
+}
+
+TEST(Pick, LatencyAverageMoves) {
+  LoadRegistry reg;
+  auto r = route_of(reg, {"a"});
+  record_latency(r.upstreams[0], 800us);
+  EXPECT_EQ(r.upstreams[0].load->latency_ewma_us, 800);
+  record_latency(r.upstreams[0], 1600us);
+  EXPECT_EQ(r.upstreams[0].load->latency_ewma_us, 900);
+}
+
+TEST(RouteTableTest, FindsBySortedModelId) {
+  std::vector<ServiceRoute> s(2);
+  s[0].model = "zeta";
+  s[1].model = "alpha";
+  RouteTable t(std::move(s));
+  EXPECT_EQ(t.services().front().model, "alpha");
+  ASSERT_NE(t.find("zeta"), nullptr);
+  EXPECT_EQ(t.find("nope"), nullptr);
+  RouteTableHolder h;
+  EXPECT_EQ(h.load()->services().size(), 0u);
+  h.store(std::make_shared<const RouteTable>(std::move(t)));
+  EXPECT_EQ(h.load()->services().size(), 2u);
+  h.store(nullptr);
+  EXPECT_NE(h.load(), nullptr);
+}
+
+TEST(RateLimit, RequestsAndTokensPerMinute) {
+  testing::ManualClock clock;
+  RateLimiter off(clock, {});
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(off.admit("k"));
+
+  RateLimiter rl(clock, {2, 100});
+  EXPECT_FALSE(rl.admit("k"));
+  EXPECT_FALSE(rl.admit("k"));
+  auto third = rl.admit("k");
+  ASSERT_TRUE(third);
+  EXPECT_FALSE(third->tokens);
+  EXPECT_GE(third->retry_after.count(), 1);
+  EXPECT_LE(third->retry_after.count(), 60);
+  EXPECT_FALSE(rl.admit("other"));  // per key
+  clock.advance(60s);
+  EXPECT_FALSE(rl.admit("k"));
+  rl.add_tokens("k", 150);
+  auto tokens = rl.admit("k");
+  ASSERT_TRUE(tokens);
+  EXPECT_TRUE(tokens->tokens);
+  clock.advance(60s);
+  EXPECT_FALSE(rl.admit("k"));
+}
+
+TEST(MetricsTest, RendersPrometheusText) {
+  Metrics m;
+  m.record({"m\"1", 200, 0.2, 0.05, 10, 20});
+  m.record({"m\"1", 503, 0.001, -1, 0, 0});
+  LoadRegistry reg;
+  InFlight f(reg.load_for("inst_1"));
+  const auto text = m.render(reg);
+  EXPECT_NE(text.find("openstation_gateway_requests_total{model=\"m\\\"1\",code=\"200\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("openstation_gateway_errors_total{model=\"m\\\"1\",code=\"503\"} 1"),
+            std::string::npos);
+  EXPECT_NE(
+      text.find(
+          "openstation_gateway_request_duration_seconds_bucket{model=\"m\\\"1\",le=\"0.25\"} 2"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find("openstation_gateway_ttft_seconds_count{model=\"m\\\"1\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("openstation_gateway_tokens_total{model=\"m\\\"1\",kind=\"completion\"} 20"),
+            std::string::npos);
+  EXPECT_NE(text.find("openstation_gateway_in_flight{instance=\"inst_1\"} 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace openstation::gateway

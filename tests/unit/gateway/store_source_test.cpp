@@ -1,0 +1,136 @@
+// The gateway's snapshots built from a real (SQLite) store.
+#include "gateway/store_source.hpp"
+#include "server/auth/api_key.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace openstation::gateway {
+namespace {
+using namespace std::chrono_literals;
+
+class StoreSourceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing_support::unique_temp_path("gateway-store");
+    std::filesystem::create_directories(dir_);
+    auto s = store::open_store((dir_ / "db.sqlite").string());
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  store::User user(std::string name, bool disabled = false) {
+    store::User u;
+    u.username = std::move(name);
+    u.password_hash = "x";
+    u.disabled = disabled;
+    auto r = store_->users().create(u);
+    EXPECT_TRUE(r) << r.error().message;
+    return *r;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
+  const auto alice = user("alice");
+  const auto bob = user("bob", true);
+  const auto k1 = server::auth::generate_api_key();
+  const auto k2 = server::auth::generate_api_key();
+  store::ApiKey a;
+  a.user_id = alice.id;
+  a.name = "laptop";
+  a.prefix = k1.prefix;
+  a.secret_hash = k1.hash;
+  a.allowed_models = {"m"};
+  ASSERT_TRUE(store_->api_keys().create(a));
+  store::ApiKey b;
+  b.user_id = bob.id;
+  b.prefix = k2.prefix;
+  b.secret_hash = k2.hash;
+  ASSERT_TRUE(store_->api_keys().create(b));
+
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  StoreSource src(*store_, keys, routes, loads, 1h);
+  ASSERT_TRUE(src.refresh());
+  const auto now = core::SystemClock().now();
+  auto ok = keys.load()->authenticate("Bearer " + k1.text, now);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->username(), "alice");
+  EXPECT_TRUE(server::auth::allows_model(*ok, "m"));
+  EXPECT_FALSE(server::auth::allows_model(*ok, "other"));
+  auto disabled = keys.load()->authenticate("Bearer " + k2.text, now);
+  ASSERT_FALSE(disabled);
+  EXPECT_EQ(disabled.error().code, "auth.user_disabled");
+
+  // Revoking shows after the next refresh.
+  auto stored = store_->api_keys().get_by_name(k1.prefix);
+  ASSERT_TRUE(stored);
+  stored->revoked_at = now;
+  ASSERT_TRUE(store_->api_keys().update(*stored));
+  ASSERT_TRUE(src.refresh());
+  auto revoked = keys.load()->authenticate("Bearer " + k1.text, now);
+  ASSERT_FALSE(revoked);
+  EXPECT_EQ(revoked.error().code, "auth.key_revoked");
+}
+
+TEST_F(StoreSourceTest, RoutesListRunningAndDrainingInstancesOnly) {
+  store::Model m;
+  m.name = "model-a";
+  m.path = "/models/a";
+  auto model = store_->models().create(m);
+  ASSERT_TRUE(model) << model.error().message;
+  store::Node n;
+  n.name = "node-1";
+  n.address = "10.0.0.7";
+  n.token_hash = "h";
+  auto node = store_->nodes().create(n);
+  ASSERT_TRUE(node) << node.error().message;
+  store::Service s;
+  s.name = "chat";
+  s.model_id = model->id;
+  auto svc = store_->services().create(s);
+  ASSERT_TRUE(svc) << svc.error().message;
+  auto add = [&](store::InstanceState st, int port) {
+    store::Instance i;
+    i.service_id = svc->id;
+    i.state = st;
+    i.port = port;
+    i.node_ids = {node->id};
+    auto r = store_->instances().create(i);
+    EXPECT_TRUE(r) << r.error().message;
+    return r->id;
+  };
+  const auto running = add(store::InstanceState::running, 40001);
+  const auto draining = add(store::InstanceState::draining, 40002);
+  add(store::InstanceState::starting, 40003);
+  add(store::InstanceState::unhealthy, 40004);
+  add(store::InstanceState::running, 0);  // no port yet
+
+  LoadRegistry loads;
+  auto routes = load_routes(*store_, loads);
+  ASSERT_TRUE(routes) << routes.error().message;
+  ASSERT_EQ(routes->size(), 1u);
+  const auto& r = routes->front();
+  EXPECT_EQ(r.model, "chat");
+  ASSERT_EQ(r.upstreams.size(), 2u);
+  EXPECT_EQ(r.upstreams[0].instance_id, running);
+  EXPECT_EQ(r.upstreams[0].host, "10.0.0.7");
+  EXPECT_EQ(r.upstreams[0].port, 40001);
+  EXPECT_FALSE(r.upstreams[0].draining);
+  EXPECT_EQ(r.upstreams[1].instance_id, draining);
+  EXPECT_TRUE(r.upstreams[1].draining);
+  EXPECT_EQ(loads.all().size(), 2u);
+}
+
+}  // namespace
+}  // namespace openstation::gateway
