@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -87,6 +88,51 @@ std::string compact(const boost::json::value& v, std::string_view key) {
   return cell(v, key);
 }
 
+const boost::json::value* sub(const boost::json::value& v, std::string_view key) {
+  const auto* o = v.if_object();
+  const auto* f = o ? o->if_contains(key) : nullptr;
+  return f && f->is_object() ? f : nullptr;
+}
+
+/// "16 cores, Intel Xeon".
+std::string cpu_text(const boost::json::value& n) {
+  const auto* cpu = sub(n, "cpu");
+  if (!cpu) return compact(n, "cpu");
+  std::string out;
+  if (const auto cores = int_field(*cpu, "cores", -1); cores >= 0) {
+    out = std::to_string(cores) + " cores";
+  }
+  if (const auto model = str_field(*cpu, "model"); !model.empty()) {
+    out += (out.empty() ? "" : ", ") + model;
+  }
+  return out.empty() ? compact(n, "cpu") : out;
+}
+
+/// "117.2 GiB available of 128.0 GiB".
+std::string memory_text(const boost::json::value& n) {
+  const auto* mem = sub(n, "memory");
+  if (!mem) return compact(n, "memory");
+  const auto total = int_field(*mem, "total_mib", -1);
+  const auto available = int_field(*mem, "available_mib", -1);
+  if (total < 0) return compact(n, "memory");
+  if (available < 0) return human_mib(total);
+  return human_mib(available) + " available of " + human_mib(total);
+}
+
+/// "900.5 GiB free in /var/lib/openstation".
+std::string disk_text(const boost::json::value& n) {
+  const auto* disk = sub(n, "disk");
+  if (!disk) return compact(n, "disk");
+  const auto& d = disk->get_object();
+  const auto* free = d.if_contains("free_gib");
+  if (!free || !free->is_number()) return compact(n, "disk");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1f GiB free", free->to_number<double>());
+  std::string out = buf;
+  if (const auto path = str_field(*disk, "path"); !path.empty()) out += " in " + path;
+  return out;
+}
+
 core::Result<void> list_nodes(const RestClient& api, Context& ctx) {
   auto items = api.list_all("/nodes");
   if (!items) return items.error();
@@ -116,8 +162,9 @@ core::Result<void> show_node(const RestClient& api, Context& ctx, const std::str
                              {"Status", status_text(n)},
                              {"Labels", labels_text(n)},
                              {"Last heartbeat", human_time(str_field(n, "last_heartbeat_at"))},
-                             {"CPU", compact(n, "cpu")},
-                             {"Memory", compact(n, "memory")}});
+                             {"CPU", cpu_text(n)},
+                             {"Memory", memory_text(n)},
+                             {"Disk", disk_text(n)}});
   const auto* o = n.if_object();
   if (const auto* gpus = o ? o->if_contains("gpus") : nullptr; gpus && gpus->is_array()) {
     *ctx.out << "\nGPUs:\n";

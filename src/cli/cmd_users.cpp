@@ -62,6 +62,21 @@ void add_user_action(CLI::App* users, Context& ctx, const std::string& name,
       ->required();
 }
 
+/// Prints the per-line problems of a refused import ({"errors": [{"line", "code", "field",
+/// "message"}]}) on stderr.
+void print_import_errors(const boost::json::value& body, const std::string& file, Context& ctx) {
+  const auto* o = body.if_object();
+  const auto* errors = o ? o->if_contains("errors") : nullptr;
+  if (!errors || !errors->is_array() || errors->get_array().empty()) return;
+  *ctx.err << "Nothing was imported. Problems in " << file << ":\n";
+  for (const auto& e : errors->get_array()) {
+    const std::string line = cell(e, "line");
+    std::string message = str_field(e, "message");
+    if (message.empty()) message = e.is_string() ? std::string(e.get_string()) : serialize(e);
+    *ctx.err << "  " << (line == "-" ? "" : "line " + line + ": ") << message << "\n";
+  }
+}
+
 core::Result<void> import_users(const RestClient& api, Context& ctx, const std::string& file) {
   std::ifstream in;
   auto opened = core::open_for_read(file, in);
@@ -72,27 +87,20 @@ core::Result<void> import_users(const RestClient& api, Context& ctx, const std::
   }
   std::ostringstream text;
   text << in.rdbuf();
-  auto r = api.post_text("/users/import", text.str(), "text/csv");
-  if (!r) return r.error();
-  const auto* o = r->if_object();
-  const auto* errors = o ? o->if_contains("errors") : nullptr;
-  const bool failed = errors && errors->is_array() && !errors->get_array().empty();
-  if (failed) ctx.exit_code = kExitBadInput;
-  if (print_json_if(ctx, *r)) return {};
-  if (failed) {
-    *ctx.err << "error: nothing was imported; fix these rows of " << file << ":\n";
-    for (const auto& e : errors->get_array()) {
-      if (e.is_string()) {
-        *ctx.err << "  " << e.get_string().c_str() << "\n";
-        continue;
-      }
-      std::string where = cell(e, "line") != "-" ? "line " + cell(e, "line") : cell(e, "row");
-      std::string message = str_field(e, "message");
-      if (message.empty()) message = serialize(e);
-      *ctx.err << "  " << (where == "-" ? "" : where + ": ") << message << "\n";
-    }
-    return {};
+  auto res = api.raw("POST", "/users/import", text.str(), "text/csv");
+  if (!res) return res.error();
+  boost::system::error_code ec;
+  const auto body = boost::json::parse(res->body, ec);
+  if (res->status < 200 || res->status > 299) {
+    if (!ec && !ctx.json) print_import_errors(body, file, ctx);
+    return error_from_response(res->status, res->body);
   }
+  if (ec) {
+    return core::Error(core::Errc::unavailable, "cli.bad_reply",
+                       "the server's answer to the import is not JSON");
+  }
+  if (print_json_if(ctx, body)) return {};
+  const auto* o = body.if_object();
   const auto* created = o ? o->if_contains("created") : nullptr;
   Table t({"USERNAME", "PASSWORD"});
   std::size_t n = 0;

@@ -54,10 +54,11 @@ Table instance_table(const boost::json::array& instances, bool with_service) {
 
 std::string instance_progress(const boost::json::value& instance) {
   std::string line = "instance " + cell(instance, "id") + ": " + cell(instance, "state");
-  const std::string reason = str_field(instance, "state_reason");
-  if (!reason.empty()) line += " (" + reason + ")";
-  line += "\n";
+  // The per-node reasons say more than the summary in state_reason; show one or the other.
   const std::string pending = pending_reasons(instance, "\n  ");
+  const std::string reason = str_field(instance, "state_reason");
+  if (pending.empty() && !reason.empty()) line += " (" + reason + ")";
+  line += "\n";
   if (!pending.empty()) line += "  " + pending + "\n";
   return line;
 }

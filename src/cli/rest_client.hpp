@@ -28,7 +28,7 @@ namespace openstation::cli {
 
 /// How an https:// server is trusted. Neither set: only plain http:// servers are reachable.
 struct TlsTrust {
-  std::string fingerprint;  ///< SHA-256 of the server's DER certificate, "AB:CD:..." (pinned)
+  std::string fingerprint;  ///< "sha256:AB:CD:..." of the server's certificate (pinned)
   std::string ca_file;      ///< a PEM CA bundle to verify the server's certificate with
 };
 

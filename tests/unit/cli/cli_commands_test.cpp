@@ -332,10 +332,12 @@ TEST_F(CliCommands, UsersCreateActionsAndImport) {
   api_.on("POST", "/users/import", [](const http::Request& r) {
     if (r.body.find("bad") != std::string::npos) {
       return http::Response::json(
-          200, R"({"created":[],"errors":[{"line":3,"message":"role must be user or admin"}]})");
+          400, R"({"error":{"code":"users_csv.bad_role","message":"line 3: bad role",)"
+               R"("field":"role"},"created":[],"errors":[{"line":3,"code":"users_csv.bad_role",)"
+               R"("field":"role","message":"role must be user or admin"}]})");
     }
     return http::Response::json(
-        200, R"({"created":[{"username":"dan","password":"P#ss1word"}],"errors":[]})");
+        201, R"({"created":[{"username":"dan","password":"P#ss1word"}],"errors":[]})");
   });
   start();
   auto list = run({"users", "list"});
@@ -372,6 +374,7 @@ TEST_F(CliCommands, UsersCreateActionsAndImport) {
   auto imp_bad = run({"users", "import", bad.string()});
   EXPECT_EQ(imp_bad.code, 2);
   EXPECT_TRUE(imp_bad.err_has("line 3: role must be user or admin")) << imp_bad.err;
+  EXPECT_TRUE(imp_bad.err_has("(users_csv.bad_role)")) << imp_bad.err;
 
   auto missing = run({"users", "import", (env_.dir() / "none.csv").string()});
   EXPECT_EQ(missing.code, 2);
