@@ -139,8 +139,8 @@ core::Result<http::Response> RestClient::raw(std::string_view method, std::strin
                                              std::string_view content_type) const {
   const std::string url = options_.server + std::string(kApiPrefix) + std::string(path);
   http::Client client(tls_options(options_.trust));
-  auto res = client.request(method, url, headers(body.empty() ? "" : content_type), std::move(body),
-                            options_.timeout);
+  const http::Headers h = headers(body.empty() ? "" : content_type);
+  auto res = client.request(method, url, h, std::move(body), options_.timeout);
   if (!res) return network_error(res.error());
   return std::move(*res);
 }
