@@ -11,7 +11,7 @@ packages=(
   libssl-dev libsodium-dev libsqlite3-dev libpqxx-dev libcurl4-openssl-dev libarchive-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   postgresql nginx wrk
-  iproute2 procps curl ca-certificates jq openssl
+  iproute2 iputils-ping procps curl ca-certificates jq openssl
 )
 
 missing=()

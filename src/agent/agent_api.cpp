@@ -129,12 +129,13 @@ struct AgentApi::Impl {
   http::Awaitable<http::Response> inspect(std::string body) {
     auto path = parse_inspect_request(body);
     if (!path) co_return http::Response::error(path.error());
-    auto info = co_await boost::asio::co_spawn(
-        files.get_executor(),
-        [p = *path]() -> http::Awaitable<core::Result<model::ModelInfo>> {
-          co_return model::inspect_model_path(p);
-        },
-        boost::asio::use_awaitable);
+    // The lambda is a named local, not a temporary inside the co_await expression: GCC 12
+    // destroys such temporaries' captures twice.
+    auto work = [file = *path]() -> http::Awaitable<core::Result<model::ModelInfo>> {
+      co_return model::inspect_model_path(file);
+    };
+    auto info = co_await boost::asio::co_spawn(files.get_executor(), std::move(work),
+                                               boost::asio::use_awaitable);
     if (!info) {
       auto e = info.error();
       if (e.field.empty()) e.field = "path";

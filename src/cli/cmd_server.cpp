@@ -11,10 +11,15 @@
 #include "cli/commands.hpp"
 #include "cli/context.hpp"
 #include "config/load.hpp"
+#include "gateway/call_log_writer.hpp"
+#include "gateway/gateway.hpp"
+#include "gateway/route_table.hpp"
+#include "gateway/store_source.hpp"
 #include "server/api/context.hpp"
 #include "server/app.hpp"
 #include "server/assignments.hpp"
 #include "server/auth/token.hpp"
+#include "server/reconcile_plan.hpp"
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -23,6 +28,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <ostream>
@@ -222,6 +228,63 @@ class LocalAgent {
   std::unique_ptr<agent::Daemon> daemon_;
 };
 
+/// The OpenAI-compatible gateway next to the control plane, in the same process: it reads keys
+/// and routes from the app's store (refreshed every second, and at once when keys change),
+/// writes call logs to it, and tells the reconciler how many requests each instance has in
+/// flight, so draining waits for them.
+class LocalGateway final : public server::InFlightSource {
+ public:
+  explicit LocalGateway(const config::Config& c) : config_(c) {}
+
+  std::size_t in_flight(std::string_view instance_id) override {
+    return static_cast<std::size_t>(std::max<std::int64_t>(0, loads_.in_flight(instance_id)));
+  }
+  /// Asks for a fresh key snapshot (ServerAppOptions::on_keys_changed).
+  void keys_changed() {
+    if (auto* s = source_.load()) s->trigger();
+  }
+
+  core::Result<void> start(store::Store& store) {
+    source_owner_ = std::make_unique<gateway::StoreSource>(store, keys_, routes_, loads_,
+                                                           std::chrono::seconds(1));
+    source_owner_->start();
+    source_.store(source_owner_.get());
+    writer_ = std::make_unique<gateway::CallLogWriter>(store, gateway::CallLogWriter::Options{});
+    gateway::GatewayOptions o;
+    o.config = config_.gateway;
+    gateway_ = std::make_unique<gateway::Gateway>(o, keys_, routes_, loads_, *writer_, clock_);
+    return gateway_->start();
+  }
+  std::uint16_t port() const { return gateway_ ? gateway_->port() : 0; }
+
+  /// Drains the gateway (in-flight requests get the drain deadline), then stops the refresher
+  /// and flushes the call logs.
+  void stop() {
+    if (gateway_) gateway_->stop(config_.gateway.drain_deadline);
+    source_.store(nullptr);
+    if (source_owner_) source_owner_->stop();
+    if (writer_) writer_->stop();
+  }
+
+ private:
+  const config::Config& config_;
+  core::SystemClock clock_;
+  gateway::LoadRegistry loads_;
+  server::auth::KeySnapshotHolder keys_;
+  gateway::RouteTableHolder routes_;
+  std::unique_ptr<gateway::StoreSource> source_owner_;
+  std::atomic<gateway::StoreSource*> source_{nullptr};
+  std::unique_ptr<gateway::CallLogWriter> writer_;
+  std::unique_ptr<gateway::Gateway> gateway_;
+};
+
+/// The host to print in a URL: a wildcard listen address is reached on loopback.
+std::string display_host(const std::string& host) {
+  if (host.empty() || host == "0.0.0.0") return "127.0.0.1";
+  if (host == "::") return "[::1]";
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
 void run_server(const ServerFlags& flags, bool all_in_one, Context& ctx) {
   auto loaded = load_server_config(flags);
   if (!loaded) {
@@ -232,14 +295,23 @@ void run_server(const ServerFlags& flags, bool all_in_one, Context& ctx) {
   // Before any thread exists (the app starts pools), so only sigwait below sees the signals.
   SignalBlock signals;
 
+  LocalGateway gw(c);
   server::ServerAppOptions options;
   options.notices = ctx.out;
+  options.in_flight = &gw;
+  options.on_keys_changed = [&gw] { gw.keys_changed(); };
   auto app = server::ServerApp::create(c, options);
   if (!app) {
     ctx.fail(app.error());
     return;
   }
   if (auto r = (*app)->start(); !r) {
+    ctx.fail(r.error());
+    return;
+  }
+  if (auto r = gw.start((*app)->store()); !r) {
+    gw.stop();
+    (*app)->stop();
     ctx.fail(r.error());
     return;
   }
@@ -250,6 +322,8 @@ void run_server(const ServerFlags& flags, bool all_in_one, Context& ctx) {
     out << "TLS certificate " << (*app)->certificate_file().string() << "\n"
         << "  fingerprint " << (*app)->fingerprint() << "\n";
   }
+  out << "OpenAI-compatible gateway on http://" << display_host(c.gateway.host) << ":" << gw.port()
+      << "/v1\n";
   out << "data dir " << c.data_dir.string() << ", store " << (*app)->store().backend() << "\n"
       << std::flush;
 
@@ -263,16 +337,13 @@ void run_server(const ServerFlags& flags, bool all_in_one, Context& ctx) {
       return;
     }
     out << "local node " << local->node_name() << " joined\n";
-    // The OpenAI-compatible gateway (issue [5], port gateway.port = 8080) is composed here next
-    // to the app once it exists; until then `start` does not listen on 8080.
-    out << "the OpenAI gateway (port " << c.gateway.port
-        << ") is not part of this build yet: reach an instance on its own port\n";
   }
   out << "press Ctrl-C to stop" << std::endl;
 
   const int sig = signals.wait();
   spdlog::info("{} received; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
   out << "stopping..." << std::endl;
+  gw.stop();
   if (local) {
     // Wake the agent's long poll at once instead of letting it run out its wait.
     (*app)->assignments().shutdown();

@@ -44,11 +44,39 @@ std::string text_of(const json::value* v) {
   return {};
 }
 
+/// `s` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD, so an
+/// engine's binary or mis-encoded error text still makes valid JSON.
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80           ? 1
+                      : (c >> 5) == 0x6  ? 2
+                      : (c >> 4) == 0xE  ? 3
+                      : (c >> 3) == 0x1E ? 4
+                                         : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (std::size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && len == 2) ok = c >= 0xC2;  // no overlong forms
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string cut(std::string_view s, std::size_t n) {
-  if (s.size() <= n) return std::string(s);
+  if (s.size() <= n) return valid_utf8(s);
   // Do not split a UTF-8 sequence.
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
-  return std::string(s.substr(0, n)) + "...";
+  return valid_utf8(s.substr(0, n)) + "...";
 }
 
 }  // namespace

@@ -83,9 +83,8 @@ struct ServerApp::Impl {
   std::unique_ptr<ApiContext> api;
   std::unique_ptr<AssignmentNotifier> assignments;
   std::unique_ptr<AgentLink> agents;
-  // The gateway (issue [5]) will report the requests in flight per instance, so draining waits
-  // for them; until it is composed here nothing is ever in flight.
-  NullInFlightSource in_flight;
+  // Without a gateway in the process nothing is ever in flight.
+  NullInFlightSource no_gateway;
   std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<NodeMonitor> monitor;
   std::unique_ptr<http::Server> http;
@@ -170,6 +169,7 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   api_options.config = config;
   api_options.worker_threads = std::max<std::size_t>(1, options.worker_threads);
   api_options.secure_cookies = config.server.tls;
+  api_options.on_keys_changed = options.on_keys_changed;
   api_options.password_hash_limits = limits;
   impl->api = std::make_unique<ApiContext>(std::move(api_options));
   impl->assignments = std::make_unique<AssignmentNotifier>(*impl->clock);
@@ -179,8 +179,9 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   reconciler_options.engines = config.engines;
   reconciler_options.timings.node_timeout = config.server.node_timeout;
   reconciler_options.timings.drain_deadline = config.gateway.drain_deadline;
-  impl->reconciler = std::make_unique<Reconciler>(*impl->store, *impl->clock, *impl->assignments,
-                                                  impl->in_flight, reconciler_options);
+  impl->reconciler = std::make_unique<Reconciler>(
+      *impl->store, *impl->clock, *impl->assignments,
+      options.in_flight != nullptr ? *options.in_flight : impl->no_gateway, reconciler_options);
   NodeMonitor::Options monitor_options;
   monitor_options.timeout = config.server.node_timeout;
   impl->monitor = std::make_unique<NodeMonitor>(*impl->store, *impl->clock, *impl->reconciler,

@@ -16,8 +16,8 @@
 ///              server (in-flight requests get `grace`), close the store
 ///
 /// Signals are the command's business (cli/cmd_server.cpp): the app only offers start/stop.
-/// The gateway (port 8080) is not part of this class yet; `openstation start` will compose it
-/// next to the app, sharing the store (see docs/getting-started.md).
+/// The gateway (port 8080) is composed next to the app by the command (cli/cmd_server.cpp),
+/// sharing the store; it reports its in-flight requests through ServerAppOptions::in_flight.
 
 #include "config/config.hpp"
 #include "core/clock.hpp"
@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -41,6 +42,7 @@ namespace openstation::server {
 
 class ApiContext;
 class AssignmentNotifier;
+class InFlightSource;
 
 /// How to build the app besides the config.
 struct ServerAppOptions {
@@ -50,6 +52,11 @@ struct ServerAppOptions {
   std::ostream* notices = nullptr;
   std::size_t worker_threads = 4;  ///< ApiContext's pool for store calls and hashing
   int io_threads = 2;              ///< the HTTP server's I/O threads
+  /// The gateway's requests in flight per instance, so draining waits for them; nullptr: nothing
+  /// is ever in flight (no gateway in this process). Must outlive the app.
+  InFlightSource* in_flight = nullptr;
+  /// Called after API keys or their users change (the gateway refreshes its key snapshot).
+  std::function<void()> on_keys_changed{};
   /// Cheap argon2id parameters (tests only: hashing at the interactive cost is slow under
   /// sanitizers).
   bool fast_password_hashing = false;

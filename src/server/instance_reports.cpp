@@ -1,5 +1,6 @@
 #include "server/instance_reports.hpp"
 
+#include <algorithm>
 #include <vector>
 
 namespace openstation::server {
@@ -69,7 +70,9 @@ std::optional<store::Instance> observe_instance(const store::Instance& current,
   }
   next.pid = head->second.report.pid;
   if (!head->second.report.ports.empty()) next.port = head->second.report.ports.front();
-  next.restarts = static_cast<int>(head->second.report.restarts);
+  // The agent counts restarts in memory: after an agent restart (the instance adopted) it counts
+  // from 0 again, so the stored count never goes down.
+  next.restarts = std::max(current.restarts, static_cast<int>(head->second.report.restarts));
 
   // The other ranks can only make it worse.
   for (std::size_t rank = 1; rank < n; ++rank) {

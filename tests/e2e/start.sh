@@ -34,12 +34,15 @@ inventory=$src/examples/nodes/2x-a100-40g.json
 port=$(free_port)
 agent_port=$(free_port)
 [ "$agent_port" != "$port" ] || agent_port=$(free_port)
+gw_port=$(free_port)
+while [ "$gw_port" = "$port" ] || [ "$gw_port" = "$agent_port" ]; do gw_port=$(free_port); done
+gw_url=http://127.0.0.1:$gw_port
 api_url=https://127.0.0.1:$port
 data=$work/data
 
 start_server() {
   "$bin" --log-level info start --data-dir "$data" --gpu-inventory "$inventory" \
-    --port "$port" --agent-port "$agent_port" \
+    --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
     --set "agent.heartbeat_interval=1s" \
     --set "engines.vllm.command=$work/bin/vllm" \
     --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
@@ -88,7 +91,8 @@ expect 204 POST /api/v1/auth/password "{\"current_password\":\"$initial\",\"new_
 expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$password\"}"
 token=$(jbody .token)
 expect 201 POST /api/v1/keys '{"name":"e2e"}'
-case "$(jbody .key)" in sk-os-*) ;; *) fail "the key does not look like sk-os-...: $(cat "$work/body")" ;; esac
+api_key=$(jbody .key)
+case "$api_key" in sk-os-*) ;; *) fail "the key does not look like sk-os-...: $(cat "$work/body")" ;; esac
 
 # --- the local node ---------------------------------------------------------------------------------
 node_ready() {
@@ -138,11 +142,20 @@ second=$(jbody "[.instances[] | select(.id != \"$first\")][0].id")
 expect 200 GET "/api/v1/instances/$second"
 second_pid=$(jbody .pid)
 
+# Through the gateway with the API key: it routes r1 to both instances, then, once one drains,
+# only to the other; no request may fail on the way.
 chat() {
-  curl -sf -H 'Content-Type: application/json' \
-    --data "{\"model\":\"$served\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],\"max_tokens\":4}" \
-    "http://127.0.0.1:$first_port/v1/chat/completions" >/dev/null
+  curl -sf -H 'Content-Type: application/json' -H "Authorization: Bearer $api_key" \
+    --data "{\"model\":\"r1\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],\"max_tokens\":4}" \
+    "$gw_url/v1/chat/completions" >/dev/null
 }
+gateway_lists_r1() {
+  curl -sf -H "Authorization: Bearer $api_key" "$gw_url/v1/models" >"$work/gw-models.json" &&
+    [ "$(jq -r '.data[0].id' "$work/gw-models.json")" = r1 ]
+}
+wait_for "the gateway to list r1" 20 gateway_lists_r1
+chat || fail "a chat completion through the gateway failed"
+[ "$served" = r1 ] || fail "the engine should serve the service's name r1, not $served"
 (
   ok=0 bad=0
   while [ ! -f "$work/stop-traffic" ]; do
@@ -171,8 +184,9 @@ restarted() {
 }
 wait_for "instance $first to be restarted after its engine was killed" 60 restarted
 first_pid=$(jbody .pid)
+first_port=$(jbody .port) # a restart may take another port from the range
 restarts=$(jbody .restarts)
-curl -sf "http://127.0.0.1:$(jbody .port)/v1/models" >/dev/null || fail "the restarted engine does not answer"
+curl -sf "http://127.0.0.1:$first_port/v1/models" >/dev/null || fail "the restarted engine does not answer"
 
 # --- stop and restart: the same state, the instance adopted -------------------------------------------
 expect 200 GET /api/v1/services/r1

@@ -100,10 +100,11 @@ class ApiContext {
   template <class F>
   http::Awaitable<std::invoke_result_t<F>> blocking(F fn) {
     using R = std::invoke_result_t<F>;
-    co_return co_await boost::asio::co_spawn(
-        pool_->get_executor(),
-        [f = std::move(fn)]() mutable -> http::Awaitable<R> { co_return f(); },
-        boost::asio::use_awaitable);
+    // A named local, not a temporary lambda inside the co_await expression: GCC 12 destroys
+    // such temporaries' captures twice.
+    auto work = [f = std::move(fn)]() mutable -> http::Awaitable<R> { co_return f(); };
+    co_return co_await boost::asio::co_spawn(pool_->get_executor(), std::move(work),
+                                             boost::asio::use_awaitable);
   }
 
   /// Authenticates the request: a bearer session token (CLI) or the session cookie (UI, with the
