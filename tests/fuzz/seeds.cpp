@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path root = argv[1];
-  for (const char* d : {"safetensors", "gguf", "config_json"}) fs::create_directories(root / d);
+  for (const char* d : {"safetensors", "gguf", "config_json", "gateway_request"})
+    fs::create_directories(root / d);
 
   // safetensors
   const fs::path st = root / "safetensors";
@@ -159,5 +160,18 @@ int main(int argc, char** argv) {
         std::string(R"({"n_embd":64,"n_layer":2,"n_head":4,"vocab_size":100,"dtype":"float16",)"
                     R"("quantization_config":{"quant_method":"compressed-tensors","config_groups":)"
                     R"({"g":{"weights":{"num_bits":8,"type":"float"}}}}})"));
+
+  // gateway_request: the first byte picks the endpoint, the rest is the body (or an SSE payload).
+  const fs::path gw = root / "gateway_request";
+  write(gw / "chat",
+        std::string("\x00") + R"({"model":"r1","messages":[{"role":"user","content":"hi"}]})");
+  write(gw / "stream",
+        std::string("\x01") + R"({"model":"r1","prompt":"x","stream":true,"stream_options":{}})");
+  write(gw / "usage_chunk",
+        std::string("\x03") +
+            R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})");
+  write(gw / "engine_error",
+        std::string("\x02") +
+            R"({"object":"error","message":"too long","type":"BadRequestError","code":400})");
   return 0;
 }
