@@ -4,6 +4,7 @@
 #include "agent/inventory_json.hpp"
 #include "cli/commands.hpp"
 #include "cli/context.hpp"
+#include "cli/signals.hpp"
 #include "config/load.hpp"
 #include "core/paths.hpp"
 
@@ -91,28 +92,6 @@ core::Result<config::Config> load_agent_config(const DaemonFlags& flags) {
   options.overrides.insert(options.overrides.end(), flags.set.begin(), flags.set.end());
   return config::load_config(options);
 }
-
-/// Blocks SIGINT and SIGTERM on this thread (and the threads it starts) for sigwait, restoring
-/// the previous mask when destroyed.
-class SignalBlock {
- public:
-  SignalBlock() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-  }
-  ~SignalBlock() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  int wait() const {
-    int sig = 0;
-    sigwait(&set_, &sig);
-    return sig;
-  }
-
- private:
-  sigset_t set_{};
-  sigset_t old_{};
-};
 
 void run_daemon(const DaemonFlags& flags, Context& ctx) {
   auto loaded = load_agent_config(flags);

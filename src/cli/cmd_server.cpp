@@ -10,6 +10,7 @@
 #include "agent/readiness.hpp"
 #include "cli/commands.hpp"
 #include "cli/context.hpp"
+#include "cli/signals.hpp"
 #include "config/load.hpp"
 #include "gateway/call_log_writer.hpp"
 #include "gateway/gateway.hpp"
@@ -67,30 +68,6 @@ core::Result<config::Config> load_server_config(const ServerFlags& flags) {
   o.insert(o.end(), flags.set.begin(), flags.set.end());
   return config::load_config(options);
 }
-
-/// Blocks SIGINT and SIGTERM in this thread and every thread started after it, so only wait()
-/// receives them; restores the mask when destroyed.
-class SignalBlock {
- public:
-  SignalBlock() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-  }
-  ~SignalBlock() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  SignalBlock(const SignalBlock&) = delete;
-  SignalBlock& operator=(const SignalBlock&) = delete;
-  int wait() const {
-    int sig = 0;
-    sigwait(&set_, &sig);
-    return sig;
-  }
-
- private:
-  sigset_t set_{};
-  sigset_t old_{};
-};
 
 /// A join token for the local agent, written straight into the store (no admin session needed):
 /// only when the agent has no identity yet, or the store does not know its node (a new or
