@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <map>
 #include <vector>
 
 namespace openstation::gateway {
@@ -40,7 +42,15 @@ bool CallLogWriter::flush() {
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
     }
     const auto n = batch.size();
+    // The newest use of each key in the batch, for its last_used_at.
+    std::map<std::string, store::TimePoint> used;
+    for (const auto& log : batch) {
+      if (log.key_id.empty()) continue;
+      auto& t = used[log.key_id];
+      t = std::max(t, log.time);
+    }
     auto r = store_.call_logs().append_all(batch);
+    if (r) touch_keys(used);
     std::lock_guard lock(mutex_);
     if (!r) {
       spdlog::warn("gateway: writing {} call logs failed, will retry: {}", n, r.error().message);
@@ -55,6 +65,17 @@ bool CallLogWriter::flush() {
       return false;
     }
     written_ += n;
+  }
+}
+
+void CallLogWriter::touch_keys(const std::map<std::string, store::TimePoint>& used) {
+  for (const auto& [id, time] : used) {
+    auto key = store_.api_keys().get(id);
+    if (!key || (key->last_used_at && *key->last_used_at >= time)) continue;  // gone, or newer
+    key->last_used_at = time;
+    if (auto u = store_.api_keys().update(*key); !u) {
+      spdlog::warn("gateway: recording the last use of key {} failed: {}", id, u.error().message);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 /// Writes call logs off the request path: requests hand their record to `submit` (a lock and a
-/// push), a background thread appends them to the store in batches (one transaction each). When
+/// push), a background thread appends them to the store in batches (one transaction each) and
+/// sets each used API key's last_used_at. When
 /// the store is down the batch is retried at the next flush; past `max_queue` the oldest records
 /// are dropped and counted, so a dead database never grows the gateway's memory without bound.
 
@@ -10,7 +11,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace openstation::gateway {
@@ -46,6 +49,7 @@ class CallLogWriter final : public CallLogSink {
 
  private:
   void run();
+  void touch_keys(const std::map<std::string, store::TimePoint>& used);
 
   store::Store& store_;
   Options options_;

@@ -1,5 +1,6 @@
 // The gateway's snapshots built from a real (SQLite) store.
 #include "gateway/store_source.hpp"
+#include "gateway/call_log_writer.hpp"
 #include "server/auth/api_key.hpp"
 #include "support/temp_dir.hpp"
 
@@ -130,6 +131,46 @@ TEST_F(StoreSourceTest, RoutesListRunningAndDrainingInstancesOnly) {
   EXPECT_EQ(r.upstreams[1].instance_id, draining);
   EXPECT_TRUE(r.upstreams[1].draining);
   EXPECT_EQ(loads.all().size(), 2u);
+}
+
+}  // namespace
+}  // namespace openstation::gateway
+
+namespace openstation::gateway {
+namespace {
+
+TEST_F(StoreSourceTest, CallLogsAreWrittenAndMarkTheirKeysUsed) {
+  const auto alice = user("alice");
+  const auto k = server::auth::generate_api_key();
+  store::ApiKey a;
+  a.user_id = alice.id;
+  a.prefix = k.prefix;
+  a.secret_hash = k.hash;
+  auto key = store_->api_keys().create(a);
+  ASSERT_TRUE(key) << key.error().message;
+  EXPECT_FALSE(key->last_used_at.has_value());
+
+  CallLogWriter writer(*store_, {std::chrono::hours(1), 512, 100000});
+  // The store keeps milliseconds.
+  const auto t0 = std::chrono::floor<std::chrono::milliseconds>(core::SystemClock().now());
+  for (int i = 0; i < 3; ++i) {
+    store::CallLog log;
+    log.time = t0 + std::chrono::seconds(i);
+    log.user_id = alice.id;
+    log.key_id = key->id;
+    log.service = "chat";
+    log.status = 200;
+    writer.submit(log);
+  }
+  ASSERT_TRUE(writer.flush());
+  EXPECT_EQ(writer.written(), 3u);
+  auto logs = store_->call_logs().list({});
+  ASSERT_TRUE(logs);
+  EXPECT_EQ(logs->items.size(), 3u);
+  auto used = store_->api_keys().get(key->id);
+  ASSERT_TRUE(used);
+  ASSERT_TRUE(used->last_used_at.has_value());
+  EXPECT_EQ(*used->last_used_at, t0 + std::chrono::seconds(2));
 }
 
 }  // namespace
