@@ -9,6 +9,10 @@
 The reference directory defaults to ../shared/reference next to the checkout, else
 /work/shared/reference; --reference DIR overrides it.
 
+llama.cpp's table is read from its server README (tools/server/README.md of the release), which
+scripts/llama-server.sh keeps next to the build it caches; --llama-readme FILE overrides it. When
+that README is not available the llama.cpp table is left as committed (and --print prints nothing).
+
 The markdown tables say what each flag is as the engine's argparse sees it. What they cannot say
 (ranges that pydantic checks later, choices written as Python expressions, the flags the platform
 owns) is in the hand-written sections below, each with the fact it stands for.
@@ -20,6 +24,10 @@ import json
 import os
 import re
 import sys
+
+# The llama.cpp table's source: the server README, found by llama_readme() (not in the reference
+# directory; its name in the data file's "sources").
+LLAMA_README = "llama.cpp tools/server/README.md"
 
 # --- The tables ---------------------------------------------------------------------------------
 # file: the data file (no dots in the stem: CMake's NAME_WE stops at the first dot).
@@ -61,6 +69,22 @@ TABLES = [
         "style": "sglang",
         "syntax": {"underscore_equals_dash": False, "allow_prefix_abbrev": True},
     },
+    {
+        # node-llama-cpp@3.21.1 ships llama.cpp tag v0.4.0 (llama/llama.cpp.info.json). llama.cpp
+        # keeps old flags as "removed" rows with a message, so one table stands for every release
+        # (older build numbers such as b6100 included).
+        "file": "llama_cpp-0_4_0.json",
+        "engine": "llama.cpp",
+        "display_name": "llama.cpp",
+        "version": "0.4.0",
+        "applies_from": "0",
+        "applies_below": None,
+        "version_range": "any release",
+        "sources": [(LLAMA_README, "Common params"), (LLAMA_README, "Sampling params"),
+                    (LLAMA_README, "Server-specific params")],
+        "style": "llama",
+        "syntax": {"underscore_equals_dash": False, "allow_prefix_abbrev": False},
+    },
 ]
 
 # --- Hand-written facts ---------------------------------------------------------------------------
@@ -73,6 +97,9 @@ _OWN_NAME = "the platform sets the served model name to the service's name"
 _OWN_KEY = "the gateway owns authentication; clients use OpenStation API keys"
 _OWN_DIST = "the platform's deployment plan sets multi-node parameters for every node"
 _OWN_CONFIG = "a config file would bypass validation; pass the flags as extended parameters instead"
+_OWN_DOWNLOAD = ("the platform passes the model's GGUF file from its model library; the engine "
+                 "must not download weights itself")
+_OWN_ROUTER = "the platform runs one model per engine instance (llama.cpp's router mode is not used)"
 PLATFORM_OWNED = {
     "vllm": {
         "--port": _OWN_PORT,
@@ -93,6 +120,31 @@ PLATFORM_OWNED = {
         "--node-rank": _OWN_DIST,
         "--dist-init-addr": _OWN_DIST,
         "--config": _OWN_CONFIG,
+    },
+    "llama.cpp": {
+        "--port": _OWN_PORT,
+        "--host": _OWN_HOST,
+        "--model": _OWN_MODEL,
+        "--alias": _OWN_NAME,
+        "--api-key": _OWN_KEY,
+        "--api-key-file": _OWN_KEY,
+        "--model-url": _OWN_DOWNLOAD,
+        "--docker-repo": _OWN_DOWNLOAD,
+        "--hf-repo": _OWN_DOWNLOAD,
+        "--hf-file": _OWN_DOWNLOAD,
+        "--models-dir": _OWN_ROUTER,
+        "--models-preset": _OWN_ROUTER,
+        "--embd-gemma-default": _OWN_DOWNLOAD,
+        "--fim-qwen-1.5b-default": _OWN_DOWNLOAD,
+        "--fim-qwen-3b-default": _OWN_DOWNLOAD,
+        "--fim-qwen-7b-default": _OWN_DOWNLOAD,
+        "--fim-qwen-7b-spec": _OWN_DOWNLOAD,
+        "--fim-qwen-14b-spec": _OWN_DOWNLOAD,
+        "--fim-qwen-30b-default": _OWN_DOWNLOAD,
+        "--gpt-oss-20b-default": _OWN_DOWNLOAD,
+        "--gpt-oss-120b-default": _OWN_DOWNLOAD,
+        "--vision-gemma-4b-default": _OWN_DOWNLOAD,
+        "--vision-gemma-12b-default": _OWN_DOWNLOAD,
     },
 }
 
@@ -154,6 +206,21 @@ RANGES = {
         "--nccl-port": _PORT,
         "--disaggregation-bootstrap-port": _PORT,
     },
+    # llama.cpp's own checks (common/arg.cpp) and what its README says each value means.
+    "llama.cpp": {
+        "--ctx-size": (0, None, False),  # 0 = the model's training context
+        "--parallel": (-1, None, False),  # -1 = auto
+        "--threads": (-1, None, False),  # -1 = all cores
+        "--threads-batch": (-1, None, False),
+        "--batch-size": _POS,
+        "--ubatch-size": _POS,
+        "--n-gpu-layers": (-1, None, False),
+        "--predict": (-2, None, False),  # -1 = infinity, -2 = until the context is full
+        "--keep": (-1, None, False),
+        "--timeout": _POS,
+        "--threads-http": (-1, None, False),
+        "--port": _PORT,
+    },
 }
 
 # Choices the v0.7-era table writes as Python expressions (engines.md §1.2, v0.7.x column; the
@@ -200,6 +267,7 @@ EXTRA_FLAGS = {
     ],
     "vllm07": [],
     "sglang": [],
+    "llama": [],
 }
 
 # Extra aliases (engines.md §1.1: -O / -O3 map to --optimization-level in current vLLM).
@@ -232,6 +300,28 @@ HELP = {
     "--trust-remote-code": "run the model repository's own Python code",
 }
 
+# llama.cpp's help lines (its flag names overlap vLLM's: --chat-template).
+LLAMA_HELP = {
+    "--ctx-size": "context size in tokens shared by all slots (0 = the model's)",
+    "--parallel": "slots: requests processed together; each gets ctx-size / parallel tokens",
+    "--n-gpu-layers": "layers offloaded to the GPU ('auto', 'all' or a number)",
+    "--threads": "CPU threads for generation (-1 = all)",
+    "--cache-type-k": "KV cache type of K (f16, q8_0, ...)",
+    "--cache-type-v": "KV cache type of V (f16, q8_0, ...)",
+    "--chat-template": "a built-in template name (chatml, llama3, ...) or a Jinja template",
+    "--jinja": "use the Jinja template engine for chat",
+    "--flash-attn": "Flash Attention: on, off or auto",
+}
+
+# llama.cpp: metavariables that stand for numbers the README writes as N without a decimal
+# default (their parser reads them with std::stof).
+LLAMA_FLOATS = {"--rope-scale", "--rope-freq-base", "--rope-freq-scale", "--defrag-thold",
+                "--video-fps"}
+# llama.cpp: the name the platform uses where the README lists another long name first.
+LLAMA_CANONICAL = {"--n-gpu-layers", "--n-gpu-layers-draft"}
+# llama.cpp: integers that also take words (-ngl auto / all).
+LLAMA_SPECIAL = {"--n-gpu-layers": ["auto", "all"], "--n-gpu-layers-draft": ["auto", "all"]}
+
 
 # --- Markdown ------------------------------------------------------------------------------------
 
@@ -244,7 +334,7 @@ def read_rows(path, section):
         for raw in f:
             line = raw.rstrip("\n")
             if line.startswith("#"):
-                in_section = re.match(r"#+\s*" + re.escape(section) + r"\.", line) is not None
+                in_section = re.match(r"#+\s*" + re.escape(section) + r"(\.|\s*$)", line) is not None
                 header = None
                 continue
             if not in_section:
@@ -252,7 +342,9 @@ def read_rows(path, section):
             if not line.startswith("|"):
                 header = None
                 continue
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            # An escaped '\|' (llama.cpp's README: `[on\|off]`) is part of a cell.
+            cells = [c.strip().replace("\0", "|")
+                     for c in line.replace("\\|", "\0").strip().strip("|").split("|")]
             if header is None:
                 header = cells
                 continue
@@ -449,21 +541,105 @@ def classify_sglang(row):
     return flag
 
 
+def split_llama_names(cell):
+    """'-c, --ctx-size N' → (['-c', '--ctx-size'], 'N'); the metavariable may contain spaces."""
+    text = cell.replace("`", "")
+    names = []
+    meta = ""
+    parts = [p.strip() for p in text.split(", ")]
+    for i, part in enumerate(parts):
+        if not part.startswith("-"):
+            # A comma inside the metavariable (N0,N1 or a, b lists): the rest is the metavariable.
+            meta = (meta + ", " if meta else "") + ", ".join(parts[i:])
+            break
+        name, _, rest = part.partition(" ")
+        names.append(name)
+        if rest:
+            meta = " ".join([rest] + parts[i + 1:]) if i + 1 < len(parts) else rest
+            break
+    return names, meta.strip()
+
+
+def llama_default(explanation):
+    m = re.search(r"\(default: ([^,)]*)", explanation)
+    return m.group(1).strip().strip("'\"") if m else ""
+
+
+def classify_llama_rows(row):
+    """llama.cpp server README rows: one row may give a flag and its negation (--x, --no-x); the
+    negation becomes a flag of its own (llama.cpp's parser treats them as separate names)."""
+    cell = row.get("argument", "")
+    explanation = row.get("explanation", "")
+    names, meta = split_llama_names(cell)
+    if not names:
+        return []
+    positive = [n for n in names if not re.match(r"^--?no-|^-n[a-z]", n) or n in ("-np", "-n", "-ngl", "-nr", "-ncmoe", "-ncffn", "-ncmoed", "-ngld")]
+    negative = [n for n in names if n not in positive]
+    out = []
+    for group in (positive, negative):
+        if not group:
+            continue
+        longs = [n for n in group if n.startswith("--")]
+        canonical = longs[0] if longs else group[0]
+        canonical = next((n for n in group if n in LLAMA_CANONICAL), canonical)
+        flag = base_flag([canonical] + [n for n in group if n != canonical])
+        flag["default"] = llama_default(explanation)
+        out.append(flag)
+    main = out[0]
+    if len(out) > 1 or not meta:
+        for f in out:
+            f.update(type="bool", bool_style="presence")
+            f["default"] = ""
+        return out
+    name = main["name"]
+    choice = re.fullmatch(r"\{([^}]*)\}", meta) or re.fullmatch(r"<([^>]*)>", meta)
+    optional = re.fullmatch(r"\[([^\]]*)\]", meta)
+    allowed = re.search(r"allowed values: ([^<]*)", explanation)
+    if optional and "|" in optional.group(1):
+        main.update(type="choice", choices=optional.group(1).split("|"), choices_strict=True,
+                    value_optional=True)
+    elif choice and ("," in choice.group(1) or "|" in choice.group(1)):
+        main.update(type="choice", choices=re.split(r"[,|]", choice.group(1)), choices_strict=True)
+    elif allowed:
+        main.update(type="choice", choices=[c.strip() for c in allowed.group(1).split(",")],
+                    choices_strict=True)
+    elif meta in ("START END",):
+        main.update(type="list", item_type="int", multi_value=True)
+    elif meta in ("N", "SEED", "SECONDS", "L", "P", "SIMILARITY"):
+        d = main["default"]
+        if name in LLAMA_FLOATS or meta in ("P", "SIMILARITY") or re.fullmatch(r"-?\d+\.\d+", d):
+            main["type"] = "float"
+        elif re.fullmatch(r"-?\d+", d) or name in LLAMA_SPECIAL:
+            main["type"] = "int"
+        else:
+            main["type"] = "float"
+        if name in LLAMA_SPECIAL:
+            main["special_values"] = LLAMA_SPECIAL[name]
+    else:
+        main["type"] = "str"
+    return out
+
+
 CLASSIFIERS = {"vllm": classify_vllm, "vllm07": classify_vllm07, "sglang": classify_sglang}
 
 
-def build_table(table, refdir):
+def source_path(rel, refdir, llama_readme):
+    return llama_readme if rel == LLAMA_README else os.path.join(refdir, rel)
+
+
+def build_table(table, refdir, llama_readme=None):
     style = table["style"]
     family = table["engine"]
     flags = []
     seen = set()
     for rel, section in table["sources"]:
-        for row in read_rows(os.path.join(refdir, rel), section):
-            flag = CLASSIFIERS[style](row)
-            if flag["name"] in seen:
-                continue
-            seen.add(flag["name"])
-            flags.append(flag)
+        for row in read_rows(source_path(rel, refdir, llama_readme), section):
+            made = classify_llama_rows(row) if style == "llama" else [CLASSIFIERS[style](row)]
+            for flag in made:
+                if flag["name"] in seen:
+                    continue
+                seen.add(flag["name"])
+                flags.append(flag)
     for extra in EXTRA_FLAGS.get(style, []):
         if extra["names"][0] in seen:
             continue
@@ -494,21 +670,28 @@ def build_table(table, refdir):
         if reason:
             flag["platform_owned"] = True
             flag["owned_reason"] = reason
-        if name in HELP:
-            flag["help"] = HELP[name]
+        helps = LLAMA_HELP if family == "llama.cpp" else HELP
+        if name in helps:
+            flag["help"] = helps[name]
         if flag.get("type") == "bool" and flag.get("default") == "":
             flag["default"] = "False" if flag.get("bool_style") == "presence" else ""
     return flags
 
 
-def generate(refdir):
-    """{file name: JSON text} for every table."""
-    built = {t["file"]: build_table(t, refdir) for t in TABLES}
+def available(table, refdir, llama_readme):
+    return all(os.path.isfile(source_path(rel, refdir, llama_readme or ""))
+               for rel, _ in table["sources"])
+
+
+def generate(refdir, llama_readme=None):
+    """{file name: JSON text} for every table whose sources are present."""
+    tables = [t for t in TABLES if available(t, refdir, llama_readme)]
+    built = {t["file"]: build_table(t, refdir, llama_readme) for t in tables}
     out = {}
-    for t in TABLES:
+    for t in tables:
         flags = built[t["file"]]
         for flag in flags:
-            flag["versions"] = [u["version"] for u in TABLES
+            flag["versions"] = [u["version"] for u in tables
                                 if u["engine"] == t["engine"]
                                 and any(g["name"] == flag["name"] for g in built[u["file"]])]
         doc = {
@@ -537,18 +720,30 @@ def default_refdir():
     return None
 
 
+def default_llama_readme():
+    cache = os.environ.get("OPENSTATION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "openstation")
+    path = os.path.join(cache, "llama.cpp", "node-llama-cpp-3.21.1", "server-README.md")
+    return path if os.path.isfile(path) else None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", help="the shared/reference directory")
     ap.add_argument("--out", help="output directory (default src/engine/data)")
     ap.add_argument("--print", dest="print_name", help="print one table to stdout")
     ap.add_argument("--check", action="store_true", help="fail if a committed file differs")
+    ap.add_argument("--llama-readme", help="llama.cpp's tools/server/README.md (default: the one "
+                    "scripts/llama-server.sh cached)")
     args = ap.parse_args()
     refdir = args.reference or default_refdir()
     if not refdir or not os.path.isdir(refdir):
         sys.exit("gen-engine-flags: reference directory not found; pass --reference DIR")
-    files = generate(refdir)
+    files = generate(refdir, args.llama_readme or default_llama_readme())
     if args.print_name:
+        if args.print_name not in files and args.print_name in [t["file"] for t in TABLES]:
+            return  # its source is not available here
         if args.print_name not in files:
             sys.exit("gen-engine-flags: unknown table %s; known: %s"
                      % (args.print_name, ", ".join(sorted(files))))

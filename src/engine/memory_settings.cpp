@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 namespace openstation::engine {
 namespace {
@@ -152,34 +153,30 @@ Result<void> sglang_settings(const ParsedArgs& args, model::EngineMemorySettings
   return {};
 }
 
-/// llama.cpp's flags as typed (its spec is open): the first of the spellings given.
-Result<std::optional<std::int64_t>> llama_int(const ParsedArgs& args,
-                                              std::initializer_list<std::string_view> names) {
-  for (auto n : names) {
-    if (args.find(n) != nullptr) return int_of(args, n);
-  }
-  return std::optional<std::int64_t>();
-}
-
+/// llama.cpp (flag table 0.4.0; the parser stores canonical names): --ctx-size, --parallel,
+/// --batch-size, --n-gpu-layers (a number, "auto" = the engine decides, "all" = every layer),
+/// --cache-type-k, --cache-type-v.
 Result<void> llama_settings(const ParsedArgs& args, model::EngineMemorySettings& s) {
-  auto ctx = llama_int(args, {"--ctx-size", "-c"});
+  auto ctx = int_of(args, "--ctx-size");
   if (!ctx) return ctx.error();
   s.max_model_len = *ctx;
-  auto par = llama_int(args, {"--parallel", "-np"});
+  auto par = int_of(args, "--parallel");
   if (!par) return par.error();
-  s.max_num_seqs = *par;
-  auto batch = llama_int(args, {"--batch-size", "-b"});
+  if (*par && **par > 0) s.max_num_seqs = *par;  // -1 = auto
+  auto batch = int_of(args, "--batch-size");
   if (!batch) return batch.error();
   s.max_num_batched_tokens = *batch;
-  auto ngl = llama_int(args, {"--n-gpu-layers", "--gpu-layers", "-ngl"});
-  if (!ngl) return ngl.error();
-  s.n_gpu_layers = *ngl;
-  for (auto n : {"--cache-type-k", "-ctk"}) {
-    if (auto v = string_of(args, n)) {
-      s.kv_cache_dtype = *v;
-      break;
+  if (auto ngl = string_of(args, "--n-gpu-layers")) {
+    if (*ngl == "all") {
+      s.n_gpu_layers = std::numeric_limits<std::int32_t>::max();
+    } else if (*ngl != "auto") {
+      auto n = int_of(args, "--n-gpu-layers");
+      if (!n) return n.error();
+      if (*n && **n >= 0) s.n_gpu_layers = *n;  // -1 = auto
     }
   }
+  s.kv_cache_dtype = string_of(args, "--cache-type-k");
+  s.kv_cache_dtype_v = string_of(args, "--cache-type-v");
   return {};
 }
 

@@ -12,6 +12,7 @@ namespace openstation::embedded {
 std::string_view flags_vllm_0_7_3();
 std::string_view flags_vllm_0_21_0();
 std::string_view flags_sglang_0_5_6_post2();
+std::string_view flags_llama_cpp_0_4_0();
 }  // namespace openstation::embedded
 
 namespace openstation::engine {
@@ -93,7 +94,6 @@ FlagSpec load_flag(const boost::json::object& o, const std::string& path) {
 std::string kind_display(core::EngineKind kind, const std::string& table_display) {
   switch (kind) {
     case core::EngineKind::vllm_cpu: return table_display + " CPU";
-    case core::EngineKind::llama_cpp: return "llama.cpp";
     case core::EngineKind::custom: return "custom engine";
     default: return table_display;
   }
@@ -126,7 +126,9 @@ std::vector<EngineSpec> load_all() {
       out.push_back(std::move(*spec));
     }
   }
-  out.push_back(open_spec(core::EngineKind::llama_cpp));
+  auto llama = load_flag_table(embedded::flags_llama_cpp_0_4_0(), core::EngineKind::llama_cpp);
+  if (!llama) throw std::logic_error("embedded flag table is invalid: " + llama.error().message);
+  out.push_back(std::move(*llama));
   out.push_back(open_spec(core::EngineKind::custom));
   return out;
 }

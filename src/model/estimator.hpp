@@ -36,6 +36,7 @@ struct EngineMemorySettings {
   std::optional<bool> enable_chunked_prefill;
   bool enforce_eager = false;                ///< vLLM --enforce-eager, SGLang --disable-cuda-graph
   std::optional<std::int64_t> n_gpu_layers;  ///< llama.cpp -ngl
+  std::optional<std::string> kv_cache_dtype_v;  ///< llama.cpp --cache-type-v (K: kv_cache_dtype)
 };
 
 struct EstimateRequest {

@@ -112,14 +112,20 @@ TEST(MemorySettings, ValuesTheEstimatorCannotUse) {
   EXPECT_EQ(e.field, "--kv-cache-memory-bytes");
 }
 
-TEST(MemorySettings, LlamaCppFlagsAsTyped) {
-  const auto s = settings(EngineKind::llama_cpp, "", "-c 8192 -np 4 -b 512 -ngl 99 -ctk q8_0");
+TEST(MemorySettings, LlamaCppFlags) {
+  const auto s =
+      settings(EngineKind::llama_cpp, "", "-c 8192 -np 4 -b 512 -ngl 99 -ctk q8_0 -ctv q4_0");
   EXPECT_EQ(s.max_model_len, 8192);
   EXPECT_EQ(s.max_num_seqs, 4);
   EXPECT_EQ(s.max_num_batched_tokens, 512);
   EXPECT_EQ(s.n_gpu_layers, 99);
   EXPECT_EQ(s.kv_cache_dtype, "q8_0");
-  EXPECT_EQ(failure(EngineKind::llama_cpp, "--ctx-size big").code, "args.unusable_value");
+  EXPECT_EQ(s.kv_cache_dtype_v, "q4_0");
+  // -1 (auto) and "auto" leave the engine's default; "all" is every layer.
+  const auto a = settings(EngineKind::llama_cpp, "", "--parallel -1 --n-gpu-layers auto");
+  EXPECT_FALSE(a.max_num_seqs);
+  EXPECT_FALSE(a.n_gpu_layers);
+  EXPECT_GT(settings(EngineKind::llama_cpp, "", "-ngl all").n_gpu_layers.value_or(0), 1000);
 }
 
 }  // namespace

@@ -174,11 +174,14 @@ TEST(EngineSpec, GeneratedTablesAreInSyncWithTheReference) {
     const std::string expected = run_capture(
         "python3 '" + (src / "scripts" / "gen-engine-flags.py").string() + "' --reference '" +
         ref.string() + "' --print '" + entry.path().filename().string() + "'");
+    // llama.cpp's table comes from its server README, which only a machine that built
+    // llama-server (scripts/llama-server.sh) has; the generator prints nothing without it.
+    if (expected.empty() && entry.path().filename().string().rfind("llama_cpp-", 0) == 0) continue;
     EXPECT_EQ(committed.str(), expected)
         << entry.path().filename() << " is stale: run scripts/gen-engine-flags.py";
     ++checked;
   }
-  EXPECT_EQ(checked, 3);
+  EXPECT_GE(checked, 3);  // 4 where the llama.cpp README is cached
 }
 
 }  // namespace
