@@ -2,6 +2,7 @@
 
 #include "core/strings.hpp"
 #include "model/catalog.hpp"
+#include "model/estimator_llama.hpp"
 #include "model/estimator_weights.hpp"
 
 #include <algorithm>
@@ -413,9 +414,10 @@ core::Result<Estimate> estimate(const EstimateRequest& req) {
   const EngineMemorySettings& s = req.settings;
   const EngineKind kind = req.engine.kind;
 
-  if (kind == EngineKind::llama_cpp || kind == EngineKind::custom) {
+  if (kind == EngineKind::llama_cpp) return estimate_llama_cpp(req);
+  if (kind == EngineKind::custom) {
     return core::Error(core::Errc::unsupported, "estimate.engine_unsupported",
-                       "the estimator knows vllm, sglang and vllm-cpu; " +
+                       "the estimator knows vllm, sglang, vllm-cpu and llama.cpp; " +
                            std::string(core::to_string(kind)) + " is not supported yet",
                        "engine");
   }

@@ -293,7 +293,8 @@ core::Result<std::optional<Candidate>> try_node(const PlacementRequest& req,
 
   // Sharing: vLLM only (its utilization is a share of the GPU); the platform's choice becomes
   // vLLM when the GPUs are all taken.
-  const bool can_share = !req.engine || *req.engine == EngineKind::vllm;
+  const bool can_share =
+      req.engine ? *req.engine == EngineKind::vllm : req.model.format != model::WeightFormat::gguf;
   const bool any_shareable =
       std::any_of(any.begin(), any.end(), [](const GpuView* v) { return !v->is_free(); });
   std::optional<Plan> last_shared;

@@ -89,16 +89,32 @@ std::optional<PlanIssue> check_engine(EngineKind kind, const model::ModelInfo& m
                                       const std::vector<model::NodeSpec>& nodes) {
   if (model.format == model::WeightFormat::gguf &&
       (kind == EngineKind::vllm || kind == EngineKind::sglang || kind == EngineKind::vllm_cpu)) {
-    // The hook for llama.cpp: a later issue plans GGUF models on llama.cpp's server.
     return issue("plan.gguf_needs_llama_cpp",
-                 "model " + model.id + " is a GGUF file; GGUF models run on llama.cpp, which " +
-                     "deployment plans do not support yet (" + label(kind) +
-                     " needs a HuggingFace safetensors directory): deploy the safetensors "
-                     "version of the model");
+                 "model " + model.id + " is a GGUF file; " + label(kind) +
+                     " needs a HuggingFace safetensors directory: deploy it with llama.cpp "
+                     "(--engine llama.cpp, or leave the engine to the platform), or deploy the "
+                     "safetensors version of the model");
   }
-  if (kind == EngineKind::llama_cpp || kind == EngineKind::custom) {
-    return issue("plan.engine_unsupported", "deployment plans support vllm, sglang and vllm-cpu; " +
-                                                label(kind) + " is not planned yet");
+  if (kind == EngineKind::llama_cpp) {
+    if (model.format != model::WeightFormat::gguf) {
+      return issue("plan.llama_cpp_needs_gguf",
+                   "model " + model.id +
+                       " is not a GGUF file; llama.cpp loads GGUF models only: deploy it with "
+                       "vLLM or SGLang (leave the engine to the platform), or convert it to GGUF "
+                       "with llama.cpp's convert_hf_to_gguf.py and import the .gguf file");
+    }
+    if (nodes.size() > 1) {
+      return issue("plan.llama_cpp_multi_node",
+                   "llama.cpp's server runs on one node; " + std::to_string(nodes.size()) +
+                       " nodes were chosen: choose one node (CPU or GPU)");
+    }
+    return std::nullopt;
+  }
+  if (kind == EngineKind::custom) {
+    return issue("plan.engine_unsupported",
+                 "deployment plans support vllm, sglang, vllm-cpu and "
+                 "llama.cpp; " +
+                     label(kind) + " is not planned yet");
   }
   if (core::needs_gpu(kind)) {
     for (const auto& n : nodes) {
@@ -343,8 +359,8 @@ std::optional<PlanIssue> choose_engine(const model::ModelInfo& model,
                      "node");
   }
   if (model.format == model::WeightFormat::gguf) {
-    // A later issue returns llama.cpp here.
-    return check_engine(EngineKind::vllm, model, nodes);
+    kind = EngineKind::llama_cpp;
+    return check_engine(kind, model, nodes);
   }
   if (cpu > 0) {
     kind = EngineKind::vllm_cpu;
@@ -489,7 +505,24 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
   }
 
   std::vector<std::vector<int>> pinned(req.nodes.size());
-  if (kind == EngineKind::vllm_cpu) {
+  if (kind == EngineKind::llama_cpp) {
+    // One process; on a GPU node it splits the layers over the GPUs it is given (its default
+    // --split-mode layer), so there is no tensor or pipeline parallel size to choose.
+    plan.tp = 1;
+    plan.pp = 1;
+    const auto& n = req.nodes[0];
+    if (n.type == model::NodeType::gpu) {
+      const auto healthy = healthy_gpus(n);
+      if (healthy.empty()) {
+        plan.errors.push_back(issue("plan.not_enough_gpus",
+                                    "node " + n.name + " has no usable GPU" + lost_text(n) +
+                                        "; llama.cpp on a GPU node needs one",
+                                    n.name));
+        return plan;
+      }
+      pinned[0] = pick_gpus(n, static_cast<int>(healthy.size()));
+    }
+  } else if (kind == EngineKind::vllm_cpu) {
     plan.tp = user_tp.value_or(1);
     plan.pp = user_pp.value_or(1);
     if (!req.nodes[0].gpus.empty()) {
@@ -553,12 +586,27 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
   plan.applied_fixes.insert(plan.applied_fixes.end(), found.fixes.begin(), found.fixes.end());
   plan.warnings.insert(plan.warnings.end(), found.warnings.begin(), found.warnings.end());
   plan.errors.insert(plan.errors.end(), found.errors.begin(), found.errors.end());
+  if (kind == EngineKind::llama_cpp && req.model.gguf_chat_template.empty() &&
+      args.find("--chat-template") == nullptr && args.find("--chat-template-file") == nullptr) {
+    // Without a template llama-server cannot serve /v1/chat/completions; ChatML is what most
+    // chat fine-tunes (Qwen, DeepSeek distills, Yi) were trained on.
+    auto t = engine::make_flag(spec, "--chat-template", {"chatml"});
+    if (!t) return t.error();
+    args.flags.push_back(std::move(*t));
+    plan.applied_fixes.push_back(
+        {"plan.default_chat_template",
+         "the GGUF file of " + req.model.id +
+             " has no chat template (tokenizer.chat_template); --chat-template chatml was added "
+             "so that /v1/chat/completions works: give --chat-template (a built-in name such as "
+             "llama3 or a Jinja template) if the model uses another format"});
+  }
   plan.engine_args = engine::render(spec, args);
 
   // Argv, env and ports per node.
   std::vector<std::size_t> used;  // request indexes of the nodes in the plan
   for (std::size_t i = 0; i < req.nodes.size(); ++i) {
-    if (kind == EngineKind::vllm_cpu || !pinned[i].empty()) used.push_back(i);
+    if (kind == EngineKind::vllm_cpu || kind == EngineKind::llama_cpp || !pinned[i].empty())
+      used.push_back(i);
   }
   const model::NodeSpec& head = req.nodes[used.front()];
   const bool distributed = used.size() > 1;
@@ -583,11 +631,20 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
       engine_argv = {"python3", "-m", "sglang.launch_server"};
       const auto rendered = engine::render(spec, path.args);
       engine_argv.insert(engine_argv.end(), rendered.begin(), rendered.end());
+    } else if (kind == EngineKind::llama_cpp) {
+      OwnFlags path{&spec, {}, std::nullopt};
+      path.add("--model", plan.model_path);
+      if (path.error) return *path.error;
+      engine_argv = {"llama-server"};
+      const auto rendered = engine::render(spec, path.args);
+      engine_argv.insert(engine_argv.end(), rendered.begin(), rendered.end());
     } else {
       engine_argv = {"vllm", "serve", plan.model_path};
     }
     const auto user = engine::render(spec, args);
-    if (kind == EngineKind::sglang) {
+    if (kind == EngineKind::llama_cpp) {
+      // No parallel sizes: one process.
+    } else if (kind == EngineKind::sglang) {
       own.add("--tensor-parallel-size", std::to_string(plan.tp), "--tp-size");
       if (plan.pp > 1) own.add("--pipeline-parallel-size", std::to_string(plan.pp), "--pp-size");
       if (distributed) {
@@ -602,7 +659,7 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
     }
     own.add("--host", "0.0.0.0");
     own.add("--port", port);
-    own.add("--served-model-name", plan.served_name);
+    own.add(kind == EngineKind::llama_cpp ? "--alias" : "--served-model-name", plan.served_name);
     if (own.error) return *own.error;
     // The model first, then the user's flags (after the fixes), then the platform's.
     const std::vector<std::string> own_argv = engine::render(spec, own.args);
@@ -652,7 +709,9 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
   er.pp = plan.pp;
   er.settings = *settings;
   model::NodeSpec view = head;
-  if (kind != EngineKind::vllm_cpu) {
+  const bool on_cpu = kind == EngineKind::vllm_cpu ||
+                      (kind == EngineKind::llama_cpp && head.type == model::NodeType::cpu);
+  if (!on_cpu) {
     std::vector<std::string> names;
     view.gpus.clear();
     for (std::size_t i : used) {
@@ -679,7 +738,7 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
 
   // Pre-flight: GPU memory held by other processes.
   bool held_error = false;
-  if (plan.estimate && kind != EngineKind::vllm_cpu) {
+  if (plan.estimate && !on_cpu) {
     const auto& e = *plan.estimate;
     const bool sglang = kind == EngineKind::sglang;
     const std::string util_flag = sglang ? "--mem-fraction-static" : "--gpu-memory-utilization";
@@ -739,14 +798,16 @@ core::Result<Plan> make_plan(const PlanRequest& req) {
     }
     if (!e.fits) {
       const bool sglang = kind == EngineKind::sglang;
-      const std::string len_flag = sglang ? "--context-length" : "--max-model-len";
+      const std::string len_flag = kind == EngineKind::llama_cpp ? "--ctx-size"
+                                   : sglang                      ? "--context-length"
+                                                                 : "--max-model-len";
       if (e.largest_fitting_len > 0 && e.largest_fitting_len < e.max_model_len) {
         plan.proposals.push_back("use " + len_flag + " " + std::to_string(e.largest_fitting_len) +
                                  ": the largest context that fits (the plan asks for " +
                                  std::to_string(e.max_model_len) + ")");
       }
       const int world = static_cast<int>(e.gpus_used);
-      if (e.gpus_needed > world && kind != EngineKind::vllm_cpu) {
+      if (e.gpus_needed > world && !on_cpu) {
         plan.proposals.push_back(std::to_string(e.gpus_needed - world) + " more GPUs like " +
                                  e.gpu_name + " (" + std::to_string(e.gpus_needed) +
                                  " in all) hold the model with " + len_flag + " " +

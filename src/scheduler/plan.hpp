@@ -100,10 +100,11 @@ struct Plan {
   bool ok = false;
 };
 
-/// The engine the platform picks when the user does not: one CPU node → vLLM CPU; one GPU node →
-/// SGLang; two or more GPU nodes → vLLM. Errors (plan-level codes, returned as an issue): no nodes,
-/// CPU and GPU nodes mixed ("plan.mixed_node_types"), several CPU nodes ("plan.cpu_multi_node").
-/// GGUF models are the hook for llama.cpp (a later issue): "plan.gguf_needs_llama_cpp" for now.
+/// The engine the platform picks when the user does not: a GGUF model → llama.cpp (one node, CPU
+/// or GPU); otherwise one CPU node → vLLM CPU; one GPU node → SGLang; two or more GPU nodes →
+/// vLLM. Errors (plan-level codes, returned as an issue): no nodes, CPU and GPU nodes mixed
+/// ("plan.mixed_node_types"), several CPU nodes ("plan.cpu_multi_node"), a GGUF model on several
+/// nodes ("plan.llama_cpp_multi_node").
 std::optional<PlanIssue> choose_engine(const model::ModelInfo& model,
                                        const std::vector<model::NodeSpec>& nodes,
                                        core::EngineKind& kind);

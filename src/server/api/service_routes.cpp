@@ -214,7 +214,7 @@ core::Result<void> check_replicas(std::int64_t n) {
 
 /// The engine name is configured; the version is known; the extended parameters parse for that
 /// engine version (with did-you-mean). With the engine left to the platform, the parameters must
-/// parse for one of the engines it may pick.
+/// parse for one of the engines it may pick (llama.cpp for GGUF models).
 core::Result<void> check_engine(const config::Config& cfg, const std::string& engine,
                                 const std::string& version, const std::string& extra_args) {
   std::vector<core::EngineKind> kinds;
@@ -233,11 +233,12 @@ core::Result<void> check_engine(const config::Config& cfg, const std::string& en
     }
     kinds.push_back(it->second.kind);
   } else {
-    kinds = {core::EngineKind::sglang, core::EngineKind::vllm, core::EngineKind::vllm_cpu};
+    kinds = {core::EngineKind::sglang, core::EngineKind::vllm, core::EngineKind::vllm_cpu,
+             core::EngineKind::llama_cpp};
   }
   std::optional<core::Error> first;
   for (auto kind : kinds) {
-    if (kind == core::EngineKind::custom || kind == core::EngineKind::llama_cpp) return {};
+    if (kind == core::EngineKind::custom) return {};
     std::string v = version;
     if (v.empty() && !engine.empty()) v = cfg.engines.at(engine).version;
     auto spec = engine::resolve_engine(kind, v);

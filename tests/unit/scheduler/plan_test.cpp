@@ -37,7 +37,7 @@ TEST(EngineChoice, MixedNodesGgufAndSeveralCpuNodesAreRefused) {
   auto gguf = request("deepseek-r1-distill-qwen-7b", {example_node("8x-h100-80g.json")});
   gguf.model.format = model::WeightFormat::gguf;
   const Plan g = plan_of(gguf);
-  EXPECT_NE(find_issue(g.errors, "plan.gguf_needs_llama_cpp"), nullptr) << codes(g);
+  EXPECT_EQ(g.engine, EngineKind::llama_cpp) << codes(g);  // GGUF → llama.cpp
   gguf.engine = EngineKind::vllm;
   EXPECT_NE(find_issue(plan_of(gguf).errors, "plan.gguf_needs_llama_cpp"), nullptr);
 
