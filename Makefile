@@ -1,18 +1,19 @@
 # OpenStation — the two commands of the README:
 #   make run    installs what is needed, builds, and runs the product
 #   make test   installs what is needed, builds, and runs every test
-# Other targets: build, deps, fuzz, format, asan, clean.
+# Other targets: build, deps, fuzz, format, asan, clean, bench-gateway (not part of `make test`).
 
 BUILD      ?= build
 FUZZ_BUILD ?= build-fuzz
 ASAN_BUILD ?= build-asan
+BENCH_BUILD ?= build-release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_SECONDS ?= 15
 FUZZ_SEED ?= 1
 FUZZ_RUNS ?= 40000
 
-.PHONY: all deps build run test unit fuzz fuzz-long fuzz-build format asan clean
+.PHONY: all deps build run test unit fuzz fuzz-long fuzz-build format asan clean bench-gateway
 
 all: build
 
@@ -55,6 +56,13 @@ asan:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DOPENSTATION_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L unit
+
+# The gateway against the stand-in engine directly and nginx (docs/performance.md): a Release
+# build with the bench tools, then bench/gateway/run.sh prints the report.
+bench-gateway: deps
+	cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPENSTATION_BENCH=ON $(CMAKE_ARGS)
+	cmake --build $(BENCH_BUILD) -j $(JOBS) --target openstation fake-engine os-loadgen
+	bash bench/gateway/run.sh $(BENCH_BUILD)
 
 format:
 	find src tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include <time.h>
+
 namespace openstation::fake_engine {
 
 namespace {
@@ -33,6 +35,13 @@ constexpr std::string_view kWords[] = {
     "dog",   "while", "seven", "small",  "birds", "sing", "under", "green",
     "trees", "and",   "blue",  "rivers", "run",   "past", "old",   "stone",
     "walls", "into",  "the",   "deep",   "quiet", "sea",  "at",    "dawn"};
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock bench/gateway's load generator reads).
+std::int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 bool is_vllm(const EngineState& s) {
   return s.kind != core::EngineKind::sglang;
@@ -281,6 +290,7 @@ class Api {
     choices.push_back(std::move(choice));
     c["choices"] = std::move(choices);
     if (g.include_usage) c["usage"] = nullptr;
+    if (s_.stamp_events) c["os_emit_ns"] = monotonic_ns();
     return c;
   }
 

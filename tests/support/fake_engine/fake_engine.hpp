@@ -28,7 +28,10 @@ struct EngineState {
   int exit_code = 1;                     ///< FAKE_ENGINE_EXIT_CODE
   bool hang_requests = false;            ///< FAKE_ENGINE_HANG=request
   bool hang_health = false;              ///< FAKE_ENGINE_HANG=health
-  std::int64_t created = 0;              ///< unix time of start
+  /// FAKE_ENGINE_STAMP_EVENTS=1: each streamed chunk carries "os_emit_ns", the CLOCK_MONOTONIC
+  /// time it was made (bench/gateway measures per-event latency against it).
+  bool stamp_events = false;
+  std::int64_t created = 0;  ///< unix time of start
 
   std::atomic<std::int64_t> requests{0};
   std::atomic<std::int64_t> running{0};

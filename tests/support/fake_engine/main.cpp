@@ -465,6 +465,7 @@ int run(int argc, char** argv) {
   const std::string hang = env("FAKE_ENGINE_HANG").value_or("");
   state.hang_requests = hang == "request";
   state.hang_health = hang == "health";
+  state.stamp_events = env("FAKE_ENGINE_STAMP_EVENTS").value_or("") == "1";
   state.created = static_cast<std::int64_t>(std::time(nullptr));
 
   // Signals are taken with sigwait on this thread; the server's threads inherit the mask.
