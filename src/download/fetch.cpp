@@ -126,23 +126,26 @@ core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string
   std::int64_t written = have;
   std::optional<core::Error> write_error;
   if (written < file.size) {
-    auto fetched = hub.fetch(repo, revision, file.path, written, [&](std::string_view b) {
-      if (!keep_going()) return false;
-      if (written + static_cast<std::int64_t>(b.size()) > file.size) {
-        write_error = core::Error(core::Errc::unavailable, "download.size_mismatch",
-                                  "the hub sent more than the " + core::with_commas(file.size) +
-                                      " bytes it listed for " + file.path);
-        return false;
-      }
-      if (std::fwrite(b.data(), 1, b.size(), out.get()) != b.size()) {
-        write_error = io_failure("write", part, errno);
-        return false;
-      }
-      hash.update(b);
-      written += static_cast<std::int64_t>(b.size());
-      on_bytes(static_cast<std::int64_t>(b.size()));
-      return true;
-    });
+    auto fetched = hub.fetch(
+        repo, revision, file.path, written,
+        [&](std::string_view b) {
+          if (!keep_going()) return false;
+          if (written + static_cast<std::int64_t>(b.size()) > file.size) {
+            write_error = core::Error(core::Errc::unavailable, "download.size_mismatch",
+                                      "the hub sent more than the " + core::with_commas(file.size) +
+                                          " bytes it listed for " + file.path);
+            return false;
+          }
+          if (std::fwrite(b.data(), 1, b.size(), out.get()) != b.size()) {
+            write_error = io_failure("write", part, errno);
+            return false;
+          }
+          hash.update(b);
+          written += static_cast<std::int64_t>(b.size());
+          on_bytes(static_cast<std::int64_t>(b.size()));
+          return true;
+        },
+        keep_going);
     if (std::fflush(out.get()) != 0 && !write_error) write_error = io_failure("write", part, errno);
     if (write_error) {
       if (write_error->code == "download.size_mismatch") {

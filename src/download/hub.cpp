@@ -65,6 +65,7 @@ struct SlistFree {
 struct Transfer {
   const HubOptions& options;
   std::function<bool(std::string_view)> on_body;
+  std::function<bool()> keep_going{};
   std::vector<std::string> headers{};
   long status = 0;
   bool stopped_by_sink = false;
@@ -83,6 +84,14 @@ struct Transfer {
       return 0;  // CURLE_WRITE_ERROR
     }
     return len;
+  }
+  static int progress_cb(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto* t = static_cast<Transfer*>(self);
+    if (t->keep_going && !t->keep_going()) {
+      t->stopped_by_sink = true;
+      return 1;  // CURLE_ABORTED_BY_CALLBACK
+    }
+    return 0;
   }
   static std::size_t header_cb(char* p, std::size_t size, std::size_t n, void* self) {
     auto* t = static_cast<Transfer*>(self);
@@ -139,6 +148,11 @@ struct Transfer {
     curl_easy_setopt(c, CURLOPT_WRITEDATA, this);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &Transfer::header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, this);
+    if (keep_going) {
+      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &Transfer::progress_cb);
+      curl_easy_setopt(c, CURLOPT_XFERINFODATA, this);
+    }
     const CURLcode rc = curl_easy_perform(c);
     if (stopped_by_sink) {
       return core::Error(core::Errc::conflict, "hub.aborted",
@@ -237,7 +251,8 @@ class CurlHub final : public HubClient {
   }
 
   core::Result<void> fetch(std::string_view repo, std::string_view revision, std::string_view path,
-                           std::int64_t offset, const ChunkSink& sink) override {
+                           std::int64_t offset, const ChunkSink& sink,
+                           const std::function<bool()>& keep_going) override {
     if (auto ok = check_repo(repo); !ok) return ok.error();
     if (auto ok = check_file_path(path); !ok) return ok.error();
     std::string url;
@@ -266,6 +281,7 @@ class CurlHub final : public HubClient {
                  return sink(b);
                }};
     self = &t;
+    t.keep_going = keep_going;
     return t.run(url, offset, "file " + std::string(path) + " of " + std::string(repo));
   }
 

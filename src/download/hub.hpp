@@ -71,9 +71,12 @@ class HubClient {
   /// Streams `path` from byte `offset` to its end into `sink`, with a Range request when
   /// offset > 0 (a hub that ignores the range has the skipped prefix dropped here, so the sink
   /// always sees the bytes from `offset`).
+  /// `keep_going` is also polled while no bytes arrive (about once a second), so a stalled or
+  /// held transfer stops promptly (hub.aborted) when it turns false.
   virtual core::Result<void> fetch(std::string_view repo, std::string_view revision,
                                    std::string_view path, std::int64_t offset,
-                                   const ChunkSink& sink) = 0;
+                                   const ChunkSink& sink,
+                                   const std::function<bool()>& keep_going) = 0;
 };
 
 /// A libcurl client for `kind` with `options`.
