@@ -14,6 +14,10 @@ packages=(
   iproute2 iputils-ping procps curl ca-certificates jq openssl
 )
 
+# npm fetches llama.cpp's sources (scripts/llama-server.sh, the llama.cpp e2e test) and the web
+# UI's packages; a Node.js that already ships npm (NodeSource) is kept.
+if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -85,7 +85,15 @@ void print_report(const model::Estimate& e, std::ostream& out) {
       << " bytes" << (e.engine == "vllm-cpu" ? " per rank" : " per GPU")
       << (e.kv_cache_dtype.empty() ? "" : " (" + e.kv_cache_dtype + ")") << "\n";
   if (e.has_verdict) {
-    if (e.engine == "vllm-cpu") {
+    if (e.engine == "llama.cpp") {
+      // llama.cpp reserves no fraction of the device: what it needs against what is free.
+      out << "Node:       " << e.node << ": "
+          << (e.gpus_used == 0 ? std::string("CPU, RAM ")
+                               : std::to_string(e.gpus_used) + " × " + e.gpu_name + ", ")
+          << gib(e.free_bytes_per_gpu) << (e.gpus_used == 0 ? "" : " free per GPU") << "\n";
+      out << "Needs:      " << gib(e.budget_bytes_per_gpu)
+          << (e.gpus_used == 0 ? " of RAM" : " per GPU") << "\n";
+    } else if (e.engine == "vllm-cpu") {
       out << "Node:       " << e.node << " (CPU), budget " << gib(e.budget_bytes_per_gpu)
           << " per rank (" << fixed(e.utilization, 2) << " of RAM)\n";
     } else {
@@ -174,6 +182,8 @@ void run_estimate(const EstimateFlags& f, Context& ctx) {
     auto k = core::parse_engine_kind(f.engine);
     if (!k) return ctx.fail(k.error());
     kind = *k;
+  } else if (req.model.format == model::WeightFormat::gguf) {
+    kind = core::EngineKind::llama_cpp;
   } else if (req.node && req.node->type == model::NodeType::cpu) {
     kind = core::EngineKind::vllm_cpu;
   }
@@ -270,7 +280,8 @@ void register_estimate_command(CLI::App& root, Context& ctx) {
                   "A node inventory file (JSON, see examples/nodes/) or a cluster file "
                   "{\"nodes\": [...]}");
   cmd->add_option("--engine", f->engine,
-                  "vllm, sglang or vllm-cpu (default: vllm-cpu for a CPU node, else vllm)");
+                  "vllm, sglang, vllm-cpu or llama.cpp (default: vllm-cpu for a CPU node, else "
+                  "vllm; llama.cpp for a GGUF file)");
   cmd->add_option("--engine-version", f->engine_version,
                   "The engine version that will run (default: the newest known)");
   cmd->add_option("--tp", f->tp, "Tensor parallel size (default: the node's GPU count)")

@@ -239,8 +239,8 @@ void register_plan_command(CLI::App& root, Context& ctx) {
                   "Comma-separated node names from the cluster file, in order; the first is the "
                   "head (default: all nodes in file order)");
   cmd->add_option("--engine", f->engine,
-                  "vllm, sglang or vllm-cpu (default: one CPU node → vllm-cpu, one GPU node → "
-                  "sglang, several GPU nodes → vllm)");
+                  "vllm, sglang, vllm-cpu or llama.cpp (default: a GGUF model → llama.cpp; "
+                  "one CPU node → vllm-cpu, one GPU node → sglang, several GPU nodes → vllm)");
   cmd->add_option("--engine-version", f->engine_version,
                   "The engine version that will run (default: the newest known)");
   cmd->add_option("--args", f->args,
