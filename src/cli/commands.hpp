@@ -19,6 +19,7 @@ void register_engines_commands(CLI::App& root, Context& ctx);    // cmd_engines.
 void register_agent_commands(CLI::App& root, Context& ctx);      // cmd_agent.cpp
 void register_config_commands(CLI::App& root, Context& ctx);     // cmd_config.cpp
 void register_server_commands(CLI::App& root, Context& ctx);     // cmd_server.cpp: server, start
+void register_gateway_command(CLI::App& root, Context& ctx);     // cmd_gateway.cpp
 void register_login_commands(CLI::App& root, Context& ctx);      // cmd_login.cpp
 void register_nodes_commands(CLI::App& root, Context& ctx);      // cmd_nodes.cpp
 void register_services_commands(CLI::App& root, Context& ctx);   // cmd_services.cpp

@@ -35,6 +35,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   register_agent_commands(root, ctx);
   register_config_commands(root, ctx);
   register_server_commands(root, ctx);
+  register_gateway_command(root, ctx);
   register_login_commands(root, ctx);
   register_nodes_commands(root, ctx);
   register_services_commands(root, ctx);

@@ -54,17 +54,30 @@ struct GatewayConfig {
   std::string cert_file;
   std::string key_file;
   std::string server_url;  ///< a gateway replica's server; empty in the all-in-one process
+  /// A replica trusts an https server_url with this certificate fingerprint ("sha256:AB:...").
+  std::string server_fingerprint;
+  /// Else a replica trusts an https server_url through this CA (PEM) file; with neither, the
+  /// system's CA store.
+  std::string ca_cert;
+  /// The credential a replica presents to its server: an API key of an admin user.
+  std::string server_key;
   std::uint64_t max_body_bytes = 32ull << 20;
   std::chrono::milliseconds header_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds upstream_connect_timeout{std::chrono::seconds(5)};
   /// Longest silence from an engine (between bytes); 0: none. Not a cap on a stream's length.
   std::chrono::milliseconds upstream_read_timeout{std::chrono::minutes(10)};
+  /// Longest silence from an engine in the middle of an SSE stream (keep-alive comments go to the
+  /// client meanwhile); 0: none. Separate from upstream_read_timeout, so slow streams live.
+  std::chrono::milliseconds stream_read_timeout{std::chrono::minutes(30)};
   /// An SSE comment is sent on a stream idle this long, keeping proxies from closing it; 0: off.
   std::chrono::milliseconds sse_keepalive_interval{std::chrono::seconds(15)};
   /// How long draining (an instance removed, or SIGTERM) waits for in-flight requests.
   std::chrono::milliseconds drain_deadline{std::chrono::seconds(30)};
   std::uint32_t requests_per_minute = 0;  ///< default per-key limit; 0: unlimited
   std::uint32_t tokens_per_minute = 0;    ///< default per-key limit; 0: unlimited
+  /// Requests with a session key (the X-Session-ID header, else the body's "user") stick to one
+  /// healthy instance of their service (rendezvous hashing); off: least outstanding only.
+  bool session_affinity = false;
   bool operator==(const GatewayConfig&) const = default;
 };
 

@@ -7,7 +7,11 @@
 #include "http/client.hpp"
 #include "http/server.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -18,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 namespace openstation::gateway {
@@ -308,9 +313,16 @@ struct Gateway::Impl {
     if (auto a = req.headers.get("Accept")) up.headers.set("Accept", std::string(*a));
     up.body = std::move(inspected->upstream_body);
 
+    std::string_view session;
+    if (options.config.session_affinity) {
+      session = req.headers.get_or("X-Session-ID", "");
+      if (session.empty() || session.size() > 256) session = inspected->user;
+    }
     std::string tried;
     for (int attempt = 0; attempt < 2; ++attempt) {
-      const Upstream* u = pick_upstream(*route, steady_ms(clock), tried);
+      const Upstream* u = nullptr;
+      if (!session.empty()) u = pick_affine(*route, session, steady_ms(clock), tried);
+      if (u == nullptr) u = pick_upstream(*route, steady_ms(clock), tried);
       if (u == nullptr) break;
       tried = u->instance_id;
       o.instance_id = u->instance_id;
@@ -376,6 +388,97 @@ struct Gateway::Impl {
     finish(o, started);
   }
 
+  /// What a relayed stream's writer and the keep-alive coroutine share (both on the session's
+  /// strand): when the client last got bytes, and whether a write is in flight (one at a time).
+  struct Pacer {
+    explicit Pacer(const boost::asio::any_io_executor& ex) : timer(ex), written(ex) {}
+    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+    bool writing = false;
+    boost::asio::steady_timer timer;    ///< the keep-alive's idle deadline
+    boost::asio::steady_timer written;  ///< cancelled when a keep-alive write ends
+  };
+
+  /// How a relayed stream ended.
+  enum class StreamEnd { done, broke, client_gone };
+
+  /// Waits until no keep-alive comment is being written.
+  static http::Awaitable<void> idle_writer(Pacer* p) {
+    while (p != nullptr && p->writing) {
+      p->written.expires_at(std::chrono::steady_clock::time_point::max());
+      (void)co_await p->written.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+  }
+
+  /// One write to the client, never overlapping a keep-alive comment.
+  static http::Awaitable<bool> write_paced(http::ResponseStream& out, Pacer* p,
+                                           std::string_view data) {
+    if (p != nullptr) {
+      if (p->writing) co_await idle_writer(p);
+      p->writing = true;
+    }
+    const bool ok = co_await out.write(data);
+    if (p != nullptr) {
+      p->writing = false;
+      p->last_write = std::chrono::steady_clock::now();
+    }
+    co_return ok;
+  }
+
+  /// Writes an SSE comment whenever the client got nothing for `every` (only between events:
+  /// events are written whole by write_paced). Returns when the client is gone (which ends the
+  /// relay and so cancels the upstream request), or when cancelled.
+  static http::Awaitable<void> keep_alive(http::ResponseStream& out, Pacer& p,
+                                          std::chrono::milliseconds every) {
+    for (;;) {
+      p.timer.expires_at(p.last_write + every);
+      auto [ec] = co_await p.timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+      if (ec) co_return;  // cancelled: the relay ended
+      if (p.writing || std::chrono::steady_clock::now() - p.last_write < every) continue;
+      p.writing = true;
+      const bool ok = co_await out.write(": keep-alive\n\n");
+      p.writing = false;
+      p.last_write = std::chrono::steady_clock::now();
+      p.written.cancel();
+      if (!ok) co_return;
+    }
+  }
+
+  /// Relays the engine's events to the client until the engine ends the body, the engine's
+  /// stream breaks (an error event is sent), or the client goes away.
+  http::Awaitable<StreamEnd> relay_events(http::Connection& conn, const Upstream& u,
+                                          StreamMeter& meter, http::ResponseStream& out, Outcome& o,
+                                          std::chrono::steady_clock::time_point sent_at,
+                                          Pacer* pacer) {
+    for (;;) {
+      auto ev = co_await conn.read_event(options.config.stream_read_timeout);
+      if (!ev) {
+        mark_failed(u, steady_ms(clock), options.failure_cooldown);
+        o.status = 502;
+        o.error = "the engine's stream broke: " + ev.error().message;
+        OpenAiError e{
+            502,
+            "The model's engine stopped in the middle of the response (" + ev.error().message + ")",
+            "server_error", "upstream_error", ""};
+        (void)co_await write_paced(out, pacer, e.sse_event());
+        co_return StreamEnd::broke;
+      }
+      if (!*ev) break;  // the engine ended the body
+      const auto& event = **ev;
+      if (event.is_comment()) continue;
+      if (meter.on_data(event.data) == StreamMeter::Verdict::drop) continue;
+      if (!o.first_token && event.data != "[DONE]") {
+        o.first_token = clock.steady_now();
+        record_latency(
+            u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
+      }
+      if (!co_await write_paced(out, pacer, http::format_sse(event))) {
+        co_return StreamEnd::client_gone;
+      }
+    }
+    co_await idle_writer(pacer);
+    co_return StreamEnd::done;
+  }
+
   http::Awaitable<void> relay_stream(http::Connection& conn, const Upstream& u,
                                      bool keep_usage_chunk, http::ResponseStream& out, Outcome& o,
                                      std::chrono::steady_clock::time_point sent_at) {
@@ -387,41 +490,30 @@ struct Gateway::Impl {
       conn.close();
       co_return;
     }
-    for (;;) {
-      auto ev = co_await conn.read_event(options.config.upstream_read_timeout);
-      if (!ev) {
-        mark_failed(u, steady_ms(clock), options.failure_cooldown);
-        o.status = 502;
-        o.error = "the engine's stream broke: " + ev.error().message;
-        OpenAiError e{
-            502,
-            "The model's engine stopped in the middle of the response (" + ev.error().message + ")",
-            "server_error", "upstream_error", ""};
-        co_await out.write(e.sse_event());
-        co_await out.finish();
-        conn.close();
-        co_return;
-      }
-      if (!*ev) break;  // the engine ended the body
-      const auto& event = **ev;
-      if (event.is_comment()) continue;
-      if (meter.on_data(event.data) == StreamMeter::Verdict::drop) continue;
-      if (!o.first_token && event.data != "[DONE]") {
-        o.first_token = clock.steady_now();
-        record_latency(
-            u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
-      }
-      if (!co_await out.write(http::format_sse(event))) {
-        o.status = 499;
-        o.error = "the client went away";
-        conn.close();  // cancels the generation upstream
-        o.usage = meter.usage();
-        o.content_events = meter.content_events();
-        co_return;
-      }
+    StreamEnd end = StreamEnd::done;
+    const auto every = options.config.sse_keepalive_interval;
+    if (every.count() > 0) {
+      using namespace boost::asio::experimental::awaitable_operators;
+      Pacer pacer(co_await boost::asio::this_coro::executor);
+      auto first = co_await (relay_events(conn, u, meter, out, o, sent_at, &pacer) ||
+                             keep_alive(out, pacer, every));
+      end = first.index() == 0 ? std::get<0>(first) : StreamEnd::client_gone;
+    } else {
+      end = co_await relay_events(conn, u, meter, out, o, sent_at, nullptr);
     }
     o.usage = meter.usage();
     o.content_events = meter.content_events();
+    if (end == StreamEnd::broke) {
+      co_await out.finish();
+      conn.close();
+      co_return;
+    }
+    if (end == StreamEnd::client_gone) {
+      o.status = 499;
+      o.error = "the client went away";
+      conn.close();  // cancels the generation upstream
+      co_return;
+    }
     if (meter.saw_error()) {
       o.status = 502;
       o.error = "the engine sent an error event";

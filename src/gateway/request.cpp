@@ -63,6 +63,9 @@ core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_vi
                          "model");
   }
   out.model = std::string(model->as_string());
+  if (const auto* user = obj->if_contains("user"); user != nullptr && user->is_string()) {
+    out.user = std::string(user->as_string());
+  }
 
   if (const auto* s = obj->if_contains("stream"); s != nullptr && !s->is_null()) {
     if (!s->is_bool())

@@ -25,6 +25,7 @@ struct InspectedRequest {
   std::string model;                ///< the body's "model"
   bool stream = false;              ///< "stream": true
   bool client_wants_usage = false;  ///< the client set stream_options.include_usage itself
+  std::string user;                 ///< the body's "user" when a string (a session key)
   /// The body to send upstream: the client's own bytes, or a rewrite that adds
   /// stream_options.include_usage when the gateway needs usage the client did not ask for.
   std::string upstream_body;

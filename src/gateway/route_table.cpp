@@ -105,4 +105,48 @@ InFlight::~InFlight() {
   if (load_) load_->outstanding.fetch_sub(1, std::memory_order_relaxed);
 }
 
+namespace {
+
+/// FNV-1a over the session and the instance id, then the splitmix64 finaliser for spread.
+std::uint64_t rendezvous_hash(std::string_view session, std::string_view instance) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto feed = [&h](std::string_view s) {
+    for (const unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  feed(session);
+  h ^= 0xff;
+  h *= 1099511628211ull;
+  feed(instance);
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
+}
+
+}  // namespace
+
+const Upstream* pick_affine(const ServiceRoute& route, std::string_view session,
+                            std::int64_t now_ms, std::string_view exclude) {
+  const Upstream* best = nullptr;
+  std::uint64_t best_hash = 0;
+  for (const auto& u : route.upstreams) {
+    if (u.draining) continue;
+    const auto h = rendezvous_hash(session, u.instance_id);
+    if (best == nullptr || h > best_hash || (h == best_hash && u.instance_id < best->instance_id)) {
+      best = &u;
+      best_hash = h;
+    }
+  }
+  if (best == nullptr || best->instance_id == exclude) return nullptr;
+  if (best->load && best->load->failed_until_ms.load(std::memory_order_relaxed) > now_ms) {
+    return nullptr;
+  }
+  return best;
+}
+
 }  // namespace openstation::gateway

@@ -96,6 +96,13 @@ class LoadRegistry {
 const Upstream* pick_upstream(const ServiceRoute& route, std::int64_t now_ms,
                               std::string_view exclude = {});
 
+/// Session affinity by rendezvous hashing: among the service's non-draining upstreams, the one
+/// whose hash with `session` is highest (adding or removing an instance moves only the sessions
+/// that win or lose it). Null when that one is unroutable right now (recently failed, or
+/// `exclude`), or there is none: the caller falls back to pick_upstream. `now_ms`: steady ms.
+const Upstream* pick_affine(const ServiceRoute& route, std::string_view session,
+                            std::int64_t now_ms, std::string_view exclude = {});
+
 /// Marks an upstream as failed for `cooldown` from `now_ms`.
 void mark_failed(const Upstream& u, std::int64_t now_ms, std::chrono::milliseconds cooldown);
 

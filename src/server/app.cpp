@@ -80,6 +80,7 @@ struct ServerApp::Impl {
 
   // Declared in dependency order: destroyed in reverse, the HTTP server (whose handlers use
   // everything above it) first.
+  std::unique_ptr<AssignmentNotifier> gateway_wake;  ///< ends gateway replicas' long polls early
   std::unique_ptr<ApiContext> api;
   std::unique_ptr<AssignmentNotifier> assignments;
   std::unique_ptr<AgentLink> agents;
@@ -169,7 +170,11 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   api_options.config = config;
   api_options.worker_threads = std::max<std::size_t>(1, options.worker_threads);
   api_options.secure_cookies = config.server.tls;
-  api_options.on_keys_changed = options.on_keys_changed;
+  impl->gateway_wake = std::make_unique<AssignmentNotifier>(*impl->clock);
+  api_options.on_keys_changed = [wake = impl->gateway_wake.get(), then = options.on_keys_changed] {
+    notify_gateway_feed(*wake);
+    if (then) then();
+  };
   api_options.password_hash_limits = limits;
   impl->api = std::make_unique<ApiContext>(std::move(api_options));
   impl->assignments = std::make_unique<AssignmentNotifier>(*impl->clock);
@@ -198,6 +203,7 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   register_node_routes(s, ctx, *impl->assignments, *impl->reconciler, *impl->agents);
   register_model_routes(s, ctx, *impl->agents);
   register_service_routes(s, ctx, *impl->assignments, *impl->reconciler);
+  register_gateway_routes(s, ctx, *impl->gateway_wake);
   register_meta_routes(s, ctx);
 
   impl->config = std::move(config);
@@ -230,6 +236,7 @@ void ServerApp::stop(std::chrono::milliseconds grace) {
   impl_->monitor->stop();
   // Long polls of the agents' watches would hold the drain up to their full wait.
   impl_->assignments->shutdown();
+  impl_->gateway_wake->shutdown();
   impl_->http->stop(grace);
 }
 

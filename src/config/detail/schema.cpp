@@ -85,6 +85,13 @@ std::vector<Field> build_fixed() {
   v.push_back(with_choices(make("gateway.server_url", Kind::url, OS_TARGET(gateway.server_url),
                                 "The server a gateway replica follows; empty: in-process"),
                            {"http", "https"}));
+  v.push_back(make("gateway.server_fingerprint", Kind::string,
+                   OS_TARGET(gateway.server_fingerprint),
+                   "A replica trusts the https server with this certificate fingerprint"));
+  v.push_back(make("gateway.ca_cert", Kind::path, OS_TARGET(gateway.ca_cert),
+                   "Else a replica trusts the https server through this CA file (PEM)"));
+  v.push_back(secret(make("gateway.server_key", Kind::string, OS_TARGET(gateway.server_key),
+                          "A replica's credential: an API key of an admin user")));
   v.push_back(make("gateway.max_body_bytes", Kind::bytes, OS_TARGET(gateway.max_body_bytes),
                    "Largest request body (413 beyond)"));
   v.push_back(make("gateway.header_timeout", Kind::duration, OS_TARGET(gateway.header_timeout),
@@ -94,6 +101,9 @@ std::vector<Field> build_fixed() {
   v.push_back(make("gateway.upstream_read_timeout", Kind::duration,
                    OS_TARGET(gateway.upstream_read_timeout),
                    "Longest silence from an engine between bytes; 0s: none"));
+  v.push_back(make("gateway.stream_read_timeout", Kind::duration,
+                   OS_TARGET(gateway.stream_read_timeout),
+                   "Longest silence from an engine inside an SSE stream; 0s: none"));
   v.push_back(make("gateway.sse_keepalive_interval", Kind::duration,
                    OS_TARGET(gateway.sse_keepalive_interval),
                    "An SSE comment on streams idle this long; 0s: off"));
@@ -104,6 +114,9 @@ std::vector<Field> build_fixed() {
                    "Default per-key request limit; 0: unlimited"));
   v.push_back(make("gateway.tokens_per_minute", Kind::count, OS_TARGET(gateway.tokens_per_minute),
                    "Default per-key token limit; 0: unlimited"));
+  v.push_back(make("gateway.session_affinity", Kind::boolean, OS_TARGET(gateway.session_affinity),
+                   "Requests with a session key (X-Session-ID, else body user) stick to one "
+                   "instance"));
 
   v.push_back(with_choices(make("agent.server_url", Kind::url, OS_TARGET(agent.server_url),
                                 "The server this agent joins; empty: the local server"),

@@ -47,6 +47,14 @@ void register_model_routes(http::Server& server, ApiContext& ctx, AgentLink& age
 void register_service_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& assignments,
                              ReconcileTrigger& reconcile);
 
+/// /api/v1/gateway/snapshot (the key snapshot and route table, long-polled by gateway replicas),
+/// /api/v1/gateway/call-logs (replicas' call log batches) and /api/v1/services/{id}/call-logs.
+/// `wake` (a notifier of its own, keyed "gateway") ends a replica's long poll early; call
+/// notify_gateway_feed after keys change.
+void register_gateway_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& wake);
+/// Wakes the replicas' long polls (the key snapshot may have changed). Thread-safe.
+void notify_gateway_feed(AssignmentNotifier& wake);
+
 /// GET /api/v1/openapi.json (no auth) and GET /health.
 void register_meta_routes(http::Server& server, ApiContext& ctx);
 

@@ -15,9 +15,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
+#include <openssl/evp.h>
 #include <time.h>
 
 namespace openstation::fake_engine {
@@ -434,6 +436,18 @@ class Api {
                                         "input"));
       co_return;
     }
+    // "float" (the default) or "base64": little-endian float32 bytes, as vLLM answers the
+    // official clients, which ask for base64 unless told otherwise.
+    bool base64 = false;
+    if (auto* f = o.if_contains("encoding_format"); f != nullptr && !f->is_null()) {
+      base64 = f->is_string() && f->as_string() == "base64";
+      if (!base64 && !(f->is_string() && f->as_string() == "float")) {
+        co_await out.respond(openai_error(s_, 400, "BadRequestError",
+                                          "encoding_format must be \"float\" or \"base64\"",
+                                          "encoding_format"));
+        co_return;
+      }
+    }
     json::array data;
     std::int64_t tokens = 0;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -446,12 +460,28 @@ class Api {
         norm += vec[k] * vec[k];
       }
       norm = std::sqrt(norm);
-      json::array e;
-      for (double x : vec) e.push_back(norm > 0 ? x / norm : 0.0);
       json::object item;
       item["object"] = "embedding";
       item["index"] = i;
-      item["embedding"] = std::move(e);
+      if (base64) {
+        std::string bytes;
+        for (double x : vec) {
+          const float f = norm > 0 ? static_cast<float>(x / norm) : 0.0f;
+          char b[sizeof f];
+          std::memcpy(b, &f, sizeof f);  // x86-64 and aarch64 are little-endian
+          bytes.append(b, sizeof f);
+        }
+        std::string text(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+        const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()),
+                                      reinterpret_cast<const unsigned char*>(bytes.data()),
+                                      static_cast<int>(bytes.size()));
+        text.resize(static_cast<std::size_t>(n));
+        item["embedding"] = text;
+      } else {
+        json::array e;
+        for (double x : vec) e.push_back(norm > 0 ? x / norm : 0.0);
+        item["embedding"] = std::move(e);
+      }
       data.push_back(std::move(item));
     }
     s_.prompt_tokens_total += tokens;

@@ -16,9 +16,13 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 
 namespace openstation::gateway {
 namespace {
@@ -466,6 +470,181 @@ TEST_F(GatewayTest, HealthAndMetrics) {
                                     {{"Authorization", "Bearer " + key_}}, {}, 10s);
   ASSERT_TRUE(one);
   EXPECT_EQ(json::parse(one->body).at("id"), "m");
+}
+
+/// One streamed request read raw: the order of data events ("d") and comments ("c").
+struct RawStream {
+  std::string order;
+  std::vector<std::string> data;
+  std::string error;
+};
+
+template <class OnItem>
+RawStream stream_raw(std::uint16_t port, const std::string& key, std::string body, OnItem on_item) {
+  RawStream out;
+  asio::io_context ioc;
+  auto run = [&]() -> Awaitable<void> {
+    auto c = co_await http::Connection::connect(co_await asio::this_coro::executor, "127.0.0.1",
+                                                port, 5s);
+    if (!c) {
+      out.error = c.error().message;
+      co_return;
+    }
+    http::Request req;
+    req.method = "POST";
+    req.target = "/v1/chat/completions";
+    req.headers.set("Authorization", "Bearer " + key);
+    req.headers.set("Content-Type", "application/json");
+    req.body = std::move(body);
+    auto head = co_await c->send(req, 10s);
+    if (!head) {
+      out.error = head.error().message;
+      co_return;
+    }
+    for (;;) {
+      auto ev = co_await c->read_event(10s);
+      if (!ev) {
+        out.error = ev.error().message;
+        co_return;
+      }
+      if (!*ev) co_return;
+      if ((*ev)->is_comment()) {
+        out.order += 'c';
+      } else {
+        out.order += 'd';
+        out.data.push_back((*ev)->data);
+      }
+      on_item(out);
+    }
+  };
+  asio::co_spawn(ioc, std::move(run), asio::detached);
+  ioc.run();
+  return out;
+}
+
+TEST_F(GatewayTest, IdleStreamGetsKeepAliveCommentsBetweenEventsAndIsNotCutOff) {
+  options_.config.sse_keepalive_interval = 20ms;
+  // Shorter than the pause below: it must not apply inside a stream.
+  options_.config.upstream_read_timeout = 10ms;
+  options_.config.stream_read_timeout = 0ms;
+  Engine e;
+  e.released = 1;  // the engine pauses after its first event
+  route({&e});
+  start();
+  auto r = stream_raw(gw_->port(), key_, R"({"model":"m","stream":true})", [&](const RawStream& s) {
+    // Three comments while the engine is silent, then the rest of the events.
+    if (std::count(s.order.begin(), s.order.end(), 'c') >= 3) e.released = 1000;
+  });
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_EQ(r.data.size(), 4u) << r.order;  // t0, t1, t2, [DONE]: nothing lost or merged
+  EXPECT_NE(r.data[0].find("t0"), std::string::npos);
+  EXPECT_NE(r.data[1].find("t1"), std::string::npos);
+  EXPECT_NE(r.data[2].find("t2"), std::string::npos);
+  EXPECT_EQ(r.data[3], "[DONE]");
+  // The comments came between the first and the second event, never inside one.
+  EXPECT_EQ(r.order.substr(0, 4), "dccc") << r.order;
+  EXPECT_EQ(r.order.find('c', r.order.find('d', 1)), std::string::npos) << r.order;
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  EXPECT_EQ(sink_.logs().front().status, 200);
+}
+
+TEST_F(GatewayTest, NoKeepAliveWhenTurnedOff) {
+  options_.config.sse_keepalive_interval = 0ms;
+  Engine e;
+  e.released = 1;
+  route({&e});
+  start();
+  std::thread release([&] {
+    std::this_thread::sleep_for(100ms);
+    e.released = 1000;
+  });
+  auto r = stream_raw(gw_->port(), key_, R"({"model":"m","stream":true})", [](const RawStream&) {});
+  release.join();
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  EXPECT_EQ(r.order, "dddd");
+}
+
+TEST_F(GatewayTest, SessionAffinitySticksToOneInstance) {
+  options_.config.session_affinity = true;
+  Engine a;
+  Engine b;
+  Engine c;
+  route({&a, &b, &c});
+  start();
+  const auto table = routes_.load();
+  const ServiceRoute& svc = *table->find("m");
+  std::map<std::string, int> expected;
+  for (int i = 0; i < 12; ++i) {
+    const std::string session = "session-" + std::to_string(i);
+    const Upstream* u = pick_affine(svc, session, 0);
+    ASSERT_NE(u, nullptr);
+    // Half by header, half by the body's "user".
+    for (int n = 0; n < 2; ++n) {
+      core::Result<http::Response> r = core::Error(core::Errc::internal, "x", "x");
+      if (i % 2 == 0) {
+        r = http::Client{}.request("POST", url("/v1/chat/completions"),
+                                   {{"Authorization", "Bearer " + key_},
+                                    {"Content-Type", "application/json"},
+                                    {"X-Session-ID", session}},
+                                   std::string(kChat), 10s);
+      } else {
+        r = post("/v1/chat/completions",
+                 R"({"model":"m","user":")" + session + R"(","messages":[]})");
+      }
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200);
+      ++expected[u->instance_id];
+    }
+  }
+  EXPECT_EQ(a.requests.load(), expected["inst_0"]);
+  EXPECT_EQ(b.requests.load(), expected["inst_1"]);
+  EXPECT_EQ(c.requests.load(), expected["inst_2"]);
+  EXPECT_GE(expected.size(), 2u);  // the sessions spread over the instances
+}
+
+TEST_F(GatewayTest, RemovingAnInstanceUnderLoadFailsNoInFlightRequest) {
+  Engine a;
+  Engine b;
+  a.mode = Engine::Mode::hold;
+  route({&a});
+  start();
+  std::vector<std::optional<core::Result<http::Response>>> plain(3);
+  std::vector<StreamResult> streams(2);
+  std::vector<std::thread> clients;
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    clients.emplace_back([&, i] { plain[i] = post("/v1/chat/completions", std::string(kChat)); });
+  }
+  const auto port = gw_->port();
+  for (std::size_t i = 0; i < streams.size(); ++i) {
+    clients.emplace_back([&, i, port] {
+      streams[i] = stream(port, key_, R"({"model":"m","stream":true})", [](std::size_t) {});
+    });
+  }
+  ASSERT_TRUE(testing::wait_until([&] { return a.holding.load() == 5; }, 10s));
+  EXPECT_EQ(gw_->in_flight("inst_0"), 5);
+  // inst_0 leaves the table altogether (removed); inst_1 takes the new requests.
+  ServiceRoute s;
+  s.model = "m";
+  s.upstreams.push_back({"inst_1", "127.0.0.1", b.port(), false, loads_.load_for("inst_1")});
+  loads_.retain({"inst_1"});
+  routes_.store(std::make_shared<const RouteTable>(std::vector<ServiceRoute>{s}));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  EXPECT_EQ(b.requests.load(), 3);
+  a.let_go = true;
+  for (auto& t : clients) t.join();
+  for (const auto& p : plain) {
+    ASSERT_TRUE(p.has_value() && *p);
+    EXPECT_EQ((*p)->status, 200) << (*p)->body;
+  }
+  for (const auto& r : streams) {
+    EXPECT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.status, 200);
+    ASSERT_EQ(r.data.size(), 4u);
+    EXPECT_EQ(r.data.back(), "[DONE]");
+  }
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 8; }, 5s));
+  for (const auto& log : sink_.logs()) EXPECT_EQ(log.status, 200) << log.error;
 }
 
 }  // namespace

@@ -1,0 +1,257 @@
+#include "gateway/remote_source.hpp"
+
+#include "http/client.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/json.hpp>
+
+#include <algorithm>
+
+namespace openstation::gateway {
+namespace {
+
+std::string base_of(std::string url) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
+}
+
+/// The server's {"error": {"code", "message"}} as one error.
+core::Error refused(const http::Response& r, std::string_view what) {
+  std::string code;
+  std::string message;
+  try {
+    const auto v = boost::json::parse(r.body);
+    if (const auto* e = v.as_object().if_contains("error"); e != nullptr && e->is_object()) {
+      if (const auto* c = e->as_object().if_contains("code"); c && c->is_string()) {
+        code = std::string(c->get_string());
+      }
+      if (const auto* m = e->as_object().if_contains("message"); m && m->is_string()) {
+        message = std::string(m->get_string());
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  if (message.empty()) message = r.body.substr(0, 200);
+  std::string text = std::string(what) + ": the server answered HTTP " + std::to_string(r.status);
+  if (!code.empty()) text += " " + code;
+  if (!message.empty()) text += ": " + message;
+  const auto cat =
+      r.status == 401 || r.status == 403 ? core::Errc::unauthorized : core::Errc::unavailable;
+  return core::Error(cat, "gateway.server_refused", text);
+}
+
+http::Headers auth_headers(const RemoteServer& s) {
+  return {{"Authorization", "Bearer " + s.credential}};
+}
+
+}  // namespace
+
+std::vector<ServiceRoute> routes_from(const std::vector<server::GatewayService>& services,
+                                      LoadRegistry& loads) {
+  std::vector<ServiceRoute> out;
+  std::vector<std::string> listed;
+  out.reserve(services.size());
+  for (const auto& s : services) {
+    ServiceRoute r;
+    r.model = s.model;
+    r.service_id = s.service_id;
+    r.created = s.created;
+    for (const auto& i : s.instances) {
+      r.upstreams.push_back(
+          {i.instance_id, i.host, i.port, i.draining, loads.load_for(i.instance_id)});
+      listed.push_back(i.instance_id);
+    }
+    out.push_back(std::move(r));
+  }
+  loads.retain(listed);
+  return out;
+}
+
+RemoteSource::RemoteSource(RemoteServer server, server::auth::KeySnapshotHolder& keys,
+                           RouteTableHolder& routes, LoadRegistry& loads, std::chrono::seconds wait)
+    : server_(std::move(server)), keys_(keys), routes_(routes), loads_(loads), wait_(wait) {
+  server_.url = base_of(server_.url);
+}
+
+RemoteSource::~RemoteSource() {
+  stop();
+}
+
+core::Result<server::GatewaySnapshot> RemoteSource::fetch(const std::string& after,
+                                                          std::chrono::seconds wait) const {
+  http::Client client(server_.tls);
+  std::string url = server_.url + std::string(server::kGatewaySnapshotPath);
+  if (!after.empty()) {
+    url += "?wait_after=" + after + "&wait=" + std::to_string(wait.count());
+  }
+  auto r = client.request("GET", url, auth_headers(server_), {}, server_.timeout + wait);
+  if (!r) return r.error();
+  if (r->status != 200) return refused(*r, "gateway snapshot");
+  return server::parse_gateway_snapshot(r->body);
+}
+
+void RemoteSource::apply(server::GatewaySnapshot snapshot) {
+  keys_.store(std::make_shared<const server::auth::KeySnapshot>(std::move(snapshot.keys)));
+  routes_.store(std::make_shared<const RouteTable>(routes_from(snapshot.services, loads_)));
+  std::lock_guard lock(mutex_);
+  version_ = snapshot.version;
+}
+
+core::Result<server::GatewaySnapshot> RemoteSource::refresh() {
+  auto s = fetch({}, std::chrono::seconds(0));
+  if (!s) return s.error();
+  server::GatewaySnapshot copy = *s;
+  apply(std::move(copy));
+  return s;
+}
+
+void RemoteSource::start() {
+  thread_ = std::thread([this] {
+    for (;;) {
+      std::string after;
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        after = version_;
+      }
+      auto s = fetch(after.empty() ? std::string("-") : after, wait_);
+      if (s) {
+        if (s->version != after) {
+          spdlog::info("gateway: snapshot {} ({} keys, {} services)", s->version, s->keys.size(),
+                       s->services.size());
+          apply(std::move(*s));
+        }
+        continue;
+      }
+      spdlog::warn("gateway: following {} failed, serving the last snapshot: {}", server_.url,
+                   s.error().message);
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+    }
+  });
+}
+
+void RemoteSource::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string RemoteSource::version() const {
+  std::lock_guard lock(mutex_);
+  return version_;
+}
+
+RemoteCallLogSink::RemoteCallLogSink(RemoteServer server, Options options)
+    : server_(std::move(server)), options_(options), thread_([this] { run(); }) {
+  server_.url = base_of(server_.url);
+}
+
+RemoteCallLogSink::~RemoteCallLogSink() {
+  stop();
+}
+
+void RemoteCallLogSink::submit(store::CallLog log) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(log));
+    while (queue_.size() > options_.max_queue) {
+      queue_.pop_front();
+      ++dropped_;
+    }
+    wake = queue_.size() >= options_.batch_size;
+  }
+  if (wake) cv_.notify_one();
+}
+
+core::Result<void> RemoteCallLogSink::flush() {
+  std::lock_guard flushing(flush_mutex_);
+  http::Client client(server_.tls);
+  const std::string url = server_.url + std::string(server::kGatewayCallLogsPath);
+  for (;;) {
+    std::vector<store::CallLog> batch;
+    {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) return {};
+      const auto n = std::min(queue_.size(), options_.batch_size);
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    auto r = client.post_json(url, server::call_logs_to_json(batch), server_.timeout,
+                              auth_headers(server_));
+    core::Result<void> outcome;
+    if (!r) {
+      outcome = r.error();
+    } else if (r->status != 200) {
+      outcome = refused(*r, "call logs");
+    }
+    std::lock_guard lock(mutex_);
+    if (!outcome) {
+      // A batch the server refused as malformed would be refused forever: drop it, counted.
+      if (r && r->status == 400) {
+        dropped_ += batch.size();
+        return outcome.error();
+      }
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+        if (queue_.size() >= options_.max_queue) {
+          ++dropped_;
+          continue;
+        }
+        queue_.push_front(std::move(*it));
+      }
+      return outcome.error();
+    }
+    written_ += batch.size();
+  }
+}
+
+void RemoteCallLogSink::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    cv_.wait_for(lock, options_.flush_interval,
+                 [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+    if (queue_.empty() || stopping_) continue;
+    lock.unlock();
+    if (auto r = flush(); !r) {
+      spdlog::warn("gateway: posting call logs to {} failed, will retry: {}", server_.url,
+                   r.error().message);
+    }
+    lock.lock();
+  }
+}
+
+void RemoteCallLogSink::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (auto r = flush(); !r) {
+    spdlog::warn(
+        "gateway: {} call logs could not reach the server at stop: {}",
+        [&] {
+          std::lock_guard lock(mutex_);
+          return queue_.size();
+        }(),
+        r.error().message);
+  }
+}
+
+std::uint64_t RemoteCallLogSink::written() const {
+  std::lock_guard lock(mutex_);
+  return written_;
+}
+
+std::uint64_t RemoteCallLogSink::dropped() const {
+  std::lock_guard lock(mutex_);
+  return dropped_;
+}
+
+}  // namespace openstation::gateway

@@ -1,0 +1,120 @@
+#pragma once
+/// Feeds a gateway replica (`openstation gateway --server URL`) from a running server instead of
+/// a store: `RemoteSource` long-polls GET /api/v1/gateway/snapshot?wait_after=<version> and swaps
+/// the key snapshot and route table in as soon as the server's content changes (a revoked key
+/// reaches the replica with the next answer); `RemoteCallLogSink` posts the replica's call logs
+/// to POST /api/v1/gateway/call-logs in batches. Both authenticate with `Authorization: Bearer
+/// <credential>` (an admin's API key) and trust an https server like the agent does (pinned
+/// fingerprint or CA file, http/tls.hpp). docs/gateway.md describes the replica.
+///
+/// While the server cannot be reached the replica keeps serving from its last snapshot and keeps
+/// its call logs queued (bounded), retrying every second.
+
+#include "core/error.hpp"
+#include "gateway/call_log_writer.hpp"
+#include "gateway/route_table.hpp"
+#include "http/tls.hpp"
+#include "server/auth/api_key.hpp"
+#include "server/gateway_feed.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace openstation::gateway {
+
+/// Where a replica's server is and how it is trusted and called.
+struct RemoteServer {
+  std::string url;             ///< "https://host:32206"
+  http::TlsClientOptions tls;  ///< pinned fingerprint or CA file
+  std::string credential;      ///< the bearer credential (an admin's API key)
+  std::chrono::milliseconds timeout{std::chrono::seconds(15)};  ///< per request, beyond a wait
+};
+
+/// Route table services from a snapshot, their counters taken from `loads` (the others dropped).
+std::vector<ServiceRoute> routes_from(const std::vector<server::GatewayService>& services,
+                                      LoadRegistry& loads);
+
+/// The long-poll follower. The holders and registry must outlive it.
+class RemoteSource {
+ public:
+  RemoteSource(RemoteServer server, server::auth::KeySnapshotHolder& keys, RouteTableHolder& routes,
+               LoadRegistry& loads, std::chrono::seconds wait = std::chrono::seconds(5));
+  ~RemoteSource();  ///< stop()
+  RemoteSource(const RemoteSource&) = delete;
+  RemoteSource& operator=(const RemoteSource&) = delete;
+
+  /// One GET of the snapshot: at once when `after` is empty or differs from the server's version,
+  /// else when it changes or after `wait`. Errors: the client's ("http.connect", "http.tls_*",
+  /// ...), "gateway.server_refused" (unauthorized on 401/403, unavailable otherwise) carrying the
+  /// server's code and message, "gateway.bad_snapshot".
+  core::Result<server::GatewaySnapshot> fetch(const std::string& after,
+                                              std::chrono::seconds wait) const;
+  /// Fetches without waiting and applies the snapshot. The first call of a replica: its error
+  /// stops the replica's start.
+  core::Result<server::GatewaySnapshot> refresh();
+  /// Starts the follower thread (after a successful refresh()).
+  void start();
+  /// Stops the thread (waits for a long poll in flight: at most `wait` plus the timeout).
+  void stop();
+  /// The version applied last ("" before the first).
+  std::string version() const;
+
+ private:
+  void apply(server::GatewaySnapshot snapshot);
+
+  RemoteServer server_;
+  server::auth::KeySnapshotHolder& keys_;
+  RouteTableHolder& routes_;
+  LoadRegistry& loads_;
+  std::chrono::seconds wait_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::string version_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+/// A CallLogSink that posts batches to the server. Thread-safe; `submit` never blocks on I/O.
+class RemoteCallLogSink final : public CallLogSink {
+ public:
+  struct Options {
+    std::chrono::milliseconds flush_interval{1000};
+    std::size_t batch_size = 512;
+    std::size_t max_queue = 100000;  ///< beyond it the oldest are dropped and counted
+  };
+  RemoteCallLogSink(RemoteServer server, Options options);
+  ~RemoteCallLogSink() override;  ///< stop()
+  RemoteCallLogSink(const RemoteCallLogSink&) = delete;
+  RemoteCallLogSink& operator=(const RemoteCallLogSink&) = delete;
+
+  void submit(store::CallLog log) override;
+  /// Posts everything queued now (blocking); the error of the first batch the server refused
+  /// (those logs stay queued).
+  core::Result<void> flush();
+  /// Flushes once more and stops the thread. Idempotent.
+  void stop();
+  std::uint64_t written() const;
+  std::uint64_t dropped() const;
+
+ private:
+  void run();
+
+  RemoteServer server_;
+  Options options_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<store::CallLog> queue_;
+  std::mutex flush_mutex_;
+  std::uint64_t written_ = 0;
+  std::uint64_t dropped_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace openstation::gateway

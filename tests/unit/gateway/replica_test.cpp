@@ -1,0 +1,231 @@
+// A gateway replica end to end in one process: a management API (ApiTestServer with the gateway
+// feed routes) over a SQLite store, a RemoteSource following it, a Gateway serving from what it
+// follows, an in-process engine, and a RemoteCallLogSink posting the call logs back.
+#include "gateway/gateway.hpp"
+#include "gateway/remote_source.hpp"
+#include "gateway/store_source.hpp"
+#include "http/client.hpp"
+#include "http/server.hpp"
+#include "server/api/routes.hpp"
+#include "server/assignments.hpp"
+#include "server/auth/api_key.hpp"
+#include "support/api_test_server.hpp"
+#include "support/wait_until.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+
+namespace openstation::gateway {
+namespace {
+using namespace std::chrono_literals;
+using testing_support::ApiTestServer;
+
+/// An engine answering every chat request with the same completion.
+class TinyEngine {
+ public:
+  TinyEngine() {
+    http::ServerOptions o;
+    o.host = "127.0.0.1";
+    o.threads = 1;
+    server_ = std::make_unique<http::Server>(o);
+    server_->route(
+        "POST", "/v1/chat/completions", [this](http::Request&) -> http::Awaitable<http::Response> {
+          ++requests;
+          co_return http::Response::json(
+              200,
+              R"({"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}})");
+        });
+    if (!server_->start()) throw std::runtime_error("engine did not start");
+  }
+  ~TinyEngine() { server_->stop(0ms); }
+  std::uint16_t port() const { return server_->port(); }
+  std::atomic<int> requests{0};
+
+ private:
+  std::unique_ptr<http::Server> server_;
+};
+
+class ReplicaTest : public ::testing::Test {
+ protected:
+  ApiTestServer::Options options() {
+    ApiTestServer::Options o;
+    o.routes = [this](http::Server& s, server::ApiContext& ctx) {
+      server::register_gateway_routes(s, ctx, wake_);
+    };
+    return o;
+  }
+
+  std::string key_of(const store::User& user) {
+    const auto k = server::auth::generate_api_key();
+    store::ApiKey a;
+    a.user_id = user.id;
+    a.prefix = k.prefix;
+    a.secret_hash = k.hash;
+    auto r = api_.store().api_keys().create(a);
+    if (!r) throw std::runtime_error(r.error().message);
+    return k.text;
+  }
+
+  /// Service "chat" with one running instance on `port` of a node on 127.0.0.1.
+  void deploy(std::uint16_t port) {
+    auto& s = api_.store();
+    store::Model m;
+    m.name = "model-a";
+    m.path = "/models/a";
+    auto model = s.models().create(m);
+    ASSERT_TRUE(model) << model.error().message;
+    store::Node n;
+    n.name = "node-1";
+    n.address = "127.0.0.1";
+    n.token_hash = "h";
+    auto node = s.nodes().create(n);
+    ASSERT_TRUE(node) << node.error().message;
+    store::Service svc;
+    svc.name = "chat";
+    svc.model_id = model->id;
+    auto created = s.services().create(svc);
+    ASSERT_TRUE(created) << created.error().message;
+    store::Instance i;
+    i.service_id = created->id;
+    i.state = store::InstanceState::running;
+    i.port = port;
+    i.node_ids = {node->id};
+    ASSERT_TRUE(s.instances().create(i));
+  }
+
+  core::Result<http::Response> chat(std::uint16_t port, const std::string& key) {
+    return http::Client{}.request(
+        "POST", "http://127.0.0.1:" + std::to_string(port) + "/v1/chat/completions",
+        {{"Authorization", "Bearer " + key}, {"Content-Type", "application/json"}},
+        R"({"model":"chat","messages":[{"role":"user","content":"hi"}]})", 10s);
+  }
+
+  testing::ManualClock clock_;
+  server::AssignmentNotifier wake_{clock_};
+  ApiTestServer api_{options()};
+};
+
+TEST_F(ReplicaTest, ServesFromTheServersSnapshotAndSeesARevocationInOneUpdate) {
+  TinyEngine engine;
+  deploy(engine.port());
+  const auto admin = api_.store().users().get_by_name("admin");
+  ASSERT_TRUE(admin);
+  const auto bob = api_.create_user("bob", "Bob-pass1!");
+  const auto user_key = key_of(bob);
+
+  RemoteServer remote;
+  remote.url = api_.url("");
+  remote.credential = key_of(*admin);
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  RemoteSource source(remote, keys, routes, loads, 2s);
+  auto first = source.refresh();
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_NE(routes.load()->find("chat"), nullptr);
+  EXPECT_EQ(routes.load()->find("chat")->upstreams.size(), 1u);
+
+  RemoteCallLogSink logs(remote, {});
+  GatewayOptions o;
+  o.config.host = "127.0.0.1";
+  o.config.port = 0;
+  core::SystemClock clock;
+  Gateway gw(o, keys, routes, loads, logs, clock);
+  ASSERT_TRUE(gw.start());
+  source.start();
+
+  auto ok = chat(gw.port(), user_key);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(engine.requests.load(), 1);
+
+  // The call log reaches the server's store.
+  // (The gateway hands the log over just after the response went out.)
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        if (!logs.flush()) return false;
+        auto s = api_.store().call_logs().list({});
+        return s && s->items.size() == 1;
+      },
+      10s));
+  auto stored = api_.store().call_logs().list({});
+  ASSERT_TRUE(stored);
+  ASSERT_EQ(stored->items.size(), 1u);
+  EXPECT_EQ(stored->items.front().service, "chat");
+  EXPECT_EQ(stored->items.front().user_id, bob.id);
+  EXPECT_EQ(stored->items.front().status, 200);
+
+  // Revoked on the server: the replica refuses the key after the next snapshot.
+  const auto before = source.version();
+  auto k = api_.store().api_keys().get_by_name(server::auth::parse_api_key(user_key)->prefix);
+  ASSERT_TRUE(k);
+  k->revoked_at = api_.clock.now();
+  ASSERT_TRUE(api_.store().api_keys().update(*k));
+  server::notify_gateway_feed(wake_);
+  ASSERT_TRUE(testing::wait_until([&] { return source.version() != before; }, 10s));
+  auto refused = chat(gw.port(), user_key);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  EXPECT_EQ(engine.requests.load(), 1);
+
+  gw.stop(0ms);
+  source.stop();
+  logs.stop();
+}
+
+TEST_F(ReplicaTest, AWrongCredentialStopsTheStart) {
+  RemoteServer remote;
+  remote.url = api_.url("");
+  remote.credential = server::auth::generate_api_key().text;
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  RemoteSource source(remote, keys, routes, loads, 1s);
+  auto r = source.refresh();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "gateway.server_refused");
+  EXPECT_NE(r.error().message.find("auth.invalid_api_key"), std::string::npos) << r.error().message;
+}
+
+/// The in-process gateway (StoreSource) sees a revoked key with its next rebuild, which
+/// StoreSource::trigger() asks for at once.
+TEST_F(ReplicaTest, InProcessGatewaySeesARevocationAfterTrigger) {
+  TinyEngine engine;
+  deploy(engine.port());
+  const auto bob = api_.create_user("bob", "Bob-pass1!");
+  const auto user_key = key_of(bob);
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  StoreSource source(api_.store(), keys, routes, loads, 1h);  // only trigger() rebuilds
+  source.start();
+  CallLogWriter writer(api_.store(), {});
+  GatewayOptions o;
+  o.config.host = "127.0.0.1";
+  o.config.port = 0;
+  core::SystemClock clock;
+  Gateway gw(o, keys, routes, loads, writer, clock);
+  ASSERT_TRUE(gw.start());
+  auto ok = chat(gw.port(), user_key);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+
+  auto k = api_.store().api_keys().get_by_name(server::auth::parse_api_key(user_key)->prefix);
+  ASSERT_TRUE(k);
+  k->revoked_at = api_.clock.now();
+  ASSERT_TRUE(api_.store().api_keys().update(*k));
+  const auto snapshot = keys.load();
+  source.trigger();
+  ASSERT_TRUE(testing::wait_until([&] { return keys.load() != snapshot; }, 10s));
+  auto refused = chat(gw.port(), user_key);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  gw.stop(0ms);
+  source.stop();
+  writer.stop();
+}
+
+}  // namespace
+}  // namespace openstation::gateway

@@ -1,0 +1,306 @@
+// The gateway feed: the snapshot document replicas follow (codec, version), its long-poll
+// endpoint with its credential rules, and the call-log endpoint.
+#include "server/gateway_feed.hpp"
+
+#include "server/api/routes.hpp"
+#include "server/assignments.hpp"
+#include "server/auth/api_key.hpp"
+#include "support/api_test_server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+namespace openstation::server {
+namespace {
+
+using testing_support::ApiTestServer;
+using namespace std::chrono_literals;
+
+GatewaySnapshot sample() {
+  GatewaySnapshot s;
+  s.requests_per_minute = 60;
+  s.tokens_per_minute = 1000;
+  auth::KeyRecord k;
+  k.key_id = "key_1";
+  k.user_id = "usr_1";
+  k.username = "alice";
+  k.role = auth::Role::admin;
+  k.name = "laptop";
+  k.prefix = "ab12cd34";
+  k.hash = std::string(64, 'a');
+  k.revoked = false;
+  k.user_disabled = true;
+  k.expires_at = core::Clock::TimePoint(std::chrono::milliseconds(1'800'000'000'123));
+  k.allowed_models = {"chat", "embed"};
+  s.keys.push_back(k);
+  GatewayService svc;
+  svc.model = "chat";
+  svc.service_id = "svc_1";
+  svc.created = 1'700'000'000;
+  svc.instances = {{"ins_1", "10.0.0.7", 40001, false}, {"ins_2", "10.0.0.8", 40002, true}};
+  s.services.push_back(svc);
+  s.version = gateway_snapshot_version(s);
+  return s;
+}
+
+TEST(GatewaySnapshotCodec, RoundTripsEveryField) {
+  const auto s = sample();
+  auto back = parse_gateway_snapshot(gateway_snapshot_to_json(s));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->version, s.version);
+  EXPECT_EQ(back->requests_per_minute, 60u);
+  EXPECT_EQ(back->tokens_per_minute, 1000u);
+  ASSERT_EQ(back->keys.size(), 1u);
+  const auto& k = back->keys.front();
+  EXPECT_EQ(k.key_id, "key_1");
+  EXPECT_EQ(k.user_id, "usr_1");
+  EXPECT_EQ(k.username, "alice");
+  EXPECT_EQ(k.role, auth::Role::admin);
+  EXPECT_EQ(k.name, "laptop");
+  EXPECT_EQ(k.prefix, "ab12cd34");
+  EXPECT_EQ(k.hash, std::string(64, 'a'));
+  EXPECT_FALSE(k.revoked);
+  EXPECT_TRUE(k.user_disabled);
+  ASSERT_TRUE(k.expires_at);
+  EXPECT_EQ(*k.expires_at, s.keys.front().expires_at);
+  EXPECT_EQ(k.allowed_models, (std::vector<std::string>{"chat", "embed"}));
+  EXPECT_EQ(back->services, s.services);
+  EXPECT_EQ(gateway_snapshot_version(*back), s.version);
+}
+
+TEST(GatewaySnapshotCodec, VersionFollowsContent) {
+  auto a = sample();
+  auto b = sample();
+  EXPECT_EQ(gateway_snapshot_version(a), gateway_snapshot_version(b));
+  b.keys.front().revoked = true;
+  EXPECT_NE(gateway_snapshot_version(a), gateway_snapshot_version(b));
+  b = sample();
+  b.services.front().instances.front().draining = true;
+  EXPECT_NE(gateway_snapshot_version(a), gateway_snapshot_version(b));
+  b = sample();
+  b.services.front().instances.pop_back();
+  EXPECT_NE(gateway_snapshot_version(a), gateway_snapshot_version(b));
+}
+
+TEST(GatewaySnapshotCodec, RejectsMalformedDocuments) {
+  for (const char* text : {
+           "",
+           "[]",
+           R"({"keys": []})",  // no version
+           R"({"version": "v", "keys": [{"key_id": "k"}]})",
+           R"({"version": "v", "keys": [{"key_id": "k", "user_id": "u", "role": "root",
+               "prefix": "p", "hash": "h"}]})",
+           R"({"version": "v", "services": [{"model": "m", "service_id": "s",
+               "instances": [{"instance_id": "i", "host": "h", "port": 70000}]}]})",
+           R"({"version": "v", "keys": [{"key_id": "k", "user_id": "u", "role": "user",
+               "prefix": "p", "hash": "h", "allowed_models": [1]}]})",
+       }) {
+    auto r = parse_gateway_snapshot(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().code, "gateway.bad_snapshot") << text << ": " << r.error().message;
+  }
+}
+
+TEST(GatewayCallLogCodec, RoundTripsAndRejectsBadBatches) {
+  store::CallLog l;
+  l.time = core::Clock::TimePoint(std::chrono::milliseconds(1'800'000'000'000));
+  l.user_id = "usr_1";
+  l.key_id = "key_1";
+  l.service = "chat";
+  l.instance_id = "ins_1";
+  l.status = 200;
+  l.duration_ms = 42;
+  l.prompt_tokens = 5;
+  l.completion_tokens = 7;
+  l.ttft_ms = 3;
+  l.tokens_per_second = 12.5;
+  store::CallLog failed = l;
+  failed.status = 502;
+  failed.ttft_ms.reset();
+  failed.error = "the engine's stream broke";
+  auto back = parse_call_logs(call_logs_to_json({l, failed}));
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0], l);
+  EXPECT_EQ((*back)[1], failed);
+
+  for (const char* text : {"{}", R"({"logs": {}})", R"({"logs": [{"status": 200}]})",
+                           R"({"logs": [{"time": 1, "status": 42}]})", "nope"}) {
+    auto r = parse_call_logs(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().code, "gateway.bad_call_logs") << text;
+  }
+  std::string big = R"({"logs": [)";
+  for (int i = 0; i < 10001; ++i)
+    big += std::string(i ? "," : "") + R"({"time": 1, "status": 200})";
+  big += "]}";
+  auto r = parse_call_logs(big);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "gateway.bad_call_logs");
+}
+
+class GatewayFeedApi : public ::testing::Test {
+ protected:
+  ApiTestServer::Options options() {
+    ApiTestServer::Options o;
+    o.routes = [this](http::Server& s, ApiContext& ctx) { register_gateway_routes(s, ctx, wake_); };
+    o.config.gateway.requests_per_minute = 77;
+    return o;
+  }
+
+  /// An API key of `user`, straight into the store; returns its text.
+  std::string key_of(const store::User& user) {
+    const auto k = auth::generate_api_key();
+    store::ApiKey a;
+    a.user_id = user.id;
+    a.name = "replica";
+    a.prefix = k.prefix;
+    a.secret_hash = k.hash;
+    auto r = api_.store().api_keys().create(a);
+    if (!r) throw std::runtime_error(r.error().message);
+    return k.text;
+  }
+
+  void revoke(const std::string& key) {
+    auto parsed = auth::parse_api_key(key);
+    auto stored = api_.store().api_keys().get_by_name(parsed->prefix);
+    ASSERT_TRUE(stored);
+    stored->revoked_at = api_.clock.now();
+    ASSERT_TRUE(api_.store().api_keys().update(*stored));
+  }
+
+  testing::ManualClock clock_;
+  AssignmentNotifier wake_{clock_};
+  ApiTestServer api_{options()};
+};
+
+TEST_F(GatewayFeedApi, AdminKeyGetsTheSnapshot) {
+  const auto admin = api_.store().users().get_by_name("admin");
+  ASSERT_TRUE(admin);
+  const auto key = key_of(*admin);
+  auto r = api_.request("GET", "/api/v1/gateway/snapshot", key);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto s = parse_gateway_snapshot(r.body);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->requests_per_minute, 77u);
+  ASSERT_EQ(s->keys.size(), 1u);
+  EXPECT_EQ(s->keys.front().hash, auth::hash_api_key(key));
+  EXPECT_EQ(s->keys.front().username, "admin");
+  // The secret itself never travels.
+  EXPECT_EQ(r.body.find(key), std::string::npos);
+  // An admin's session works too.
+  auto by_session = api_.request("GET", "/api/v1/gateway/snapshot", api_.admin_token());
+  ASSERT_EQ(by_session.status, 200) << by_session.body;
+}
+
+TEST_F(GatewayFeedApi, RefusesOtherCredentials) {
+  auto none = api_.request("GET", "/api/v1/gateway/snapshot", "");
+  EXPECT_EQ(none.status, 401);
+  auto wrong = api_.request("GET", "/api/v1/gateway/snapshot", auth::generate_api_key().text);
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_EQ(ApiTestServer::error_code(wrong), "auth.invalid_api_key");
+  const auto bob = api_.create_user("bob", "Bob-pass1!");
+  const auto user_key = key_of(bob);
+  auto user = api_.request("GET", "/api/v1/gateway/snapshot", user_key);
+  EXPECT_EQ(user.status, 403);
+  EXPECT_EQ(ApiTestServer::error_code(user), "gateway.replica_forbidden");
+  auto user_session = api_.request("GET", "/api/v1/gateway/snapshot", api_.user_token("carol"));
+  EXPECT_EQ(user_session.status, 403);
+  const auto admin = api_.store().users().get_by_name("admin");
+  const auto key = key_of(*admin);
+  revoke(key);
+  auto revoked = api_.request("GET", "/api/v1/gateway/snapshot", key);
+  EXPECT_EQ(revoked.status, 401);
+  EXPECT_EQ(ApiTestServer::error_code(revoked), "auth.key_revoked");
+  auto bad_wait =
+      api_.request("GET", "/api/v1/gateway/snapshot?wait_after=x&wait=soon", api_.admin_token());
+  EXPECT_EQ(bad_wait.status, 400);
+  EXPECT_EQ(ApiTestServer::error_code(bad_wait), "api.bad_query");
+}
+
+TEST_F(GatewayFeedApi, LongPollAnswersWhenAKeyIsRevoked) {
+  const auto admin = api_.store().users().get_by_name("admin");
+  const auto replica = key_of(*admin);
+  const auto bob = api_.create_user("bob", "Bob-pass1!");
+  const auto victim = key_of(bob);
+  auto first = api_.request("GET", "/api/v1/gateway/snapshot", replica);
+  ASSERT_EQ(first.status, 200);
+  const auto v1 = parse_gateway_snapshot(first.body)->version;
+
+  // Nothing changes: the wait runs out and the same version comes back.
+  auto same = api_.request("GET", "/api/v1/gateway/snapshot?wait_after=" + v1 + "&wait=1", replica);
+  ASSERT_EQ(same.status, 200);
+  EXPECT_EQ(parse_gateway_snapshot(same.body)->version, v1);
+
+  auto waiting = std::async(std::launch::async, [&] {
+    return api_.request("GET", "/api/v1/gateway/snapshot?wait_after=" + v1 + "&wait=60", replica);
+  });
+  EXPECT_EQ(waiting.wait_for(300ms), std::future_status::timeout);  // it waits
+  revoke(victim);
+  notify_gateway_feed(wake_);
+  ASSERT_EQ(waiting.wait_for(20s), std::future_status::ready);
+  auto changed = waiting.get();
+  ASSERT_EQ(changed.status, 200);
+  auto s = parse_gateway_snapshot(changed.body);
+  ASSERT_TRUE(s);
+  EXPECT_NE(s->version, v1);
+  auth::KeySnapshot keys(s->keys);
+  auto who = keys.authenticate("Bearer " + victim, api_.clock.now());
+  ASSERT_FALSE(who);
+  EXPECT_EQ(who.error().code, "auth.key_revoked");
+}
+
+TEST_F(GatewayFeedApi, CallLogsLandInTheStoreAndListPerService) {
+  const auto admin = api_.store().users().get_by_name("admin");
+  const auto key = key_of(*admin);
+  store::Model m;
+  m.name = "model-a";
+  m.path = "/models/a";
+  auto model = api_.store().models().create(m);
+  ASSERT_TRUE(model) << model.error().message;
+  store::Service svc;
+  svc.name = "chat";
+  svc.model_id = model->id;
+  ASSERT_TRUE(api_.store().services().create(svc));
+
+  const auto key_id = api_.store().api_keys().get_by_name(auth::parse_api_key(key)->prefix)->id;
+  std::vector<store::CallLog> logs;
+  for (int i = 0; i < 3; ++i) {
+    store::CallLog l;
+    l.time = api_.clock.now() + std::chrono::seconds(i);
+    l.user_id = admin->id;
+    l.key_id = key_id;
+    l.service = i == 2 ? "other" : "chat";
+    l.status = 200;
+    l.completion_tokens = i;
+    logs.push_back(l);
+  }
+  auto posted = api_.request("POST", "/api/v1/gateway/call-logs", key, call_logs_to_json(logs));
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  EXPECT_EQ(ApiTestServer::json(posted).at("written").as_int64(), 3);
+  auto touched = api_.store().api_keys().get(key_id);
+  ASSERT_TRUE(touched && touched->last_used_at);
+  EXPECT_EQ(*touched->last_used_at, logs[2].time);
+
+  auto list = api_.request("GET", "/api/v1/services/chat/call-logs?limit=10", api_.admin_token());
+  ASSERT_EQ(list.status, 200) << list.body;
+  const auto& items = ApiTestServer::json(list).at("items").as_array();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0].at("completion_tokens").as_int64(), 1);  // newest first
+  auto missing = api_.request("GET", "/api/v1/services/nope/call-logs", api_.admin_token());
+  EXPECT_EQ(missing.status, 404);
+
+  auto bad = api_.request("POST", "/api/v1/gateway/call-logs", key, R"({"logs": [{"time": 1}]})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(ApiTestServer::error_code(bad), "gateway.bad_call_logs");
+  const auto bob = api_.create_user("bob", "Bob-pass1!");
+  auto forbidden =
+      api_.request("POST", "/api/v1/gateway/call-logs", key_of(bob), call_logs_to_json(logs));
+  EXPECT_EQ(forbidden.status, 403);
+}
+
+}  // namespace
+}  // namespace openstation::server
