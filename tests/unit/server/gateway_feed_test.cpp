@@ -287,13 +287,15 @@ TEST_F(GatewayFeedApi, CallLogsLandInTheStoreAndListPerService) {
 
   auto list = api_.request("GET", "/api/v1/services/chat/call-logs?limit=10", api_.admin_token());
   ASSERT_EQ(list.status, 200) << list.body;
-  const auto& items = ApiTestServer::json(list).at("items").as_array();
+  const auto listed = ApiTestServer::json(list);
+  const auto& items = listed.at("items").as_array();
   ASSERT_EQ(items.size(), 2u);
   EXPECT_EQ(items[0].at("completion_tokens").as_int64(), 1);  // newest first
   auto missing = api_.request("GET", "/api/v1/services/nope/call-logs", api_.admin_token());
   EXPECT_EQ(missing.status, 404);
 
-  auto bad = api_.request("POST", "/api/v1/gateway/call-logs", key, R"({"logs": [{"time": 1}]})");
+  auto bad = api_.request("POST", "/api/v1/gateway/call-logs", key,
+                          std::string(R"({"logs": [{"time": 1}]})"));
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(ApiTestServer::error_code(bad), "gateway.bad_call_logs");
   const auto bob = api_.create_user("bob", "Bob-pass1!");
