@@ -401,9 +401,16 @@ int run_rate(const Options& o) {
                 static_cast<long long>(st.failed), static_cast<long long>(st.reconnects));
   out += buf;
   print_latency("latency", st.latency, out);
-  out += "}";
+  out += ",\"statuses\":{";
+  bool first = true;
+  for (const auto& [status, n] : st.statuses) {
+    if (!first) out += ",";
+    first = false;
+    out += "\"" + std::to_string(status) + "\":" + std::to_string(n);
+  }
+  out += "}}";
   std::printf("%s\n", out.c_str());
-  return st.ok > 0 ? 0 : 1;
+  return st.ok > 0 && st.non_2xx == 0 && st.failed == 0 ? 0 : 1;
 }
 
 // --- sse -----------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@
 # BENCH_ROUNDS (rounds of rate and saturation, paths interleaved, the median kept, 3),
 # BENCH_WRK_CONNECTIONS (32), BENCH_SSE_STREAMS (concurrent streams, 50),
 # BENCH_SSE_TOKENS_PER_SEC (20), BENCH_HOLD_STREAMS (10000), BENCH_THREADS (gateway threads =
-# nginx workers = engine threads, 2). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
+# nginx workers = engine threads, 2), BENCH_LOGS (a directory that gets the logs at the end),
+# BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
 set -u
 build=$(realpath "${1:?usage: bench/gateway/run.sh BUILD_DIR}")
 src=$(realpath "$(dirname "$0")/../..")
@@ -47,7 +48,8 @@ say() { echo "bench: $*" >&2; }
 cleanup() {
   [ -n "$nginx_pid" ] && kill -TERM "$nginx_pid" 2>/dev/null
   [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
-  kill_matching "$work/"  # the engines, launched through $work/bin
+  kill_matching "$work/" 2>/dev/null  # the engines, launched through $work/bin
+  [ -n "${BENCH_LOGS:-}" ] && mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$work"/nginx/*.log "$BENCH_LOGS"/ 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,6 +71,7 @@ fi
 #   paced  $sse_rate tokens/s, 40 tokens, stamped events: the SSE latency test
 #   idle   one token every 5 s, stamped: streams held open for the memory test
 mkdir -p "$work/bin" "$work/nginx"
+chmod 755 "$work"  # nginx's workers run as nobody
 cat >"$work/bin/vllm" <<EOF
 #!/usr/bin/env bash
 case " \$* " in
@@ -146,7 +149,8 @@ wait_for "the gateway to route fast, paced and idle" 30 gateway_ready
 # --- nginx: the peer, configured for a fair fight ---------------------------------------------------
 # As many workers as the gateway has I/O threads; keep-alive to the engine with as many idle
 # connections per worker as the gateway keeps per instance (64); HTTP/1.1 upstream; no buffering
-# (SSE passes event by event); no access log (the gateway's call logs go to SQLite off the request
+# (SSE passes event by event); reuseport, so both workers take their share of 10,000 held
+# connections (the gateway's threads share one acceptor); no access log (the gateway's call logs go to SQLite off the request
 # path).
 declare -A nginx_port
 for svc in fast paced idle; do nginx_port[$svc]=$(free_port); done
@@ -165,7 +169,7 @@ for svc in fast paced idle; do nginx_port[$svc]=$(free_port); done
   for svc in fast paced idle; do
     echo "  upstream $svc { server 127.0.0.1:${engine_port[$svc]}; keepalive 64; keepalive_requests 10000000; }"
     echo "  server {"
-    echo "    listen 127.0.0.1:${nginx_port[$svc]} backlog=4096;"
+    echo "    listen 127.0.0.1:${nginx_port[$svc]} backlog=4096 reuseport;"
     echo "    location / {"
     echo "      proxy_pass http://$svc; proxy_http_version 1.1; proxy_set_header Connection \"\";"
     echo "      proxy_buffering off; proxy_request_buffering off; proxy_read_timeout 600s;"
@@ -212,7 +216,7 @@ rss_kib() {
   done
   echo "$total"
 }
-nginx_pids() { pgrep -f "nginx.*$work/nginx" | tr '\n' ' '; }
+nginx_pids() { echo "$nginx_pid" $(pgrep -P "$nginx_pid"); }  # the master and its workers
 
 cpu_load() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -227,9 +231,19 @@ for r in $(seq 1 "$rounds"); do
   done
   for p in $paths; do
     say "round $r: $p saturated by wrk ($wrk_conns connections, ${seconds}s)"
+    perf_pid=
+    if [ -n "${BENCH_PROFILE:-}" ] && [ "$p" = gateway ] && [ "$r" = 1 ]; then
+      perf record -g -o "$work/perf.data" -p "$server_pid" -- sleep "$seconds" >/dev/null 2>&1 &
+      perf_pid=$!
+    fi
     BENCH_BODY_FILE=$work/fast.json BENCH_KEY=$(key_for "$p") \
       wrk -t1 -c"$wrk_conns" -d"${seconds}s" --latency -s "$src/bench/gateway/post.lua" \
       "$(url "$p" fast)" >"$work/wrk.txt" 2>&1
+    if [ -n "$perf_pid" ]; then
+      wait "$perf_pid"
+      perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+        >"$work/perf-report.log" 2>&1
+    fi
     python3 - "$work/wrk.txt" "$p" "$r" "$(cpu_load)" >>"$results" <<'PY'
 import json, re, sys
 text = open(sys.argv[1]).read()

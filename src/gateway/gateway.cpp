@@ -161,10 +161,15 @@ struct Gateway::Impl {
 
   static std::string key_of(const Upstream& u) { return u.host + ":" + std::to_string(u.port); }
 
-  /// A connection to `u`: an idle pooled one, or a new one.
-  http::Awaitable<core::Result<http::Connection>> connect(const Upstream& u, bool fresh) {
+  /// A connection to `u`: an idle pooled one (`reused` set), or a new one.
+  http::Awaitable<core::Result<http::Connection>> connect(const Upstream& u, bool fresh,
+                                                          bool& reused) {
+    reused = false;
     if (!fresh) {
-      if (auto c = pool.take(key_of(u))) co_return std::move(*c);
+      if (auto c = pool.take(key_of(u))) {
+        reused = true;
+        co_return std::move(*c);
+      }
     }
     auto ex = co_await boost::asio::this_coro::executor;
     co_return co_await http::Connection::connect(ex, u.host, u.port,
@@ -172,15 +177,19 @@ struct Gateway::Impl {
   }
 
   /// Sends the request to `u` and reads the head. A pooled connection the engine closed in the
-  /// meantime is replaced by a fresh one once.
+  /// meantime is replaced by a fresh one once. Closed shows as a failed write or, as often (the
+  /// write lands in the kernel before the engine's FIN or RST is seen), as end of stream or a
+  /// reset before any byte of the response: both retry on a fresh connection; a timeout does not.
   http::Awaitable<core::Result<std::pair<http::Connection, http::ResponseHead>>> send(
       const Upstream& u, const http::Request& upstream_req) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      auto conn = co_await connect(u, attempt > 0);
+      bool reused = false;
+      auto conn = co_await connect(u, attempt > 0, reused);
       if (!conn) co_return conn.error();
       auto head = co_await conn->send(upstream_req, options.config.upstream_read_timeout);
       if (head) co_return std::pair{std::move(*conn), std::move(*head)};
-      if (attempt == 0 && head.error().code == "http.send") continue;  // stale pooled socket
+      const auto& code = head.error().code;
+      if (reused && (code == "http.send" || code == "http.read")) continue;  // stale pooled socket
       co_return head.error();
     }
     co_return core::Error(core::Errc::unavailable, "http.send", "unreachable");

@@ -60,9 +60,11 @@ class Engine {
   std::mutex mutex;
   std::string last_body;
 
-  Engine() {
+  /// `idle_timeout`: how long the engine keeps an idle keep-alive connection open.
+  explicit Engine(std::chrono::milliseconds idle_timeout = 60s) {
     http::ServerOptions o;
     o.threads = 1;
+    o.idle_timeout = idle_timeout;
     server_ = std::make_unique<http::Server>(o);
     server_->stream("POST", "/v1/*",
                     [this](http::Request& r, http::ResponseStream& s) -> Awaitable<void> {
@@ -72,6 +74,7 @@ class Engine {
   }
   ~Engine() { server_->stop(0ms); }
   std::uint16_t port() const { return server_->port(); }
+  std::size_t connections() const { return server_->connections(); }
 
  private:
   static Awaitable<void> sleep(std::chrono::milliseconds d) {
@@ -316,6 +319,20 @@ TEST_F(GatewayTest, RetriesOnAnotherInstanceBeforeTheFirstByte) {
   }
   EXPECT_EQ(down.requests.load(), 1);  // marked failed after the first 503, then skipped
   EXPECT_EQ(up.requests.load(), 4);
+}
+
+TEST_F(GatewayTest, AnEngineClosingAnIdlePooledConnectionIsNotAFailure) {
+  Engine e(50ms);  // closes idle keep-alive connections, as uvicorn does after 5 s
+  route({&e});
+  start();
+  for (int i = 0; i < 3; ++i) {
+    auto r = post("/v1/chat/completions", std::string(kChat));
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, 200) << r->body;  // not 503 with the only instance marked failed
+    // The gateway's pooled connection is now closed by the engine; the next request finds it so.
+    ASSERT_TRUE(testing::wait_until([&] { return e.connections() == 0; }, 5s));
+  }
+  EXPECT_EQ(e.requests.load(), 3);
 }
 
 TEST_F(GatewayTest, RevokedKeyIsRefusedAfterOneSnapshotSwap) {
