@@ -7,9 +7,11 @@
 #include "http/tls.hpp"
 #include "server/agent_link.hpp"
 #include "server/api/context.hpp"
+#include "server/api/download_routes.hpp"
 #include "server/api/routes.hpp"
 #include "server/assignments.hpp"
 #include "server/bootstrap.hpp"
+#include "server/download_manager.hpp"
 #include "server/node_monitor.hpp"
 #include "server/reconciler.hpp"
 
@@ -81,6 +83,7 @@ struct ServerApp::Impl {
   // Declared in dependency order: destroyed in reverse, the HTTP server (whose handlers use
   // everything above it) first.
   std::unique_ptr<AssignmentNotifier> gateway_wake;  ///< ends gateway replicas' long polls early
+  std::unique_ptr<DownloadManager> downloads;        ///< the model library's download queue
   std::unique_ptr<ApiContext> api;
   std::unique_ptr<AssignmentNotifier> assignments;
   std::unique_ptr<AgentLink> agents;
@@ -176,6 +179,19 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
     if (then) then();
   };
   api_options.password_hash_limits = limits;
+  {
+    DownloadManager::Options dl;
+    dl.store = impl->store.get();
+    dl.clock = impl->clock;
+    dl.hub = config.hub;
+    dl.model_dir = config::model_dir(config);
+    impl->downloads = std::make_unique<DownloadManager>(std::move(dl));
+  }
+  api_options.on_model_deleted = [downloads = impl->downloads.get()](const store::Model& m) {
+    if (auto r = downloads->forget_model(m); !r) {
+      spdlog::warn("model {}: its files could not all be removed: {}", m.name, r.error().message);
+    }
+  };
   impl->api = std::make_unique<ApiContext>(std::move(api_options));
   impl->assignments = std::make_unique<AssignmentNotifier>(*impl->clock);
   impl->agents = std::make_unique<AgentLink>();
@@ -204,6 +220,7 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   register_model_routes(s, ctx, *impl->agents);
   register_service_routes(s, ctx, *impl->assignments, *impl->reconciler);
   register_gateway_routes(s, ctx, *impl->gateway_wake);
+  register_download_routes(s, ctx, *impl->downloads);
   register_meta_routes(s, ctx);
 
   impl->config = std::move(config);
@@ -224,6 +241,7 @@ core::Result<void> ServerApp::start() {
   impl_->assignments->notify_all();
   impl_->monitor->start();
   impl_->reconciler->start();
+  impl_->downloads->start();
   spdlog::info("management API on {}://{}:{}", impl_->config.server.tls ? "https" : "http",
                impl_->config.server.host, impl_->http->port());
   return {};
@@ -234,6 +252,7 @@ void ServerApp::stop(std::chrono::milliseconds grace) {
   impl_->stopped = true;
   impl_->reconciler->stop();
   impl_->monitor->stop();
+  impl_->downloads->stop();  // the running download resumes on the next start
   // Long polls of the agents' watches would hold the drain up to their full wait.
   impl_->assignments->shutdown();
   impl_->gateway_wake->shutdown();
@@ -280,6 +299,10 @@ store::Store& ServerApp::store() const {
 http::Server& ServerApp::http_server() const {
   return *impl_->http;
 }
+DownloadManager& ServerApp::downloads() const {
+  return *impl_->downloads;
+}
+
 ApiContext& ServerApp::api() const {
   return *impl_->api;
 }

@@ -42,6 +42,7 @@ namespace openstation::server {
 
 class ApiContext;
 class AssignmentNotifier;
+class DownloadManager;
 class InFlightSource;
 
 /// How to build the app besides the config.
@@ -102,6 +103,8 @@ class ServerApp {
   http::Server& http_server() const;
   ApiContext& api() const;
   AssignmentNotifier& assignments() const;
+  /// The model library's download queue (started with the app).
+  DownloadManager& downloads() const;
 
   struct Impl;
 

@@ -53,6 +53,8 @@ class ApiTestServer {
     bool secure_cookies = false;
     /// Called after the keys or users changed (ApiContext::Options::on_keys_changed).
     std::function<void()> on_keys_changed{};
+    /// Called after a model was deleted (ApiContext::Options::on_model_deleted).
+    std::function<void(const store::Model&)> on_model_deleted{};
   };
 
   /// A logged-in session.
@@ -83,6 +85,7 @@ class ApiTestServer {
     co.secure_cookies = options_.secure_cookies;
     co.password_hash_limits = server::auth::PasswordHashLimits::minimum();
     co.on_keys_changed = options_.on_keys_changed;
+    co.on_model_deleted = options_.on_model_deleted;
     ctx_ = std::make_unique<server::ApiContext>(std::move(co));
 
     create_user(std::string(kAdminName), std::string(kAdminPassword), store::Role::admin);

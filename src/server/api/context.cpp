@@ -92,6 +92,15 @@ void ApiContext::keys_changed() {
   }
 }
 
+void ApiContext::model_deleted(const store::Model& model) {
+  if (!options_.on_model_deleted) return;
+  try {
+    options_.on_model_deleted(model);
+  } catch (const std::exception& e) {
+    spdlog::error("api: freeing the files of model {} failed: {}", model.name, e.what());
+  }
+}
+
 http::Awaitable<core::Result<Caller>> ApiContext::authenticate(const http::Request& req,
                                                                Access access) {
   co_return co_await blocking([this, &req, access] { return authenticate_blocking(req, access); });

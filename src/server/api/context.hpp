@@ -70,6 +70,9 @@ class ApiContext {
     /// snapshot must see (a key created or revoked; a user disabled, enabled, deleted or given
     /// another role). The server republishes its KeySnapshot here. Empty: nothing to do.
     std::function<void()> on_keys_changed{};
+    /// Called (on the worker pool) after a model was deleted from the library: the download
+    /// manager cancels its download and frees its files. Empty: nothing to do.
+    std::function<void(const store::Model&)> on_model_deleted{};
   };
 
   explicit ApiContext(Options options);
@@ -94,6 +97,8 @@ class ApiContext {
   const std::string& dummy_password_hash();
   /// Runs Options::on_keys_changed, if any (exceptions are logged and swallowed).
   void keys_changed();
+  /// Runs Options::on_model_deleted, if any (exceptions are logged and swallowed).
+  void model_deleted(const store::Model& model);
 
   /// Runs blocking `fn` (store calls, hashing) on the worker pool and resumes the calling
   /// coroutine with its result on the caller's executor.

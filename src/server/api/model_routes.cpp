@@ -291,8 +291,9 @@ http::Awaitable<http::Response> delete_model(ModelRoutes& r, http::Request& req)
   auto caller = co_await r.ctx.authenticate(req, Access::admin);
   if (!caller) co_return error_response(caller.error());
   const std::string id(req.param("id"));
+  std::optional<store::Model> deleted;
   auto removed = co_await r.ctx.blocking([&]() -> core::Result<void> {
-    return r.ctx.store().transaction([&](store::Store& tx) -> core::Result<void> {
+    auto done = r.ctx.store().transaction([&](store::Store& tx) -> core::Result<void> {
       auto found = lookup_model(tx, id);
       if (!found) return found.error();
       if (!*found) return model_not_found(tx, id, "id");
@@ -312,9 +313,13 @@ http::Awaitable<http::Response> delete_model(ModelRoutes& r, http::Request& req)
                            "id");
       }
       if (auto d = tx.models().remove(m.id); !d) return d.error();
+      deleted = m;
       return ApiContext::audit_in(tx, caller->actor(), "model.delete", "model", m.id,
                                   {{"name", m.name}});
     });
+    // Only once the row is gone: a downloaded model's files are freed (the download manager).
+    if (done && deleted) r.ctx.model_deleted(*deleted);
+    return done;
   });
   if (!removed) co_return error_response(removed.error());
   co_return http::Response{204, {}, {}};

@@ -151,6 +151,7 @@ TEST_F(DownloadManagerTest, OneAtATimeAndPauseStartsTheNext) {
     EXPECT_EQ(v->download.bytes_total, 300000);
   }
 
+  ASSERT_TRUE(wait_until([&] { return manager_->get("a")->download.bytes_done == 100000; }));
   hold("b.bin");
   auto paused = manager_->command("a", QueueCommand::pause, "tester");
   ASSERT_TRUE(paused) << paused.error().message;
@@ -295,6 +296,7 @@ TEST_F(DownloadManagerTest, AServerRestartMidDownloadResumesTheQueue) {
   submit("a", a);
   submit("b", b);
   ASSERT_TRUE(wait_until([&] { return hub_->held() == 1; }));
+  ASSERT_TRUE(wait_until([&] { return manager_->get("a")->download.bytes_done == 150000; }));
   manager_->stop();  // the process stops mid-download
   manager_.reset();
   store_.reset();
