@@ -11,9 +11,11 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <ostream>
+#include <thread>
 
 namespace openstation::cli {
 
@@ -168,6 +170,80 @@ void print_model(const boost::json::value& m, std::ostream& out) {
                         {"Created", str_field(m, "created_at")}});
 }
 
+// The download queue (/api/v1/downloads).
+
+std::string download_progress(const boost::json::value& d) {
+  const auto total = int_field(d, "bytes_total", 0);
+  const auto done = int_field(d, "bytes_done", 0);
+  if (total <= 0) return done > 0 ? human_bytes(static_cast<std::uint64_t>(done)) : "-";
+  char pct[32];
+  std::snprintf(pct, sizeof pct, "%.1f%%",
+                100.0 * static_cast<double>(done) / static_cast<double>(total));
+  return std::string(pct) + " of " + human_bytes(static_cast<std::uint64_t>(total));
+}
+
+std::string download_speed(const boost::json::value& d) {
+  const auto* o = d.if_object();
+  const auto* v = o != nullptr ? o->if_contains("bytes_per_second") : nullptr;
+  const double bps = v != nullptr && v->is_number() ? v->to_number<double>() : 0.0;
+  if (bps <= 0) return "-";
+  return human_bytes(static_cast<std::uint64_t>(bps)) + "/s";
+}
+
+std::string download_eta(const boost::json::value& d) {
+  const auto* o = d.if_object();
+  const auto* v = o != nullptr ? o->if_contains("eta_seconds") : nullptr;
+  if (v == nullptr || !v->is_number()) return "-";
+  const auto secs = static_cast<std::int64_t>(v->to_number<double>());
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(secs / 3600),
+                static_cast<long long>(secs / 60 % 60), static_cast<long long>(secs % 60));
+  return buf;
+}
+
+void print_download(const boost::json::value& d, std::ostream& out) {
+  out << render_fields(
+      {{"Model", cell(d, "name")},
+       {"Download", cell(d, "id")},
+       {"State", cell(d, "state")},
+       {"Source",
+        cell(d, "source") + " " + str_field(d, "repo") + " @ " + str_field(d, "revision")},
+       {"Progress", download_progress(d) + " (" + std::to_string(int_field(d, "files_done", 0)) +
+                        "/" + std::to_string(int_field(d, "files_total", 0)) + " files)"},
+       {"Speed", download_speed(d)},
+       {"ETA", download_eta(d)},
+       {"Error", str_field(d, "error")},
+       {"Path", str_field(d, "path")}});
+}
+
+core::Result<void> list_downloads(const RestClient& api, Context& ctx) {
+  auto items = api.list_all("/downloads");
+  if (!items) return items.error();
+  if (print_json_if(ctx, boost::json::object{{"items", *items}})) return {};
+  if (items->empty()) {
+    *ctx.out << "No downloads. Start one: `openstation models download OWNER/NAME` or "
+                "`openstation models download --catalog ID`.\n";
+    return {};
+  }
+  Table t({"NAME", "STATE", "PROGRESS", "SPEED", "ETA", "SOURCE", "REPO", "ERROR"});
+  for (const auto& d : *items) {
+    t.add({cell(d, "name"), cell(d, "state"), download_progress(d), download_speed(d),
+           download_eta(d), cell(d, "source"), cell(d, "repo"), str_field(d, "error")});
+  }
+  *ctx.out << t.render();
+  return {};
+}
+
+/// The flags of `openstation models download`.
+struct DownloadFlags {
+  std::string repo;
+  std::string catalog;
+  std::string source;
+  std::string revision;
+  std::string name;
+  bool wait = false;
+};
+
 /// The flags of `openstation models import`.
 struct ImportFlags {
   std::string name;
@@ -227,6 +303,108 @@ void register_models_commands(CLI::App& root, Context& ctx) {
       ->required();
   import->add_option("--node", import_flags->node, "The node that has the files (name or id)")
       ->required();
+
+  auto dl = std::make_shared<DownloadFlags>();
+  CLI::App* download = add_client_command(
+      models, "download",
+      "Download a model from ModelScope or HuggingFace into the server's model store (queued: one "
+      "download runs at a time)",
+      ctx, [dl, &ctx](const RestClient& api) -> core::Result<void> {
+        boost::json::object body;
+        if (!dl->repo.empty()) body["repo"] = dl->repo;
+        if (!dl->catalog.empty()) body["catalog"] = dl->catalog;
+        if (!dl->source.empty()) body["source"] = dl->source;
+        if (!dl->revision.empty()) body["revision"] = dl->revision;
+        if (!dl->name.empty()) body["name"] = dl->name;
+        auto reply = api.post("/downloads", body);
+        if (!reply) return reply.error();
+        const std::string id = str_field(*reply, "id");
+        while (dl->wait) {
+          const std::string state = str_field(*reply, "state");
+          if (state == "completed" || state == "failed" || state == "cancelled" ||
+              state == "paused") {
+            break;
+          }
+          if (!ctx.json) {
+            *ctx.out << cell(*reply, "name") << ": " << state << " " << download_progress(*reply)
+                     << " " << download_speed(*reply) << " ETA " << download_eta(*reply) << "\n";
+          }
+          std::this_thread::sleep_for(std::chrono::seconds(2));
+          reply = api.get("/downloads/" + url_encode(id));
+          if (!reply) return reply.error();
+        }
+        if (print_json_if(ctx, *reply)) return {};
+        print_download(*reply, *ctx.out);
+        if (str_field(*reply, "state") == "failed") {
+          return core::Error(core::Errc::unavailable, "download.failed",
+                             "the download failed: " + str_field(*reply, "error") +
+                                 "; `openstation models resume " + str_field(*reply, "name") +
+                                 "` retries from the bytes already on disk");
+        }
+        return {};
+      });
+  download->add_option("repo", dl->repo, "The hub repository, OWNER/NAME");
+  download->add_option("--catalog", dl->catalog,
+                       "A catalog model id instead of a repository (`openstation models catalog`)");
+  download->add_option("--source", dl->source,
+                       "modelscope or huggingface (default: the server's hub.default_source)");
+  download->add_option(
+      "--revision", dl->revision,
+      "Branch, tag or commit (default: master on ModelScope, main on HuggingFace)");
+  download->add_option("--name", dl->name,
+                       "The model's name in the library (default: the catalog id or NAME)");
+  download->add_flag("--wait", dl->wait,
+                     "Show progress until the download completes, fails or is paused");
+
+  add_client_command(models, "downloads",
+                     "The download queue: state, progress, speed, ETA and errors", ctx,
+                     [&ctx](const RestClient& api) { return list_downloads(api, ctx); });
+
+  struct QueueVerb {
+    const char* name;
+    const char* help;
+  };
+  for (const auto& verb :
+       {QueueVerb{"pause", "Pause a download (its bytes are kept; the next one starts)"},
+        QueueVerb{"resume",
+                  "Start a paused download again, retry a failed one from the bytes on disk, or "
+                  "restart a cancelled one (queued right after the one downloading)"},
+        QueueVerb{"cancel",
+                  "Cancel a download: stops it, deletes its partial files, clears its progress "
+                  "and log"}}) {
+    auto target = std::make_shared<std::string>();
+    const std::string action = verb.name;
+    add_client_command(models, verb.name, verb.help, ctx,
+                       [target, action, &ctx](const RestClient& api) -> core::Result<void> {
+                         auto reply = api.post("/downloads/" + url_encode(*target) + "/" + action,
+                                               boost::json::object{});
+                         if (!reply) return reply.error();
+                         if (print_json_if(ctx, *reply)) return {};
+                         print_download(*reply, *ctx.out);
+                         return {};
+                       })
+        ->add_option("model", *target, "Model name or download id")
+        ->required();
+  }
+
+  auto log_target = std::make_shared<std::string>();
+  auto log_tail = std::make_shared<int>(200);
+  CLI::App* dlog =
+      add_client_command(models, "download-log", "The log of a model's download", ctx,
+                         [log_target, log_tail, &ctx](const RestClient& api) -> core::Result<void> {
+                           auto r = api.raw("GET", "/downloads/" + url_encode(*log_target) +
+                                                       "/log?tail=" + std::to_string(*log_tail));
+                           if (!r) return r.error();
+                           if (r->status != 200) {
+                             auto again = api.get("/downloads/" + url_encode(*log_target));
+                             if (!again) return again.error();
+                           }
+                           *ctx.out << r->body;
+                           return {};
+                         });
+  dlog->add_option("model", *log_target, "Model name or download id")->required();
+  dlog->add_option("--tail", *log_tail, "Lines from the end (0: all)")
+      ->check(CLI::Range(0, 100000));
 
   auto show_id = std::make_shared<std::string>();
   add_client_command(models, "show", "One model of the library", ctx,
