@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 15
 FUZZ_SEED ?= 1
 FUZZ_RUNS ?= 40000
 
-.PHONY: all deps build run test unit fuzz fuzz-long fuzz-build format asan clean bench-gateway
+.PHONY: all deps build run test unit fuzz fuzz-long fuzz-build format asan clean bench-gateway bench-download
 
 all: build
 
@@ -63,6 +63,12 @@ bench-gateway: deps
 	cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPENSTATION_BENCH=ON $(CMAKE_ARGS)
 	cmake --build $(BENCH_BUILD) -j $(JOBS) --target openstation fake-engine os-loadgen
 	bash bench/gateway/run.sh $(BENCH_BUILD)
+
+# The hub client's download throughput against curl on the same fake hub (docs/models.md).
+bench-download: deps
+	cmake -S . -B $(BENCH_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release -DOPENSTATION_BENCH=ON $(CMAKE_ARGS)
+	cmake --build $(BENCH_BUILD) -j $(JOBS) --target os-download-bench
+	$(BENCH_BUILD)/os-download-bench
 
 format:
 	find src tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
