@@ -243,6 +243,8 @@ for r in $(seq 1 "$rounds"); do
       wait "$perf_pid"
       perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
         >"$work/perf-report.log" 2>&1
+      perf report -i "$work/perf.data" --children --sort symbol --percent-limit 3 --stdio \
+        -g none >"$work/perf-children.log" 2>&1
     fi
     python3 - "$work/wrk.txt" "$p" "$r" "$(cpu_load)" >>"$results" <<'PY'
 import json, re, sys
