@@ -392,12 +392,15 @@ void register_models_commands(CLI::App& root, Context& ctx) {
   CLI::App* dlog =
       add_client_command(models, "download-log", "The log of a model's download", ctx,
                          [log_target, log_tail, &ctx](const RestClient& api) -> core::Result<void> {
-                           auto r = api.raw("GET", "/downloads/" + url_encode(*log_target) +
-                                                       "/log?tail=" + std::to_string(*log_tail));
+                           const std::string path = "/downloads/" + url_encode(*log_target) +
+                                                    "/log?tail=" + std::to_string(*log_tail);
+                           auto r = api.raw("GET", path);
                            if (!r) return r.error();
                            if (r->status != 200) {
-                             auto again = api.get("/downloads/" + url_encode(*log_target));
-                             if (!again) return again.error();
+                             // The JSON call turns the error body into the error (code and
+                             // message).
+                             auto e = api.get(path);
+                             if (!e) return e.error();
                            }
                            *ctx.out << r->body;
                            return {};
