@@ -31,6 +31,7 @@ constexpr auto kRateWindow = std::chrono::seconds(5);
 /// What job.json holds: where the files come from and the hub's listing once fetched.
 struct DownloadManager::Job {
   HubKind source = HubKind::modelscope;
+  std::string model_id;  ///< the model the files are for (found again after the row is gone)
   std::string repo;
   std::string revision;
   bool listed = false;
@@ -41,7 +42,8 @@ struct DownloadManager::Job {
     for (const auto& f : files) {
       fa.push_back(json::object{{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
     }
-    return json::serialize(json::object{{"source", std::string(download::to_string(source))},
+    return json::serialize(json::object{{"model_id", model_id},
+                                        {"source", std::string(download::to_string(source))},
                                         {"repo", repo},
                                         {"revision", revision},
                                         {"listed", listed},
@@ -61,6 +63,9 @@ struct DownloadManager::Job {
       auto src = download::parse_hub_kind(std::string(o.at("source").as_string()));
       if (!src) return src.error();
       j.source = *src;
+      if (const auto* mid = o.if_contains("model_id"); mid != nullptr && mid->is_string()) {
+        j.model_id = std::string(mid->as_string());
+      }
       j.repo = std::string(o.at("repo").as_string());
       j.revision = std::string(o.at("revision").as_string());
       j.listed = o.at("listed").as_bool();
@@ -240,6 +245,7 @@ core::Result<DownloadView> DownloadManager::submit(const DownloadRequest& reques
                                    {"revision", job.revision}});
     });
     if (!tx) return tx.error();
+    job.model_id = created.model_id;
     std::error_code ec;
     fs::create_directories(work_dir(created.id), ec);
     if (auto w = core::write_file_atomic(work_dir(created.id) / "job.json", job.to_json()); !w) {
@@ -373,26 +379,29 @@ core::Result<std::string> DownloadManager::log(std::string_view id_or_model, std
 
 core::Result<void> DownloadManager::forget_model(const store::Model& model) {
   std::unique_lock lock(mu_);
-  store::DownloadFilter f;
-  f.model_id = model.id;
-  auto rows = options_.store->downloads().list(f, store::PageRequest{0, {}});
-  if (!rows) return rows.error();
-  for (const auto& d : rows->items) {
-    if (active_id_ == d.id) {
-      auto row = d;
-      row.state = DownloadState::cancelled;
-      (void)options_.store->downloads().update(row);
-      stop_active_ = true;
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return active_id_ != d.id; });
+  // The model row may already be gone (its download rows with it): the running download and the
+  // work directories are found by the model id they were made for.
+  if (!active_id_.empty() && active_model_id_ == model.id) {
+    const std::string id = active_id_;
+    if (auto row = options_.store->downloads().get(id)) {
+      row->state = DownloadState::cancelled;
+      (void)options_.store->downloads().update(*row);
     }
-    std::error_code ec;
-    fs::remove_all(work_dir(d.id), ec);
+    stop_active_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return active_id_ != id; });
+  }
+  std::error_code ec;
+  const fs::path root = options_.model_dir / ".downloads";
+  if (fs::is_directory(root, ec)) {
+    for (const auto& e : fs::directory_iterator(root, ec)) {
+      auto job = Job::load(e.path() / "job.json");
+      if (job && job->model_id == model.id) fs::remove_all(e.path(), ec);
+    }
   }
   if (model.source == store::ModelSource::modelscope ||
       model.source == store::ModelSource::huggingface) {
     const fs::path p = model.path;
-    std::error_code ec;
     if (!p.empty() && p.parent_path() == options_.model_dir) fs::remove_all(p, ec);
   }
   return {};
@@ -436,6 +445,7 @@ void DownloadManager::run() {
       }
       set_model_status(row->model_id, store::ModelStatus::downloading, "");
       active_id_ = row->id;
+      active_model_id_ = row->model_id;
       stop_active_ = false;
       active_bytes_ = row->bytes_done;
       samples_.clear();
@@ -460,6 +470,7 @@ void DownloadManager::run() {
         (void)options_.store->downloads().update(*fresh);
       }
       active_id_.clear();
+      active_model_id_.clear();
       samples_.clear();
       cv_.notify_all();
     }

@@ -134,6 +134,7 @@ class DownloadManager {
   bool wake_ = true;
   bool stopping_ = false;
   std::string active_id_;
+  std::string active_model_id_;
   std::atomic<bool> stop_active_{false};
   std::atomic<std::int64_t> active_bytes_{0};
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> samples_;

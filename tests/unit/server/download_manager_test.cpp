@@ -364,6 +364,23 @@ TEST_F(DownloadManagerTest, BadRequestsAreRefused) {
   EXPECT_EQ(done.error().code, "download.bad_state");
 }
 
+TEST_F(DownloadManagerTest, DeletingAModelMidDownloadStopsItAndFreesItsFiles) {
+  const auto a = repo_with_file("a");
+  const auto b = repo_with_file("b");
+  hold("a.bin");
+  start();
+  const auto va = submit("a", a);
+  submit("b", b);
+  ASSERT_TRUE(wait_until([&] { return hub_->held() == 1; }));
+  // As DELETE /api/v1/models does: the row goes first (its download row with it), then the files.
+  ASSERT_TRUE(store_->models().remove(va.model.id));
+  ASSERT_TRUE(manager_->forget_model(va.model));
+  EXPECT_FALSE(fs::exists(manager_->work_dir(va.download.id)));
+  EXPECT_FALSE(fs::exists(dir_ / "models/a"));
+  ASSERT_TRUE(wait_state("b", DownloadState::completed));
+  EXPECT_FALSE(fs::exists(dir_ / "models/a"));
+}
+
 TEST_F(DownloadManagerTest, ForgetModelRemovesItsFiles) {
   const auto a = repo_with_file("a");
   start();
