@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -375,6 +376,45 @@ TEST(FakeEngine, StreamsChunksWithUsage) {
   auto no_usage = c.post_json(r.base + "/v1/chat/completions", chat_body(true, 2));
   ASSERT_TRUE(no_usage);
   EXPECT_EQ(no_usage->body.find("\"usage\""), std::string::npos);
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock FAKE_ENGINE_STAMP_EVENTS stamps with.
+std::int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+TEST(FakeEngine, StampsStreamedChunksWhenAsked) {
+  auto r = start_vllm({}, {{"FAKE_ENGINE_STAMP_EVENTS", "1"}});
+  ASSERT_TRUE(r.engine);
+  http::Client c;
+  const auto before = monotonic_ns();
+  auto s = c.post_json(r.base + "/v1/chat/completions", chat_body(true, 3));
+  const auto after = monotonic_ns();
+  ASSERT_TRUE(s);
+  http::SseParser p;
+  ASSERT_TRUE(p.feed(s->body));
+  std::int64_t last = 0;
+  int stamped = 0;
+  while (auto e = p.next()) {
+    if (e->data == "[DONE]") continue;
+    const auto chunk = parse_obj(e->data);
+    ASSERT_TRUE(chunk.contains("os_emit_ns")) << e->data;
+    const auto stamp = chunk.at("os_emit_ns").as_int64();
+    EXPECT_GE(stamp, before);
+    EXPECT_LE(stamp, after);
+    EXPECT_GE(stamp, last);  // in emission order
+    last = stamp;
+    ++stamped;
+  }
+  EXPECT_EQ(stamped, 5);  // role chunk, 3 tokens, finish chunk
+
+  auto plain = start_vllm();
+  ASSERT_TRUE(plain.engine);
+  auto u = c.post_json(plain.base + "/v1/chat/completions", chat_body(true, 3));
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->body.find("os_emit_ns"), std::string::npos);  // off by default
 }
 
 TEST(FakeEngine, ApiKeyIsEnforced) {
