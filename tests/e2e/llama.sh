@@ -11,6 +11,10 @@
 # $1 = the openstation binary, $2 = the source dir. Needs curl, jq, npm, git, cmake (first run).
 # Exit 77 (skipped) when the npm registry cannot be reached to fetch llama.cpp's sources.
 set -u
+# Sampling is greedy (temperature 0) in every request: the random weights then give the same
+# tokens each run (sampled gibberish can end inside a UTF-8 sequence, which llama-server answers
+# with a 500).
+exec 3>&2 # fail inside wait_for's conditions (whose output it hides) still reaches stderr
 bin=$(realpath "$1")
 src=$2
 build=$(dirname "$bin")
@@ -121,17 +125,29 @@ case "$cmdline" in *"--chat-template chatml"*) ;; *) fail "no --chat-template ch
 curl -sf "http://127.0.0.1:$first_port/health" >/dev/null || fail "llama-server's /health on $first_port does not answer 200"
 
 # --- through the gateway with the API key ------------------------------------------------------------
-gw() { # gw PATH JSON → body in $work/gw.json
-  curl -sf -H 'Content-Type: application/json' -H "Authorization: Bearer $api_key" \
-    --data "$2" "$gw_url$1" >"$work/gw.json"
+gw() { # gw PATH JSON → body in $work/gw.json; succeeds on 200 (else the status is in $work/gw.status)
+  local code
+  code=$(curl -s -o "$work/gw.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer $api_key" --data "$2" "$gw_url$1") || code=000
+  echo "$code" >"$work/gw.status"
+  [ "$code" = 200 ]
 }
+gw_said() { echo "HTTP $(cat "$work/gw.status"): $(head -c 600 "$work/gw.json")"; }
 gateway_lists_tiny() {
   curl -sf -H "Authorization: Bearer $api_key" "$gw_url/v1/models" >"$work/gw-models.json" &&
     [ "$(jq -r '[.data[].id] | index("tiny")' "$work/gw-models.json")" != null ]
 }
 wait_for "the gateway to list tiny" 30 gateway_lists_tiny
 chat_body='{"model":"tiny","messages":[{"role":"user","content":"Hello, who are you?"}],"max_tokens":8,"temperature":0}'
-gw /v1/chat/completions "$chat_body" || fail "a chat completion through the gateway failed"
+# The gateway learns the running instance from the store a moment after the API shows it: until
+# then it answers 503 no_healthy_instance. Any other answer fails at once.
+routed() {
+  gw /v1/chat/completions "$chat_body" && return 0
+  grep -q no_healthy_instance "$work/gw.json" ||
+    fail "a chat completion through the gateway failed: $(gw_said)" 2>&3
+  return 1
+}
+wait_for "the gateway to route tiny to its instance" 30 routed
 [ "$(jq -r '.object' "$work/gw.json")" = chat.completion ] || fail "not a chat completion: $(cat "$work/gw.json")"
 prompt_tokens=$(jq -r '.usage.prompt_tokens' "$work/gw.json")
 completion_tokens=$(jq -r '.usage.completion_tokens' "$work/gw.json")
@@ -139,7 +155,7 @@ completion_tokens=$(jq -r '.usage.completion_tokens' "$work/gw.json")
 [ "$completion_tokens" -ge 1 ] && [ "$completion_tokens" -le 8 ] 2>/dev/null ||
   fail "completion tokens should be 1-8 (max_tokens 8): $(cat "$work/gw.json")"
 
-stream_body='{"model":"tiny","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":12,"stream":true,"stream_options":{"include_usage":true}}'
+stream_body='{"model":"tiny","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":12,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}'
 curl -sfN -H 'Content-Type: application/json' -H "Authorization: Bearer $api_key" \
   --data "$stream_body" "$gw_url/v1/chat/completions" >"$work/stream.txt" || fail "a streamed chat failed"
 grep -q '^data: \[DONE\]' "$work/stream.txt" || fail "the stream did not end with [DONE]: $(head -c 2000 "$work/stream.txt")"
@@ -148,7 +164,8 @@ chunks=$(grep -c '"chat.completion.chunk"' "$work/stream.txt")
 grep '^data: {' "$work/stream.txt" | sed 's/^data: //' | jq -s -e '[.[] | select(.usage != null)] | length >= 1' >/dev/null ||
   fail "the stream carried no usage (stream_options.include_usage)"
 
-gw /v1/completions '{"model":"tiny","prompt":"Once upon a time","max_tokens":6}' || fail "a completion through the gateway failed"
+gw /v1/completions '{"model":"tiny","prompt":"Once upon a time","max_tokens":6,"temperature":0}' ||
+  fail "a completion through the gateway failed: $(gw_said)"
 [ "$(jq -r '.object' "$work/gw.json")" = text_completion ] || fail "not a text completion: $(cat "$work/gw.json")"
 [ "$(jq -r '.usage.completion_tokens' "$work/gw.json")" -ge 1 ] || fail "no completion tokens: $(cat "$work/gw.json")"
 
@@ -178,10 +195,10 @@ pair() { # two requests at once, so that least-outstanding routing has to use bo
   gw /v1/chat/completions "$chat_body" &
   local p1=$!
   curl -sf -H 'Content-Type: application/json' -H "Authorization: Bearer $api_key" \
-    --data '{"model":"tiny","prompt":"Hi","max_tokens":4}' "$gw_url/v1/completions" >/dev/null &
+    --data '{"model":"tiny","prompt":"Hi","max_tokens":4,"temperature":0}' "$gw_url/v1/completions" >/dev/null &
   local p2=$!
-  wait "$p1" || fail "a chat failed with two instances"
-  wait "$p2" || fail "a completion failed with two instances"
+  wait "$p1" || fail "a chat failed with two instances: $(gw_said)" 2>&3
+  wait "$p2" || fail "a completion failed with two instances" 2>&3
 }
 spread() {
   pair
