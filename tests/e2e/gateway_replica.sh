@@ -42,28 +42,9 @@ api_url=https://127.0.0.1:$port
 replica_url=http://127.0.0.1:$replica_port
 data=$work/data
 
-"$bin" --log-level info start --data-dir "$data" --gpu-inventory "$inventory" \
-  --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
-  --set "agent.heartbeat_interval=1s" \
-  --set "engines.vllm.command=$work/bin/vllm" \
-  --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-  --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300" \
-  --set "engines.sglang.command=$work/bin/fake-engine sglang" \
-  --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-  --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300" \
-  >>"$work/server.log" 2>&1 &
-server_pid=$!
-wait_for "the server's /health on $api_url" 60 curl -skf "$api_url/health"
+start_with_stand_in "$inventory"
 fp=$(openssl x509 -in "$data/tls/server.crt" -noout -fingerprint -sha256 | sed 's/.*=//')
-initial=$(head -n 1 "$data/initial-admin-password" | tr -d '[:space:]')
-
-token=
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$initial\"}"
-token=$(jbody .token)
-password='E2e-secret-9!'
-expect 204 POST /api/v1/auth/password "{\"current_password\":\"$initial\",\"new_password\":\"$password\"}"
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$password\"}"
-token=$(jbody .token)
+first_admin_login "$data" 'E2e-secret-9!'
 expect 201 POST /api/v1/keys '{"name":"replica"}'
 replica_key=$(jbody .key)
 expect 201 POST /api/v1/keys '{"name":"client"}'

@@ -109,3 +109,38 @@ with open(os.path.join(d, "model.safetensors"), "wb") as f:
     f.truncate(8 + len(text) + off)
 PY
 }
+
+# first_admin_login DATA_DIR NEW_PASSWORD: logs in as the first admin with the password the
+# server wrote to DATA_DIR/initial-admin-password, changes it to NEW_PASSWORD and logs in again;
+# sets $token.
+first_admin_login() {
+  local dir=$1 new=$2 initial
+  [ -f "$dir/initial-admin-password" ] || fail "no $dir/initial-admin-password"
+  initial=$(head -n 1 "$dir/initial-admin-password" | tr -d '[:space:]')
+  token=
+  expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$initial\"}"
+  token=$(jbody .token)
+  expect 204 POST /api/v1/auth/password "{\"current_password\":\"$initial\",\"new_password\":\"$new\"}"
+  expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$new\"}"
+  token=$(jbody .token)
+}
+
+# start_with_stand_in INVENTORY: runs `$bin start` on $data (ports $port, $agent_port, $gw_port)
+# with vLLM and SGLang played by the stand-in engine through $work/bin/vllm and
+# $work/bin/fake-engine (links made by the caller) on the simulated node INVENTORY, appending to
+# $work/server.log; sets $server_pid and waits for the server's /health.
+start_with_stand_in() {
+  local inv=$1
+  "$bin" --log-level info start --data-dir "$data" --gpu-inventory "$inv" \
+    --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
+    --set "agent.heartbeat_interval=1s" \
+    --set "engines.vllm.command=$work/bin/vllm" \
+    --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inv" \
+    --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300" \
+    --set "engines.sglang.command=$work/bin/fake-engine sglang" \
+    --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inv" \
+    --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300" \
+    >>"$work/server.log" 2>&1 &
+  server_pid=$!
+  wait_for "the server's /health on https://127.0.0.1:$port" 60 curl -skf "https://127.0.0.1:$port/health"
+}

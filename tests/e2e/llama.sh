@@ -66,15 +66,7 @@ data=$work/data
   --set "agent.heartbeat_interval=1s" >>"$work/server.log" 2>&1 &
 server_pid=$!
 wait_for "the server's /health on $api_url" 60 curl -skf "$api_url/health"
-initial=$(head -n 1 "$data/initial-admin-password" | tr -d '[:space:]')
-
-token=
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$initial\"}"
-token=$(jbody .token)
-password='E2e-llama-9!'
-expect 204 POST /api/v1/auth/password "{\"current_password\":\"$initial\",\"new_password\":\"$password\"}"
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$password\"}"
-token=$(jbody .token)
+first_admin_login "$data" 'E2e-llama-9!'
 expect 201 POST /api/v1/keys '{"name":"e2e-llama"}'
 api_key=$(jbody .key)
 

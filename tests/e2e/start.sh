@@ -40,20 +40,7 @@ gw_url=http://127.0.0.1:$gw_port
 api_url=https://127.0.0.1:$port
 data=$work/data
 
-start_server() {
-  "$bin" --log-level info start --data-dir "$data" --gpu-inventory "$inventory" \
-    --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
-    --set "agent.heartbeat_interval=1s" \
-    --set "engines.vllm.command=$work/bin/vllm" \
-    --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-    --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300" \
-    --set "engines.sglang.command=$work/bin/fake-engine sglang" \
-    --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-    --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300" \
-    >>"$work/server.log" 2>&1 &
-  server_pid=$!
-  wait_for "the server's /health on $api_url" 60 curl -skf "$api_url/health"
-}
+start_server() { start_with_stand_in "$inventory"; }
 
 stop_server() {
   kill -TERM "$server_pid"
