@@ -10,20 +10,7 @@ namespace {
 
 /// The server's error body {"error": {"code", "message"}} turned into an Error.
 core::Error server_error(const http::Response& r, std::string_view what) {
-  std::string code;
-  std::string message;
-  try {
-    const auto v = boost::json::parse(r.body);
-    if (const auto* e = v.as_object().if_contains("error"); e != nullptr && e->is_object()) {
-      if (const auto* c = e->as_object().if_contains("code"); c && c->is_string()) {
-        code = std::string(c->get_string());
-      }
-      if (const auto* m = e->as_object().if_contains("message"); m && m->is_string()) {
-        message = std::string(m->get_string());
-      }
-    }
-  } catch (const std::exception&) {
-  }
+  [[maybe_unused]] auto [found, code, message, field] = http::parse_error_body(r.body);
   if (message.empty()) message = r.body.substr(0, 200);
   std::string text = std::string(what) + ": the server answered HTTP " + std::to_string(r.status);
   if (!code.empty()) text += " " + code;

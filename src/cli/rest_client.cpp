@@ -59,24 +59,10 @@ core::Errc category_for_status(int status) {
 
 core::Error error_from_response(int status, std::string_view body) {
   const auto category = category_for_status(status);
-  boost::system::error_code ec;
-  const auto v = boost::json::parse(body, ec);
-  if (!ec) {
-    if (const auto* o = v.if_object()) {
-      if (auto it = o->find("error"); it != o->end() && it->value().is_object()) {
-        const auto& e = it->value().get_object();
-        auto text = [&](std::string_view k) {
-          auto f = e.find(k);
-          return f != e.end() && f->value().is_string() ? std::string(f->value().get_string())
-                                                        : std::string();
-        };
-        std::string code = text("code");
-        std::string message = text("message");
-        if (code.empty()) code = "api.http_" + std::to_string(status);
-        if (message.empty()) message = "the server answered " + std::to_string(status);
-        return core::Error(category, std::move(code), std::move(message), text("field"));
-      }
-    }
+  if (auto e = http::parse_error_body(body); e.found) {
+    if (e.code.empty()) e.code = "api.http_" + std::to_string(status);
+    if (e.message.empty()) e.message = "the server answered " + std::to_string(status);
+    return core::Error(category, std::move(e.code), std::move(e.message), std::move(e.field));
   }
   std::string excerpt(body.substr(0, 200));
   for (auto& c : excerpt) {

@@ -8,14 +8,23 @@
 
 namespace openstation::gateway {
 
-CallLogWriter::CallLogWriter(store::Store& store, Options options)
-    : store_(store), options_(options), thread_([this] { run(); }) {}
+BatchingCallLogSink::BatchingCallLogSink(Options options) : options_(options) {}
 
-CallLogWriter::~CallLogWriter() {
-  stop();
+BatchingCallLogSink::~BatchingCallLogSink() {
+  // Derived destructors stop first (deliver() is theirs); this only catches a forgotten stop.
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
 }
 
-void CallLogWriter::submit(store::CallLog log) {
+void BatchingCallLogSink::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void BatchingCallLogSink::submit(store::CallLog log) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
@@ -29,32 +38,27 @@ void CallLogWriter::submit(store::CallLog log) {
   if (wake) cv_.notify_one();
 }
 
-bool CallLogWriter::flush() {
+core::Result<void> BatchingCallLogSink::flush() {
   std::lock_guard flushing(flush_mutex_);
   for (;;) {
     std::vector<store::CallLog> batch;
     {
       std::lock_guard lock(mutex_);
-      if (queue_.empty()) return true;
+      if (queue_.empty()) return {};
       const auto n = std::min(queue_.size(), options_.batch_size);
       batch.assign(std::make_move_iterator(queue_.begin()),
                    std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
     }
-    const auto n = batch.size();
-    // The newest use of each key in the batch, for its last_used_at.
-    std::map<std::string, store::TimePoint> used;
-    for (const auto& log : batch) {
-      if (log.key_id.empty()) continue;
-      auto& t = used[log.key_id];
-      t = std::max(t, log.time);
-    }
-    auto r = store_.call_logs().append_all(batch);
-    if (r) touch_keys(used);
+    bool retry = true;
+    auto r = deliver(batch, retry);
     std::lock_guard lock(mutex_);
     if (!r) {
-      spdlog::warn("gateway: writing {} call logs failed, will retry: {}", n, r.error().message);
-      // Put them back in front, oldest first, within the bound.
+      if (!retry) {
+        dropped_ += batch.size();
+        return r.error();
+      }
+      // Back in front, oldest first, within the bound.
       for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
         if (queue_.size() >= options_.max_queue) {
           ++dropped_;
@@ -62,10 +66,77 @@ bool CallLogWriter::flush() {
         }
         queue_.push_front(std::move(*it));
       }
-      return false;
+      return r.error();
     }
-    written_ += n;
+    written_ += batch.size();
   }
+}
+
+void BatchingCallLogSink::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    cv_.wait_for(lock, options_.flush_interval,
+                 [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+    if (queue_.empty() || stopping_) continue;
+    lock.unlock();
+    if (auto r = flush(); !r) {
+      spdlog::warn("gateway: writing call logs to {} failed, will retry: {}", destination(),
+                   r.error().message);
+    }
+    lock.lock();
+  }
+}
+
+void BatchingCallLogSink::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (auto r = flush(); !r) {
+    spdlog::warn("gateway: {} call logs could not be written to {} at stop: {}", queued(),
+                 destination(), r.error().message);
+  }
+}
+
+std::uint64_t BatchingCallLogSink::written() const {
+  std::lock_guard lock(mutex_);
+  return written_;
+}
+
+std::uint64_t BatchingCallLogSink::dropped() const {
+  std::lock_guard lock(mutex_);
+  return dropped_;
+}
+
+std::size_t BatchingCallLogSink::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
+CallLogWriter::CallLogWriter(store::Store& store, Options options)
+    : BatchingCallLogSink(options), store_(store) {
+  start();
+}
+
+CallLogWriter::~CallLogWriter() {
+  stop();
+}
+
+core::Result<void> CallLogWriter::deliver(std::vector<store::CallLog>& batch, bool& /*retry*/) {
+  // The newest use of each key in the batch, for its last_used_at.
+  std::map<std::string, store::TimePoint> used;
+  for (const auto& log : batch) {
+    if (log.key_id.empty()) continue;
+    auto& t = used[log.key_id];
+    t = std::max(t, log.time);
+  }
+  auto r = store_.call_logs().append_all(batch);
+  if (!r) return r.error();
+  touch_keys(used);
+  return {};
 }
 
 void CallLogWriter::touch_keys(const std::map<std::string, store::TimePoint>& used) {
@@ -77,39 +148,6 @@ void CallLogWriter::touch_keys(const std::map<std::string, store::TimePoint>& us
       spdlog::warn("gateway: recording the last use of key {} failed: {}", id, u.error().message);
     }
   }
-}
-
-void CallLogWriter::run() {
-  std::unique_lock lock(mutex_);
-  while (!stopping_) {
-    cv_.wait_for(lock, options_.flush_interval,
-                 [&] { return stopping_ || queue_.size() >= options_.batch_size; });
-    if (queue_.empty()) continue;
-    lock.unlock();
-    flush();
-    lock.lock();
-  }
-}
-
-void CallLogWriter::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  flush();
-}
-
-std::uint64_t CallLogWriter::written() const {
-  std::lock_guard lock(mutex_);
-  return written_;
-}
-
-std::uint64_t CallLogWriter::dropped() const {
-  std::lock_guard lock(mutex_);
-  return dropped_;
 }
 
 }  // namespace openstation::gateway

@@ -5,6 +5,7 @@
 /// the store is down the batch is retried at the next flush; past `max_queue` the oldest records
 /// are dropped and counted, so a dead database never grows the gateway's memory without bound.
 
+#include "core/error.hpp"
 #include "store/store.hpp"
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace openstation::gateway {
 
@@ -25,33 +27,47 @@ class CallLogSink {
   virtual void submit(store::CallLog log) = 0;
 };
 
-class CallLogWriter final : public CallLogSink {
+/// The queue and flush thread shared by the sinks that write call logs somewhere slow (the store,
+/// a remote server): `submit` is a lock and a push; a thread hands batches to `deliver` every
+/// `flush_interval`, or early once `batch_size` wait. A batch that fails goes back in front, oldest
+/// first, for the next flush; past `max_queue` the oldest records are dropped and counted, so a
+/// dead destination never grows the gateway's memory without bound.
+class BatchingCallLogSink : public CallLogSink {
  public:
   struct Options {
     std::chrono::milliseconds flush_interval{1000};
     std::size_t batch_size = 512;    ///< a flush happens early once this many wait
     std::size_t max_queue = 100000;  ///< beyond it the oldest are dropped
   };
-  /// `store` must outlive the writer. Starts the thread.
-  CallLogWriter(store::Store& store, Options options);
-  ~CallLogWriter() override;  ///< stop()
-  CallLogWriter(const CallLogWriter&) = delete;
-  CallLogWriter& operator=(const CallLogWriter&) = delete;
+  BatchingCallLogSink(const BatchingCallLogSink&) = delete;
+  BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;
 
-  void submit(store::CallLog log) override;
-  /// Writes everything queued now (blocking); false when the store refused.
-  bool flush();
-  /// Flushes and stops the thread. Idempotent.
+  void submit(store::CallLog log) final;
+  /// Delivers everything queued now (blocking); the error of the first batch that failed (kept
+  /// queued unless `deliver` said it can never succeed).
+  core::Result<void> flush();
+  /// Stops the thread, then flushes once more. Idempotent. Derived classes call it in their
+  /// destructor, before their own members go.
   void stop();
 
   std::uint64_t written() const;
   std::uint64_t dropped() const;
+  std::size_t queued() const;
+
+ protected:
+  explicit BatchingCallLogSink(Options options);
+  ~BatchingCallLogSink() override;
+  /// Starts the thread; derived constructors call it last.
+  void start();
+  /// Writes one batch. On failure, set `retry` to false for a batch that would fail forever
+  /// (it is then dropped and counted instead of queued again).
+  virtual core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) = 0;
+  /// Where the logs go, for log lines ("the store", "http://...").
+  virtual std::string destination() const = 0;
 
  private:
   void run();
-  void touch_keys(const std::map<std::string, store::TimePoint>& used);
 
-  store::Store& store_;
   Options options_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
@@ -61,6 +77,21 @@ class CallLogWriter final : public CallLogSink {
   std::uint64_t dropped_ = 0;
   bool stopping_ = false;
   std::thread thread_;
+};
+
+/// Call logs into the store, one transaction per batch, setting each used API key's last_used_at.
+class CallLogWriter final : public BatchingCallLogSink {
+ public:
+  /// `store` must outlive the writer. Starts the thread.
+  CallLogWriter(store::Store& store, Options options);
+  ~CallLogWriter() override;  ///< stop()
+
+ private:
+  core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override;
+  std::string destination() const override { return "the store"; }
+  void touch_keys(const std::map<std::string, store::TimePoint>& used);
+
+  store::Store& store_;
 };
 
 }  // namespace openstation::gateway

@@ -17,20 +17,7 @@ std::string base_of(std::string url) {
 
 /// The server's {"error": {"code", "message"}} as one error.
 core::Error refused(const http::Response& r, std::string_view what) {
-  std::string code;
-  std::string message;
-  try {
-    const auto v = boost::json::parse(r.body);
-    if (const auto* e = v.as_object().if_contains("error"); e != nullptr && e->is_object()) {
-      if (const auto* c = e->as_object().if_contains("code"); c && c->is_string()) {
-        code = std::string(c->get_string());
-      }
-      if (const auto* m = e->as_object().if_contains("message"); m && m->is_string()) {
-        message = std::string(m->get_string());
-      }
-    }
-  } catch (const std::exception&) {
-  }
+  [[maybe_unused]] auto [found, code, message, field] = http::parse_error_body(r.body);
   if (message.empty()) message = r.body.substr(0, 200);
   std::string text = std::string(what) + ": the server answered HTTP " + std::to_string(r.status);
   if (!code.empty()) text += " " + code;
@@ -146,112 +133,24 @@ std::string RemoteSource::version() const {
 }
 
 RemoteCallLogSink::RemoteCallLogSink(RemoteServer server, Options options)
-    : server_(std::move(server)), options_(options), thread_([this] { run(); }) {
+    : BatchingCallLogSink(options), server_(std::move(server)) {
   server_.url = base_of(server_.url);
+  start();
 }
 
 RemoteCallLogSink::~RemoteCallLogSink() {
   stop();
 }
 
-void RemoteCallLogSink::submit(store::CallLog log) {
-  bool wake = false;
-  {
-    std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(log));
-    while (queue_.size() > options_.max_queue) {
-      queue_.pop_front();
-      ++dropped_;
-    }
-    wake = queue_.size() >= options_.batch_size;
-  }
-  if (wake) cv_.notify_one();
-}
-
-core::Result<void> RemoteCallLogSink::flush() {
-  std::lock_guard flushing(flush_mutex_);
+core::Result<void> RemoteCallLogSink::deliver(std::vector<store::CallLog>& batch, bool& retry) {
   http::Client client(server_.tls);
   const std::string url = server_.url + std::string(server::kGatewayCallLogsPath);
-  for (;;) {
-    std::vector<store::CallLog> batch;
-    {
-      std::lock_guard lock(mutex_);
-      if (queue_.empty()) return {};
-      const auto n = std::min(queue_.size(), options_.batch_size);
-      batch.assign(std::make_move_iterator(queue_.begin()),
-                   std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    }
-    auto r = client.post_json(url, server::call_logs_to_json(batch), server_.timeout,
-                              auth_headers(server_));
-    core::Result<void> outcome;
-    if (!r) {
-      outcome = r.error();
-    } else if (r->status != 200) {
-      outcome = refused(*r, "call logs");
-    }
-    std::lock_guard lock(mutex_);
-    if (!outcome) {
-      // A batch the server refused as malformed would be refused forever: drop it, counted.
-      if (r && r->status == 400) {
-        dropped_ += batch.size();
-        return outcome.error();
-      }
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-        if (queue_.size() >= options_.max_queue) {
-          ++dropped_;
-          continue;
-        }
-        queue_.push_front(std::move(*it));
-      }
-      return outcome.error();
-    }
-    written_ += batch.size();
-  }
-}
-
-void RemoteCallLogSink::run() {
-  std::unique_lock lock(mutex_);
-  while (!stopping_) {
-    cv_.wait_for(lock, options_.flush_interval,
-                 [&] { return stopping_ || queue_.size() >= options_.batch_size; });
-    if (queue_.empty() || stopping_) continue;
-    lock.unlock();
-    if (auto r = flush(); !r) {
-      spdlog::warn("gateway: posting call logs to {} failed, will retry: {}", server_.url,
-                   r.error().message);
-    }
-    lock.lock();
-  }
-}
-
-void RemoteCallLogSink::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  if (auto r = flush(); !r) {
-    spdlog::warn(
-        "gateway: {} call logs could not reach the server at stop: {}",
-        [&] {
-          std::lock_guard lock(mutex_);
-          return queue_.size();
-        }(),
-        r.error().message);
-  }
-}
-
-std::uint64_t RemoteCallLogSink::written() const {
-  std::lock_guard lock(mutex_);
-  return written_;
-}
-
-std::uint64_t RemoteCallLogSink::dropped() const {
-  std::lock_guard lock(mutex_);
-  return dropped_;
+  auto r = client.post_json(url, server::call_logs_to_json(batch), server_.timeout,
+                            auth_headers(server_));
+  if (!r) return r.error();
+  if (r->status == 200) return {};
+  retry = r->status != 400;
+  return refused(*r, "call logs");
 }
 
 }  // namespace openstation::gateway

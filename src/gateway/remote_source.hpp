@@ -81,40 +81,17 @@ class RemoteSource {
 };
 
 /// A CallLogSink that posts batches to the server. Thread-safe; `submit` never blocks on I/O.
-class RemoteCallLogSink final : public CallLogSink {
+/// A batch the server refuses as malformed (400) is dropped and counted: it would fail forever.
+class RemoteCallLogSink final : public BatchingCallLogSink {
  public:
-  struct Options {
-    std::chrono::milliseconds flush_interval{1000};
-    std::size_t batch_size = 512;
-    std::size_t max_queue = 100000;  ///< beyond it the oldest are dropped and counted
-  };
   RemoteCallLogSink(RemoteServer server, Options options);
   ~RemoteCallLogSink() override;  ///< stop()
-  RemoteCallLogSink(const RemoteCallLogSink&) = delete;
-  RemoteCallLogSink& operator=(const RemoteCallLogSink&) = delete;
-
-  void submit(store::CallLog log) override;
-  /// Posts everything queued now (blocking); the error of the first batch the server refused
-  /// (those logs stay queued).
-  core::Result<void> flush();
-  /// Flushes once more and stops the thread. Idempotent.
-  void stop();
-  std::uint64_t written() const;
-  std::uint64_t dropped() const;
 
  private:
-  void run();
+  core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override;
+  std::string destination() const override { return server_.url; }
 
   RemoteServer server_;
-  Options options_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<store::CallLog> queue_;
-  std::mutex flush_mutex_;
-  std::uint64_t written_ = 0;
-  std::uint64_t dropped_ = 0;
-  bool stopping_ = false;
-  std::thread thread_;
 };
 
 }  // namespace openstation::gateway

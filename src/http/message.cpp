@@ -1,6 +1,7 @@
 #include "http/message.hpp"
 
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -104,6 +105,24 @@ std::string error_body(const core::Error& e) {
   boost::json::object outer;
   outer["error"] = std::move(inner);
   return boost::json::serialize(outer);
+}
+
+ErrorBody parse_error_body(std::string_view body) {
+  ErrorBody out;
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(body, ec);
+  const auto* o = ec ? nullptr : v.if_object();
+  const auto* e = o ? o->if_contains("error") : nullptr;
+  if (e == nullptr || !e->is_object()) return out;
+  out.found = true;
+  auto text = [&](std::string_view k) {
+    const auto* f = e->get_object().if_contains(k);
+    return f != nullptr && f->is_string() ? std::string(f->get_string()) : std::string();
+  };
+  out.code = text("code");
+  out.message = text("message");
+  out.field = text("field");
+  return out;
 }
 
 std::string_view reason_phrase(int status) noexcept {

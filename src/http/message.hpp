@@ -85,6 +85,17 @@ struct Response {
 /// {"error": {"code": ..., "message": ..., "field": ...}} as JSON text ("field" only when set).
 std::string error_body(const core::Error& e);
 
+/// The parts of an error body as error_body() writes it; `found` is false (and the rest empty)
+/// when `body` is not JSON or has no "error" object. Parts that are absent or not strings stay
+/// empty.
+struct ErrorBody {
+  bool found = false;
+  std::string code;
+  std::string message;
+  std::string field;
+};
+ErrorBody parse_error_body(std::string_view body);
+
 /// "Not Found" for 404 and so on; "Unknown" for codes it does not know.
 std::string_view reason_phrase(int status) noexcept;
 

@@ -25,19 +25,7 @@ std::string url_host(const std::string& host) {
 
 /// The agent's error body turned into our error, keeping its code and message.
 core::Error agent_error(const store::Node& node, int status, std::string_view body) {
-  std::string code;
-  std::string message;
-  std::string field;
-  boost::system::error_code ec;
-  const auto v = boost::json::parse(body, ec);
-  if (!ec && v.is_object()) {
-    if (const auto* e = v.as_object().if_contains("error"); e != nullptr && e->is_object()) {
-      const auto& eo = e->as_object();
-      if (const auto* c = eo.if_contains("code"); c && c->is_string()) code = c->as_string();
-      if (const auto* m = eo.if_contains("message"); m && m->is_string()) message = m->as_string();
-      if (const auto* f = eo.if_contains("field"); f && f->is_string()) field = f->as_string();
-    }
-  }
+  [[maybe_unused]] auto [found, code, message, field] = http::parse_error_body(body);
   if (status == 401) {
     return core::Error(
         core::Errc::unavailable, "node.agent_refused",

@@ -89,5 +89,22 @@ TEST(Url, Parses) {
   EXPECT_EQ(parse_url("http://:80/").error().code, "http.bad_url");
 }
 
+TEST(ErrorBody, ParsesWhatErrorBodyWritesAndNothingElse) {
+  auto round = parse_error_body(
+      error_body(core::Error(core::Errc::invalid_argument, "x.bad", "bad x", "x")));
+  EXPECT_TRUE(round.found);
+  EXPECT_EQ(round.code, "x.bad");
+  EXPECT_EQ(round.message, "bad x");
+  EXPECT_EQ(round.field, "x");
+  auto partial = parse_error_body(R"({"error": {"message": "only text", "code": 7}})");
+  EXPECT_TRUE(partial.found);
+  EXPECT_EQ(partial.code, "");  // not a string
+  EXPECT_EQ(partial.message, "only text");
+  EXPECT_FALSE(parse_error_body("<html>502</html>").found);
+  EXPECT_FALSE(parse_error_body(R"({"error": "flat"})").found);
+  EXPECT_FALSE(parse_error_body("[1]").found);
+  EXPECT_FALSE(parse_error_body("").found);
+}
+
 }  // namespace
 }  // namespace openstation::http
