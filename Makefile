@@ -32,6 +32,10 @@ run: deps build
 test: deps
 	cmake -S . -B $(BUILD) -G Ninja -DOPENSTATION_WERROR=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
+	@# llama.cpp's server for the real-engine e2e test: built once per version (cached outside the
+	@# work tree) before the tests, so its compile does not load the machine while they run.
+	@bash scripts/llama-server.sh build >/dev/null || \
+	  echo "make test: llama-server is not available; e2e_llama will say why"
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(MAKE) fuzz
 
