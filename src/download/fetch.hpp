@@ -7,6 +7,23 @@
 ///        ▼ size and SHA-256 (when the hub gives one) checked
 ///     <dest>/<path>           rename(2): atomic, staging and dest are on one file system
 ///
+/// Large files (FetchOptions::segment_threshold and up, on a hub that allows concurrent
+/// fetches) come as FetchOptions::segments parallel range requests instead, each written with
+/// pwrite at its offset into the same .part:
+///
+///     <staging>/<path>.part            segments' bytes at their offsets (holes where not yet)
+///     <staging>/<path>.part.segments   the layout and, per segment, how many bytes from its start
+///        │                             are on disk: written atomically and only after an fdatasync
+///        │                             of the .part, so it never claims a byte a crash could lose
+///        │ resume: each segment from its claimed count; a sidecar that cannot be read, or that
+///        │ does not fit the file or the .part, discards both and starts the file over; a .part
+///        │ without a sidecar is a single stream's prefix and seeds the segments with it
+///        ▼ SHA-256 computed in order as the contiguous prefix grows (read back from the page
+///          cache), so little is left to hash when the last segment ends; fsync; checks; rename
+///
+/// Either way the disk writeback of finished bytes is started during the transfer
+/// (sync_file_range), so the fsync before the rename has little left to do.
+///
 /// Error codes: the hub's (hub.*), download.hash_mismatch (the .part is deleted: its bytes are
 /// wrong, a retry starts the file over), download.size_mismatch (the hub sent more or fewer
 /// bytes than it listed), download.disk_full (ENOSPC while writing), download.io (any other
@@ -15,6 +32,7 @@
 #include "core/error.hpp"
 #include "download/hub.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -50,16 +68,41 @@ struct FileTarget {
 /// The staging path of `file` ("<staging>/<path>.part").
 std::filesystem::path part_path(const FileTarget& target, const HubFile& file);
 
-/// Bytes of `file` already on disk: its full size when the finished file is in place, else the
-/// .part's size (capped at the listed size), else 0.
+/// The sidecar of a segmented download ("<staging>/<path>.part.segments").
+std::filesystem::path segments_path(const FileTarget& target, const HubFile& file);
+
+/// Bytes of `file` already on disk: its full size when the finished file is in place, else what
+/// the segments' sidecar claims (0 when it cannot be read), else the .part's size (capped at the
+/// listed size), else 0.
 std::int64_t bytes_on_disk(const FileTarget& target, const HubFile& file);
 
-/// Fetches `file` (see the diagram above). `on_bytes(n)` is called as bytes are written;
-/// `keep_going()` is polled with each chunk and stops the transfer when false. A file whose
-/// finished copy is already in place with the listed size is skipped.
+/// How fetch_file moves one file.
+struct FetchOptions {
+  /// Files of at least this many bytes are fetched as parallel range requests, when the hub
+  /// allows concurrent fetches (HubClient::concurrent_fetches); smaller ones as one stream.
+  std::int64_t segment_threshold = 64ll << 20;
+  /// Segments (and connections) of such a file; 1 or less: always one stream. The default is
+  /// the best of 1, 2, 4 and 8 in bench/download on loopback (docs/performance-download.md).
+  int segments = 4;
+  /// Seconds between checkpoints of a segmented download (fdatasync, then the sidecar): what a
+  /// crash may cost. A stop, a cut or any other error checkpoints at once.
+  std::chrono::milliseconds checkpoint_interval{5000};
+};
+
+/// Fetches `file` (see the diagram above) with the default FetchOptions. `on_bytes(n)` is
+/// called as bytes are written; `keep_going()` is polled with each chunk and stops the transfer
+/// when false. With segments both are called from the segments' threads, never two at once (a
+/// mutex orders them); without, from the calling thread. A file whose finished copy is already
+/// in place with the listed size is skipped. Blocks until done.
 core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string_view revision,
                               const HubFile& file, const FileTarget& target,
                               const std::function<void(std::int64_t)>& on_bytes,
                               const std::function<bool()>& keep_going);
+
+/// The same with explicit options.
+core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string_view revision,
+                              const HubFile& file, const FileTarget& target,
+                              const std::function<void(std::int64_t)>& on_bytes,
+                              const std::function<bool()>& keep_going, const FetchOptions& options);
 
 }  // namespace openstation::download

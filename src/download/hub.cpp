@@ -120,17 +120,25 @@ struct Transfer {
   }
 
   /// Runs the GET. `what` names the thing fetched in error messages.
-  core::Result<void> run(const std::string& url, std::int64_t range_from, std::string_view what) {
+  /// `range_end` (exclusive) bounds the Range request; -1: to the end of the file.
+  /// `reuse`: an easy handle whose live connection may serve this request (reset here first);
+  /// null: a fresh one.
+  core::Result<void> run(const std::string& url, std::int64_t range_from, std::string_view what,
+                         std::int64_t range_end = -1, CURL* reuse = nullptr) {
     global_init();
-    std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
-    if (!curl) return core::Error(core::Errc::internal, "hub.internal", "curl_easy_init failed");
+    std::unique_ptr<CURL, CurlFree> owned(reuse == nullptr ? curl_easy_init() : nullptr);
+    if (reuse != nullptr) curl_easy_reset(reuse);
+    CURL* const handle = reuse != nullptr ? reuse : owned.get();
+    if (handle == nullptr) {
+      return core::Error(core::Errc::internal, "hub.internal", "curl_easy_init failed");
+    }
     std::unique_ptr<curl_slist, SlistFree> list;
     auto add_header = [&](const std::string& h) {
       list.reset(curl_slist_append(list.release(), h.c_str()));
     };
     if (!options.token.empty()) add_header("Authorization: Bearer " + options.token);
     add_header("User-Agent: openstation");
-    CURL* c = curl.get();
+    CURL* c = handle;
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -142,8 +150,9 @@ struct Transfer {
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     if (!options.proxy.empty()) curl_easy_setopt(c, CURLOPT_PROXY, options.proxy.c_str());
-    const std::string range = std::to_string(range_from) + "-";
-    if (range_from > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+    const std::string range = std::to_string(range_from) + "-" +
+                              (range_end > 0 ? std::to_string(range_end - 1) : std::string());
+    if (range_from > 0 || range_end > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Transfer::write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, this);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &Transfer::header_cb);
@@ -253,6 +262,25 @@ class CurlHub final : public HubClient {
   core::Result<void> fetch(std::string_view repo, std::string_view revision, std::string_view path,
                            std::int64_t offset, const ChunkSink& sink,
                            const std::function<bool()>& keep_going) override {
+    return transfer(repo, revision, path, offset, -1, sink, keep_going);
+  }
+
+  core::Result<void> fetch_range(std::string_view repo, std::string_view revision,
+                                 std::string_view path, std::int64_t offset, std::int64_t end,
+                                 const ChunkSink& sink,
+                                 const std::function<bool()>& keep_going) override {
+    if (end <= offset) return {};
+    return transfer(repo, revision, path, offset, end, sink, keep_going);
+  }
+
+  // Each call has its own easy handle and only reads options_.
+  bool concurrent_fetches() const override { return true; }
+
+ private:
+  /// GET of `path` from `offset` to `end` (exclusive; -1: the file's end).
+  core::Result<void> transfer(std::string_view repo, std::string_view revision,
+                              std::string_view path, std::int64_t offset, std::int64_t end,
+                              const ChunkSink& sink, const std::function<bool()>& keep_going) {
     if (auto ok = check_repo(repo); !ok) return ok.error();
     if (auto ok = check_file_path(path); !ok) return ok.error();
     std::string url;
@@ -265,12 +293,15 @@ class CurlHub final : public HubClient {
     }
     std::int64_t skip = 0;
     bool checked = false;
+    // Bytes still wanted when the request is bounded; reaching 0 ends the transfer early.
+    std::int64_t left = end > 0 ? end - offset : -1;
+    bool reached_end = false;
     Transfer* self = nullptr;
     Transfer t{options_, [&](std::string_view b) {
                  if (!checked) {
                    checked = true;
                    // A 200 to a range request means the hub sent the whole file.
-                   if (offset > 0 && self->status == 200) skip = offset;
+                   if ((offset > 0 || end > 0) && self->status == 200) skip = offset;
                  }
                  if (skip > 0) {
                    const auto n = std::min<std::int64_t>(skip, static_cast<std::int64_t>(b.size()));
@@ -278,14 +309,47 @@ class CurlHub final : public HubClient {
                    skip -= n;
                    if (b.empty()) return true;
                  }
+                 if (left >= 0) {
+                   if (static_cast<std::int64_t>(b.size()) >= left) {
+                     b = b.substr(0, static_cast<std::size_t>(left));
+                     left = 0;
+                     if (!b.empty() && !sink(b)) return false;
+                     reached_end = true;
+                     return false;  // everything asked for has arrived
+                   }
+                   left -= static_cast<std::int64_t>(b.size());
+                 }
                  return sink(b);
                }};
     self = &t;
     t.keep_going = keep_going;
-    return t.run(url, offset, "file " + std::string(path) + " of " + std::string(repo));
+    // A kept handle keeps its connection: many small files do not pay a connect each.
+    std::unique_ptr<CURL, CurlFree> handle;
+    {
+      std::lock_guard lock(idle_mu_);
+      if (!idle_.empty()) {
+        handle = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    if (!handle) {
+      global_init();
+      handle.reset(curl_easy_init());
+    }
+    auto r = t.run(url, offset, "file " + std::string(path) + " of " + std::string(repo), end,
+                   handle.get());
+    if (handle) {
+      std::lock_guard lock(idle_mu_);
+      if (idle_.size() < kMaxIdleHandles) idle_.push_back(std::move(handle));
+    }
+    if (!r && reached_end) return {};
+    return r;
   }
 
- private:
+  static constexpr std::size_t kMaxIdleHandles = 16;
+  std::mutex idle_mu_;
+  std::vector<std::unique_ptr<CURL, CurlFree>> idle_;
+
   HubKind kind_;
   HubOptions options_;
 };
@@ -309,6 +373,31 @@ std::int64_t json_int(const json::value& v) {
 }
 
 }  // namespace
+
+core::Result<void> HubClient::fetch_range(std::string_view repo, std::string_view revision,
+                                          std::string_view path, std::int64_t offset,
+                                          std::int64_t end, const ChunkSink& sink,
+                                          const std::function<bool()>& keep_going) {
+  if (end <= offset) return {};
+  std::int64_t left = end - offset;
+  bool reached_end = false;
+  auto r = fetch(
+      repo, revision, path, offset,
+      [&](std::string_view b) {
+        if (static_cast<std::int64_t>(b.size()) >= left) {
+          b = b.substr(0, static_cast<std::size_t>(left));
+          left = 0;
+          if (!b.empty() && !sink(b)) return false;
+          reached_end = true;
+          return false;
+        }
+        left -= static_cast<std::int64_t>(b.size());
+        return sink(b);
+      },
+      keep_going);
+  if (!r && reached_end) return {};
+  return r;
+}
 
 std::string_view to_string(HubKind k) noexcept {
   return k == HubKind::modelscope ? "modelscope" : "huggingface";

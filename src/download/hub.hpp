@@ -13,7 +13,9 @@
 /// (401/403: a gated or private repository; set hub.hf_token / hub.ms_token), hub.unavailable
 /// (the connection failed, was cut, stalled, or the hub answered 5xx), hub.bad_response (a
 /// listing that is not the hub's JSON), hub.aborted (the caller's sink asked to stop).
-/// Thread rules: a client may be used from one thread at a time; calls block.
+/// Thread rules: a client may be used from one thread at a time, except that fetch() and
+/// fetch_range() may run on several threads at once where concurrent_fetches() says so; calls
+/// block.
 
 #include "config/config.hpp"
 #include "core/error.hpp"
@@ -77,6 +79,16 @@ class HubClient {
                                    std::string_view path, std::int64_t offset,
                                    const ChunkSink& sink,
                                    const std::function<bool()>& keep_going) = 0;
+  /// Streams bytes [offset, end) of `path` into `sink` (a bounded Range request, so a parallel
+  /// segment costs the hub no more than its bytes). Errors as fetch(); the transfer ends without
+  /// error once `end` is reached. This default reads fetch(offset) and stops at `end`.
+  virtual core::Result<void> fetch_range(std::string_view repo, std::string_view revision,
+                                         std::string_view path, std::int64_t offset,
+                                         std::int64_t end, const ChunkSink& sink,
+                                         const std::function<bool()>& keep_going);
+  /// Whether fetch() and fetch_range() may be called from several threads at once (one
+  /// connection each): what parallel range requests need. The libcurl client: true.
+  virtual bool concurrent_fetches() const { return false; }
 };
 
 /// A libcurl client for `kind` with `options`.

@@ -188,9 +188,14 @@ http::Awaitable<void> FakeHub::serve_file(http::Request& req, http::ResponseStre
     co_return;
   }
   std::int64_t from = 0;
+  std::int64_t last = -1;  // inclusive end of "bytes=N-M"; -1: to the end
   if (auto range = req.headers.get("Range")) {
     const std::string r(*range);
-    if (r.rfind("bytes=", 0) == 0) from = std::stoll(r.substr(6));
+    if (r.rfind("bytes=", 0) == 0) {
+      from = std::stoll(r.substr(6));
+      const auto dash = r.find('-', 6);
+      if (dash != std::string::npos && dash + 1 < r.size()) last = std::stoll(r.substr(dash + 1));
+    }
   }
   {
     std::lock_guard lock(mu_);
@@ -208,14 +213,15 @@ http::Awaitable<void> FakeHub::serve_file(http::Request& req, http::ResponseStre
     co_await stream.respond(http::Response::text(404, "no such file"));
     co_return;
   }
-  if (from > size) {
+  if (from > size || (last >= 0 && last < from)) {
     co_await stream.respond(http::Response::text(416, "range not satisfiable"));
     co_return;
   }
+  const std::int64_t stop = last >= 0 ? std::min(last + 1, size) : size;
   http::Headers h{{"Content-Type", "application/octet-stream"}, {"Accept-Ranges", "bytes"}};
   const bool ranged = req.headers.has("Range");
   if (ranged) {
-    h.set("Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(size - 1) + "/" +
+    h.set("Content-Range", "bytes " + std::to_string(from) + "-" + std::to_string(stop - 1) + "/" +
                                std::to_string(size));
   }
   if (!co_await stream.start(ranged ? 206 : 200, std::move(h))) co_return;
@@ -226,8 +232,8 @@ http::Awaitable<void> FakeHub::serve_file(http::Request& req, http::ResponseStre
   std::int64_t sent = 0;
   std::int64_t pos = from;
   auto timer = boost::asio::steady_timer(co_await boost::asio::this_coro::executor);
-  while (pos < size) {
-    auto n = static_cast<std::int64_t>(std::min<std::int64_t>(size - pos, chunk));
+  while (pos < stop) {
+    auto n = static_cast<std::int64_t>(std::min<std::int64_t>(stop - pos, chunk));
     if (fault && fault->cut_after >= 0) n = std::min(n, fault->cut_after - sent);
     if (fault && fault->hold_after >= 0 && sent < fault->hold_after) {
       n = std::min(n, fault->hold_after - sent);
@@ -259,7 +265,7 @@ http::Awaitable<void> FakeHub::serve_file(http::Request& req, http::ResponseStre
       co_await timer.async_wait(boost::asio::use_awaitable);
     }
   }
-  if (fault && fault->cut_after >= 0 && sent >= fault->cut_after && pos < size) {
+  if (fault && fault->cut_after >= 0 && sent >= fault->cut_after && pos < stop) {
     throw std::runtime_error("fake hub: connection cut");
   }
 }

@@ -7,7 +7,7 @@
 ///     <root>/<owner>/<name>/<files...>      one directory per repository
 ///
 ///     HF   GET /api/models/{owner}/{name}/tree/{rev}     [{type, path, size, oid, lfs?}]
-///          GET /{owner}/{name}/resolve/{rev}/{path...}   bytes; Range: bytes=N- → 206
+///          GET /{owner}/{name}/resolve/{rev}/{path...}   bytes; Range: bytes=N- or N-M → 206
 ///     MS   GET /api/v1/models/{owner}/{name}/repo/files   {"Code":200,"Data":{"Files":[...]}}
 ///          GET /api/v1/models/{owner}/{name}/repo?FilePath=...   bytes, ranges as above
 ///

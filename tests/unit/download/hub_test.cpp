@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -64,6 +65,23 @@ class HubTest : public ::testing::TestWithParam<HubKind> {
         },
         keep_going);
   }
+
+  /// fetch_file with parallel range requests for anything of 1 MiB and up.
+  core::Result<void> fetch_segmented(
+      const HubFile& f, std::int64_t* counted = nullptr,
+      std::function<bool()> keep_going = [] { return true; }, int segments = 4) {
+    auto c = client();
+    FetchOptions o;
+    o.segment_threshold = 1 << 20;
+    o.segments = segments;
+    return fetch_file(
+        *c, "org/tiny", default_revision(GetParam()), f, target_,
+        [&](std::int64_t n) {
+          if (counted != nullptr) *counted += n;
+        },
+        keep_going, o);
+  }
+  std::string original(const HubFile& f) { return slurp(dir_ / "hub/org/tiny" / f.path); }
 
   fs::path dir_;
   std::unique_ptr<FakeHub> hub_;
@@ -179,6 +197,190 @@ TEST_P(HubTest, SlowTrickleStillCompletes) {
   hub_->set_fault(f.path, slow);
   ASSERT_TRUE(fetch(f));
   EXPECT_EQ(fs::file_size(target_.dest_dir / f.path), 5000u);
+}
+
+TEST_P(HubTest, SegmentedFetchUsesParallelRangesAndVerifies) {
+  const auto f = listed("model.safetensors");
+  std::int64_t counted = 0;
+  auto r = fetch_segmented(f, &counted);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(counted, f.size);
+  EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+  EXPECT_FALSE(fs::exists(part_path(target_, f)));
+  EXPECT_FALSE(fs::exists(segments_path(target_, f)));
+  auto offsets = hub_->offsets(f.path);
+  std::sort(offsets.begin(), offsets.end());
+  EXPECT_EQ(offsets, (std::vector<std::int64_t>{0, f.size / 4, f.size / 2, f.size * 3 / 4}));
+  // Small files stay one stream.
+  const auto small = listed("sub/dir/extra.bin");
+  ASSERT_TRUE(fetch_segmented(small));
+  EXPECT_EQ(hub_->offsets(small.path), (std::vector<std::int64_t>{0}));
+}
+
+TEST_P(HubTest, SegmentedCutMidSegmentResumesEverySegmentFromItsBytes) {
+  const auto f = listed("model.safetensors");
+  FakeHubFault cut;
+  cut.cut_after = 300 * 1000 + 3;  // inside each ~768 KiB segment
+  cut.times = -1;
+  hub_->set_fault(f.path, cut);
+  std::int64_t first_bytes = 0;
+  auto first = fetch_segmented(f, &first_bytes);
+  ASSERT_FALSE(first);
+  EXPECT_EQ(first.error().code, "hub.unavailable") << first.error().message;
+  EXPECT_FALSE(fs::exists(target_.dest_dir / f.path));  // never visible half-written
+  EXPECT_TRUE(fs::exists(segments_path(target_, f)));
+  EXPECT_GT(first_bytes, 0);
+  EXPECT_EQ(bytes_on_disk(target_, f), first_bytes);  // the sidecar claims what was written
+  hub_->clear_faults();
+  const auto before = hub_->offsets(f.path).size();
+  std::int64_t second_bytes = 0;
+  auto second = fetch_segmented(f, &second_bytes);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(first_bytes + second_bytes, f.size);  // no byte crossed the network twice
+  // At least the segment that was cut goes on from its bytes, not from its start.
+  const auto offsets = hub_->offsets(f.path);
+  bool resumed_mid_segment = false;
+  for (auto i = before; i < offsets.size(); ++i) {
+    if (offsets[i] % (f.size / 4) != 0) resumed_mid_segment = true;
+  }
+  EXPECT_TRUE(resumed_mid_segment);
+  EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+  EXPECT_FALSE(fs::exists(segments_path(target_, f)));
+}
+
+TEST_P(HubTest, SegmentedWrongBytesFailTheHashCheckWithTheReason) {
+  const auto f = listed("model.safetensors");
+  FakeHubFault wrong;
+  wrong.wrong_bytes = true;
+  hub_->set_fault(f.path, wrong);
+  auto r = fetch_segmented(f);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "download.hash_mismatch");
+  EXPECT_NE(r.error().message.find(f.sha256), std::string::npos);
+  EXPECT_FALSE(fs::exists(target_.dest_dir / f.path));
+  EXPECT_FALSE(fs::exists(part_path(target_, f)));
+  EXPECT_FALSE(fs::exists(segments_path(target_, f)));
+  hub_->clear_faults();
+  ASSERT_TRUE(fetch_segmented(f));
+  EXPECT_EQ(sha256_file(target_.dest_dir / f.path).value(), f.sha256);
+}
+
+TEST_P(HubTest, SegmentedStopThenRestartResumesWithANewClient) {
+  const auto f = listed("model.safetensors");
+  std::int64_t first_bytes = 0;
+  auto r = fetch_segmented(f, &first_bytes, [&] { return first_bytes < 1024 * 1024; });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "hub.aborted");
+  EXPECT_EQ(bytes_on_disk(target_, f), first_bytes);
+  EXPECT_LT(first_bytes, f.size);
+  // A restart: a new client (and a new process would read the same sidecar), other options.
+  std::int64_t second_bytes = 0;
+  auto again = fetch_segmented(
+      f, &second_bytes, [] { return true; }, 8);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(first_bytes + second_bytes, f.size);  // the layout on disk wins over the options
+  EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+}
+
+TEST_P(HubTest, ASidecarInDoubtStartsTheFileOver) {
+  const auto f = listed("model.safetensors");
+  std::int64_t first_bytes = 0;
+  ASSERT_FALSE(fetch_segmented(f, &first_bytes, [&] { return first_bytes < 1024 * 1024; }));
+  { std::ofstream(segments_path(target_, f), std::ios::trunc) << "openstation-segments 1\nsize 3"; }
+  EXPECT_EQ(bytes_on_disk(target_, f), 0);
+  std::int64_t counted = 0;
+  ASSERT_TRUE(fetch_segmented(f, &counted));
+  EXPECT_EQ(counted, f.size);
+  EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+}
+
+TEST_P(HubTest, AOneStreamPrefixSeedsTheSegments) {
+  const auto f = listed("model.safetensors");
+  std::int64_t first_bytes = 0;
+  ASSERT_FALSE(fetch(f, &first_bytes, [&] { return first_bytes < 1024 * 1024; }));
+  const auto have = bytes_on_disk(target_, f);
+  ASSERT_GT(have, 0);
+  std::int64_t counted = 0;
+  auto r = fetch_segmented(f, &counted);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(counted, f.size - have);
+  EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+}
+
+TEST_P(HubTest, ALargeStreamCutAtAnUnalignedByteResumesExactly) {
+  // Large enough for the writer thread (straight to the device, aligned buffers): the .part must
+  // still hold exactly the bytes that arrived, and the resume start at an unaligned offset.
+  hub_->add_random_file("org/tiny", "big.bin", (40 << 20) + 123, 11);
+  const auto f = listed("big.bin");
+  FakeHubFault cut;
+  cut.cut_after = (5 << 20) + 77;
+  hub_->set_fault(f.path, cut);
+  std::int64_t first_bytes = 0;
+  auto first = fetch(f, &first_bytes);
+  ASSERT_FALSE(first);
+  EXPECT_EQ(first.error().code, "hub.unavailable") << first.error().message;
+  EXPECT_EQ(first_bytes, (5 << 20) + 77);
+  EXPECT_EQ(bytes_on_disk(target_, f), (5 << 20) + 77);
+  std::int64_t second_bytes = 0;
+  auto second = fetch(f, &second_bytes);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second_bytes, f.size - ((5 << 20) + 77));
+  EXPECT_EQ(hub_->offsets(f.path), (std::vector<std::int64_t>{0, (5 << 20) + 77}));
+  EXPECT_EQ(sha256_file(target_.dest_dir / f.path).value(), f.sha256);
+  EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+}
+
+TEST_P(HubTest, ALargeStreamStoppedKeepsEveryByteItCounted) {
+  hub_->add_random_file("org/tiny", "big.bin", (24 << 20) + 5, 12);
+  const auto f = listed("big.bin");
+  std::int64_t first_bytes = 0;
+  auto r = fetch(f, &first_bytes, [&] { return first_bytes < (9 << 20) + 3; });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "hub.aborted");
+  EXPECT_EQ(bytes_on_disk(target_, f), first_bytes);
+  std::int64_t second_bytes = 0;
+  ASSERT_TRUE(fetch(f, &second_bytes));
+  EXPECT_EQ(first_bytes + second_bytes, f.size);
+  EXPECT_EQ(sha256_file(target_.dest_dir / f.path).value(), f.sha256);
+}
+
+/// A hub that only implements fetch(): fetch_range's default reads it and stops at the end.
+class FetchOnly final : public HubClient {
+ public:
+  explicit FetchOnly(HubClient& inner) : inner_(inner) {}
+  HubKind kind() const override { return inner_.kind(); }
+  core::Result<std::vector<HubFile>> list_files(std::string_view repo,
+                                                std::string_view revision) override {
+    return inner_.list_files(repo, revision);
+  }
+  core::Result<void> fetch(std::string_view repo, std::string_view revision, std::string_view path,
+                           std::int64_t offset, const ChunkSink& sink,
+                           const std::function<bool()>& keep_going) override {
+    return inner_.fetch(repo, revision, path, offset, sink, keep_going);
+  }
+
+ private:
+  HubClient& inner_;
+};
+
+TEST_P(HubTest, FetchRangeReadsExactlyTheRange) {
+  const auto f = listed("model.safetensors");
+  auto c = client();
+  FetchOnly plain(*c);
+  for (HubClient* h : {static_cast<HubClient*>(c.get()), static_cast<HubClient*>(&plain)}) {
+    std::string got;
+    auto r = h->fetch_range(
+        "org/tiny", default_revision(GetParam()), f.path, 1000, 1000 + 700 * 1024,
+        [&](std::string_view b) {
+          got.append(b);
+          return true;
+        },
+        [] { return true; });
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(got, original(f).substr(1000, 700 * 1024));
+  }
+  EXPECT_TRUE(c->concurrent_fetches());
+  EXPECT_FALSE(plain.concurrent_fetches());
 }
 
 INSTANTIATE_TEST_SUITE_P(Hubs, HubTest,
