@@ -1,10 +1,15 @@
-// bench/download: the hub client's throughput (libcurl ranges, SHA-256 streamed, .part + fsync +
-// rename, as the download queue runs it) against the curl command line fetching the same file
-// from the same fake hub in the same run. Prints MB/s for each and the ratio (target ≥ 0.95).
+// bench/download: the hub client's throughput (libcurl ranges, SHA-256, .part + fsync + rename,
+// as the download queue runs it) against the curl command line fetching the same files from the
+// same fake hub in the same run. Two cases: one large file (one stream and parallel range
+// requests, one row per segment count) and many small files (one curl invocation fetching them
+// all over one connection, against fetch_file per file as the queue runs them). Each round runs
+// every peer once, in an order rotated from round to round; the report gives each peer's median
+// MB/s and the ratios against plain curl (target >= 0.95) and against curl followed by an fsync
+// of its files (the same durability as ours, which syncs before the rename).
 //
-//     os-download-bench [--size-mb 512] [--runs 3] [--dir /tmp/os-download-bench]
-//
-// A third peer, curl followed by an fsync of its file, shows what the durability costs.
+//     os-download-bench [--size-mb 512] [--rounds 5] [--segments 1,2,4,8]
+//                       [--small-files 200] [--small-kb 256] [--dir /tmp/os-download-bench]
+//                       [--only NAME]   (only the peers whose name contains NAME: profiling)
 
 #include "download/fetch.hpp"
 #include "download/hub.hpp"
@@ -15,8 +20,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iostream>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -26,27 +35,102 @@ namespace {
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const auto n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::atoi(item.c_str()));
+  return out;
+}
+
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = 0;
+  in >> l;
+  return l;
+}
+
+/// One peer of a case: a name and a run that returns the seconds it took (negative: failed).
+struct Peer {
+  std::string name;
+  std::function<double()> run;
+  std::vector<double> mbps{};
+};
+
+/// Runs `peers` for `rounds` rounds, rotating their order, and prints the table.
+void run_case(const std::string& title, std::int64_t bytes, int rounds, std::vector<Peer>& peers,
+              const std::string& only) {
+  if (!only.empty()) {  // profiling one peer: no ratios
+    std::erase_if(peers, [&](const Peer& p) { return p.name.find(only) == std::string::npos; });
+    for (int r = 0; r < rounds; ++r) {
+      for (auto& p : peers) {
+        const double s = p.run();
+        std::printf("%s: %s %.0f MB/s\n", title.c_str(), p.name.c_str(),
+                    static_cast<double>(bytes) / s / 1e6);
+      }
+    }
+    return;
+  }
+  for (int r = 0; r < rounds; ++r) {
+    for (std::size_t k = 0; k < peers.size(); ++k) {
+      auto& p = peers[(k + static_cast<std::size_t>(r)) % peers.size()];
+      const double s = p.run();
+      if (s <= 0) {
+        std::cerr << p.name << " failed\n";
+        std::exit(1);
+      }
+      p.mbps.push_back(static_cast<double>(bytes) / s / 1e6);
+    }
+    std::cerr << title << ": round " << r + 1 << "/" << rounds << " done (load " << load_average()
+              << ")\n";
+  }
+  const double curl = median(peers[0].mbps);
+  const double curl_sync = median(peers[1].mbps);
+  std::printf("\n%s, %d rounds (median MB/s; min-max)\n\n", title.c_str(), rounds);
+  std::printf("| peer | MB/s | min-max | vs curl | vs curl + fsync |\n|---|---:|---:|---:|---:|\n");
+  for (const auto& p : peers) {
+    const double m = median(p.mbps);
+    const auto [lo, hi] = std::minmax_element(p.mbps.begin(), p.mbps.end());
+    std::printf(
+        "| %s | %.0f | %.0f-%.0f | %.3f%s | %.3f |\n", p.name.c_str(), m, *lo, *hi, m / curl,
+        p.name.rfind("curl", 0) == 0 ? "" : (m / curl >= 0.95 ? " PASS" : " below"), m / curl_sync);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::int64_t size_mb = 512;
-  int runs = 3;
+  int rounds = 5;
+  std::vector<int> segments = {1, 2, 4, 8};
+  int small_files = 200;
+  std::int64_t small_kb = 256;
   fs::path dir = fs::temp_directory_path() / "os-download-bench";
+  std::string only;  // run only the peers whose name contains this (for profiling)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--size-mb")
       size_mb = std::atoll(argv[i + 1]);
-    else if (a == "--runs")
-      runs = std::atoi(argv[i + 1]);
+    else if (a == "--rounds" || a == "--runs")
+      rounds = std::atoi(argv[i + 1]);
+    else if (a == "--segments")
+      segments = parse_list(argv[i + 1]);
+    else if (a == "--small-files")
+      small_files = std::atoi(argv[i + 1]);
+    else if (a == "--small-kb")
+      small_kb = std::atoll(argv[i + 1]);
     else if (a == "--dir")
       dir = argv[i + 1];
+    else if (a == "--only")
+      only = argv[i + 1];
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -55,67 +139,104 @@ int main(int argc, char** argv) {
   fs::remove_all(dir);
   testing_support::FakeHub hub(dir / "hub");
   const std::int64_t size = size_mb * 1024 * 1024;
-  hub.add_random_file("org/bench", "model.safetensors", size, 42);
+  if (size > 0) hub.add_random_file("org/bench", "model.safetensors", size, 42);
+  for (int i = 0; i < small_files; ++i) {
+    hub.add_random_file("org/small", "f" + std::to_string(i) + ".bin", small_kb * 1024,
+                        static_cast<std::uint32_t>(i + 1));
+  }
   download::HubOptions options;
   options.endpoint = hub.url();
   auto client = download::make_hub_client(download::HubKind::huggingface, options);
-  auto files = client->list_files("org/bench", "main");
-  if (!files || files->size() != 1) {
-    std::cerr << "listing failed\n";
-    return 1;
+  const fs::path out = dir / "out";
+
+  std::printf(
+      "os-download-bench: fake hub on loopback (in this process, 2 I/O threads), "
+      "%u CPUs, load average at start %.2f\n",
+      std::thread::hardware_concurrency(), load_average());
+
+  // curl with `args`, then (when `sync`) coreutils sync of the files it wrote.
+  const auto curl_peer = [&](const std::string& name, std::string args,
+                             std::vector<fs::path> written, bool sync) {
+    return Peer{name, [=] {
+                  fs::remove_all(out);
+                  fs::create_directories(out);
+                  std::string cmd = "curl -sSf " + args;
+                  if (sync) {
+                    cmd += " && sync";
+                    for (const auto& w : written) cmd += " '" + w.string() + "'";
+                  }
+                  const auto t0 = std::chrono::steady_clock::now();
+                  if (std::system(cmd.c_str()) != 0) return -1.0;
+                  return seconds_since(t0);
+                }};
+  };
+  // fetch_file for each of `files` in turn, as the download queue runs them.
+  const auto ours = [&](const std::string& name, std::string repo,
+                        std::vector<download::HubFile> files, download::FetchOptions o) {
+    return Peer{name, [&client, &out, repo, files, o] {
+                  fs::remove_all(out);
+                  const download::FileTarget target{out / "staging", out / "dest"};
+                  const auto t0 = std::chrono::steady_clock::now();
+                  for (const auto& f : files) {
+                    auto ok = download::fetch_file(
+                        *client, repo, "main", f, target, [](std::int64_t) {}, [] { return true; },
+                        o);
+                    if (!ok) {
+                      std::cerr << "fetch failed: " << ok.error().message << "\n";
+                      return -1.0;
+                    }
+                  }
+                  return seconds_since(t0);
+                }};
+  };
+
+  if (size > 0) {
+    auto files = client->list_files("org/bench", "main");
+    if (!files || files->size() != 1) {
+      std::cerr << "listing failed\n";
+      return 1;
+    }
+    const std::string url = hub.url() + "/org/bench/resolve/main/model.safetensors";
+    const fs::path dst = out / "curl.bin";
+    const std::string args = "-o '" + dst.string() + "' '" + url + "'";
+    std::vector<Peer> peers = {curl_peer("curl", args, {dst}, false),
+                               curl_peer("curl + fsync", args, {dst}, true)};
+    for (const int k : segments) {
+      download::FetchOptions o;
+      o.segments = k;
+      o.segment_threshold = 1;
+      peers.push_back(
+          ours(k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments",
+               "org/bench", *files, o));
+    }
+    run_case("one file of " + std::to_string(size_mb) + " MiB", size, rounds, peers, only);
   }
-  const auto file = files->front();
-  const std::string url = hub.url() + "/org/bench/resolve/main/model.safetensors";
 
-  std::vector<double> ours;
-  std::vector<double> curl;
-  std::vector<double> curl_sync;
-  for (int r = 0; r < runs; ++r) {
-    // curl: the same bytes to a file on the same disk.
-    fs::remove(dir / "curl.bin");
-    auto t0 = std::chrono::steady_clock::now();
-    const std::string cmd = "curl -sSf -o '" + (dir / "curl.bin").string() + "' '" + url + "'";
-    if (std::system(cmd.c_str()) != 0) {
-      std::cerr << "curl failed: " << cmd << "\n";
+  if (small_files > 0) {
+    auto files = client->list_files("org/small", "main");
+    if (!files || files->size() != static_cast<std::size_t>(small_files)) {
+      std::cerr << "listing failed\n";
       return 1;
     }
-    curl.push_back(static_cast<double>(size) / seconds_since(t0) / 1e6);
-
-    // curl, then fsync of its file (coreutils sync FILE): the same durability as ours, which
-    // syncs before the rename.
-    fs::remove(dir / "curl.bin");
-    t0 = std::chrono::steady_clock::now();
-    const std::string synced = cmd + " && sync '" + (dir / "curl.bin").string() + "'";
-    if (std::system(synced.c_str()) != 0) {
-      std::cerr << "curl failed: " << synced << "\n";
-      return 1;
+    // One curl invocation for all of them (it keeps the connection), URLs in a config file.
+    const fs::path config = dir / "curl-small.conf";
+    std::vector<fs::path> written;
+    {
+      std::ofstream c(config);
+      for (const auto& f : *files) {
+        written.push_back(out / f.path);
+        c << "url = \"" << hub.url() << "/org/small/resolve/main/" << f.path << "\"\n"
+          << "output = \"" << (out / f.path).string() << "\"\n";
+      }
     }
-    curl_sync.push_back(static_cast<double>(size) / seconds_since(t0) / 1e6);
-
-    // ours: fetch_file as the download queue runs it.
-    fs::remove_all(dir / "staging");
-    fs::remove_all(dir / "dest");
-    const download::FileTarget target{dir / "staging", dir / "dest"};
-    t0 = std::chrono::steady_clock::now();
-    auto ok = download::fetch_file(
-        *client, "org/bench", "main", file, target, [](std::int64_t) {}, [] { return true; });
-    if (!ok) {
-      std::cerr << "fetch failed: " << ok.error().message << "\n";
-      return 1;
-    }
-    ours.push_back(static_cast<double>(size) / seconds_since(t0) / 1e6);
+    const std::string args = "-K '" + config.string() + "'";
+    std::vector<Peer> peers = {curl_peer("curl", args, written, false),
+                               curl_peer("curl + fsync", args, written, true),
+                               ours("fetch_file per file", "org/small", *files, {})};
+    run_case(std::to_string(small_files) + " files of " + std::to_string(small_kb) + " KiB",
+             static_cast<std::int64_t>(small_files) * small_kb * 1024, rounds, peers, only);
   }
-  const double o = median(ours);
-  const double c = median(curl);
-  const double cs = median(curl_sync);
-  std::printf("file: %lld MiB from the fake hub on loopback, %d runs (medians)\n",
-              static_cast<long long>(size_mb), runs);
-  std::printf("curl (command line, no hash, no fsync): %8.1f MB/s\n", c);
-  std::printf("curl, then fsync of the file:           %8.1f MB/s\n", cs);
-  std::printf("openstation fetch_file (SHA-256, fsync): %8.1f MB/s\n", o);
-  std::printf("ratio against curl: %.3f (target >= 0.95) %s\n", o / c,
-              o / c >= 0.95 ? "PASS" : "BELOW TARGET");
-  std::printf("ratio against curl + fsync: %.3f\n", o / cs);
+  std::printf("\nload average at the end: %.2f\n", load_average());
   fs::remove_all(dir);
   return 0;
 }
