@@ -8,11 +8,12 @@
 namespace openstation::agent {
 
 Daemon::Daemon(DaemonOptions options, Supervisor& supervisor,
-               std::function<std::string()> inventory, const core::Clock& clock)
+               std::function<std::string()> inventory, const core::Clock& clock, ModelSync* sync)
     : options_(std::move(options)),
       supervisor_(supervisor),
       inventory_(std::move(inventory)),
       clock_(clock),
+      sync_(sync),
       client_(options_.server_url, options_.request_timeout, options_.tls) {}
 
 Daemon::~Daemon() {
@@ -83,6 +84,20 @@ core::Result<void> Daemon::handle_unauthorized() {
   return {};
 }
 
+InstanceReport Daemon::preparing_report(const std::string& id, const std::string& model_id) const {
+  InstanceReport r;
+  r.id = id;
+  r.state = "preparing";
+  const auto st = sync_ != nullptr ? sync_->status(model_id) : std::nullopt;
+  if (st) {
+    r.bytes_done = st->bytes_done;
+    r.bytes_total = st->bytes_total;
+    r.reason = st->reason;
+  }
+  if (r.reason.empty()) r.reason = "checking the model files of " + model_id + " on this node";
+  return r;
+}
+
 HeartbeatRequest Daemon::build_heartbeat() const {
   HeartbeatRequest req;
   req.inventory_json = inventory_ ? inventory_() : std::string();
@@ -95,6 +110,9 @@ HeartbeatRequest Daemon::build_heartbeat() const {
   if (identity_) req.node_id = identity_->node_id;
   for (const auto& [id, r] : rejected_) {
     if (!seen.count(id)) req.instances.push_back(r);
+  }
+  for (const auto& [id, model_id] : preparing_) {
+    if (!seen.count(id)) req.instances.push_back(preparing_report(id, model_id));
   }
   return req;
 }
@@ -134,9 +152,25 @@ core::Result<bool> Daemon::watch_once(std::chrono::seconds wait) {
   }
   if (!set) return set.error();
 
+  if (auto applied = apply(*set); !applied) {
+    // The set as a whole is invalid (a duplicate or bad id): keep running the previous set and
+    // report the reason; the next poll brings the server's corrected set.
+    return applied.error();
+  }
+  std::lock_guard lock(mutex_);
+  const bool changed = set->generation != generation_;
+  generation_ = set->generation;
+  return changed;
+}
+
+core::Result<void> Daemon::apply(const AssignmentSet& set) {
+  std::lock_guard apply_lock(apply_mutex_);
+  const std::uint64_t sync_version = sync_ ? sync_->version() : 0;
   std::vector<InstanceSpec> specs;
   std::map<std::string, InstanceReport> rejected;
-  for (const auto& a : set->instances) {
+  std::map<std::string, std::string> preparing;
+  std::map<std::string, InstanceSpec> applied;
+  for (const auto& a : set.instances) {
     auto spec = to_spec(a, options_.engines);
     if (!spec) {
       InstanceReport r;
@@ -146,19 +180,37 @@ core::Result<bool> Daemon::watch_once(std::chrono::seconds wait) {
       rejected[a.id] = r;
       continue;
     }
+    if (sync_ != nullptr && a.model_sync && !a.model_id.empty()) {
+      const auto st = sync_->request(a.model_id, a.model_path);
+      if (st.state == ModelSyncStatus::State::ready) {
+        if (!st.local_path.empty()) {
+          spec->argv = rewrite_model_path(std::move(spec->argv), a.model_path, st.local_path);
+        }
+      } else if (const auto prev = applied_.find(a.id); prev != applied_.end()) {
+        *spec = prev->second;  // it runs already: keep it while its model is checked
+      } else if (st.state == ModelSyncStatus::State::failed) {
+        InstanceReport r;
+        r.id = a.id;
+        r.state = "failed";
+        r.reason = st.reason;
+        rejected[a.id] = r;
+        continue;
+      } else {
+        preparing[a.id] = a.model_id;
+        continue;
+      }
+    }
+    applied[a.id] = *spec;
     specs.push_back(std::move(*spec));
   }
-  auto applied = supervisor_.reconcile(std::move(specs));
-  if (!applied) {
-    // The set as a whole is invalid (a duplicate or bad id): keep running the previous set and
-    // report the reason; the next poll brings the server's corrected set.
-    return applied.error();
-  }
+  if (auto r = supervisor_.reconcile(std::move(specs)); !r) return r.error();
+  last_set_ = set;
+  applied_ = std::move(applied);
+  applied_sync_version_ = sync_version;
   std::lock_guard lock(mutex_);
-  const bool changed = set->generation != generation_;
-  generation_ = set->generation;
   rejected_ = std::move(rejected);
-  return changed;
+  preparing_ = std::move(preparing);
+  return {};
 }
 
 std::chrono::milliseconds Daemon::backoff(unsigned failures) const {
@@ -168,6 +220,17 @@ std::chrono::milliseconds Daemon::backoff(unsigned failures) const {
 }
 
 bool Daemon::poll() {
+  if (sync_ != nullptr) {
+    std::optional<AssignmentSet> again;
+    {
+      std::lock_guard lock(apply_mutex_);
+      if (last_set_ && sync_->version() != applied_sync_version_) again = last_set_;
+    }
+    if (again) {
+      if (auto r = apply(*again); !r)
+        spdlog::warn("applying the assignments: {}", r.error().message);
+    }
+  }
   supervisor_.tick();
   const auto now = clock_.steady_now();
   bool due = false;
@@ -180,6 +243,7 @@ bool Daemon::poll() {
       std::map<std::string, std::string> states;
       for (const auto& s : supervisor_.snapshot()) states[s.id] = std::string(to_string(s.state));
       for (const auto& [id, r] : rejected_) states.emplace(id, r.state);
+      for (const auto& [id, _] : preparing_) states.emplace(id, "preparing");
       due = states != last_states_;
     }
   }

@@ -8,6 +8,13 @@
 ///              is due? → heartbeat (inventory + every instance's status)
 ///     watch thread: long poll of the assignments → the WHOLE set → supervisor.reconcile()
 ///
+/// With a ModelSync, an assignment whose model lives on the server's model store (model_sync)
+/// reaches the supervisor only once its files are on this node: until then the heartbeat reports
+/// it "preparing" with the pull's progress (or "failed" with the pull's reason), and its argv is
+/// rewritten to the node's copy (rewrite_model_path). When a pull ends, the loop thread applies
+/// the last set again. An instance the supervisor already runs keeps its spec while its model is
+/// being checked (after an agent restart).
+///
 /// Level-triggered: every watch answer carries the whole desired set, so a lost answer or a missed
 /// generation heals on the next poll. When the server is unreachable, calls fail and are retried
 /// with exponential backoff (heartbeats timed on the injected clock in poll(); the watch thread
@@ -19,6 +26,7 @@
 /// deterministically; run() and stop() wrap them in the two threads.
 
 #include "agent/agent_client.hpp"
+#include "agent/model_sync.hpp"
 #include "agent/protocol.hpp"
 #include "agent/supervisor.hpp"
 #include "core/clock.hpp"
@@ -60,8 +68,10 @@ class Daemon {
  public:
   /// `inventory` returns the node's inventory as JSON text (inventory_to_json serialised); it is
   /// called for registration and for each heartbeat. Supervisor and clock must outlive the daemon.
+  /// `sync` (may be null: model paths are used as the server sends them) must outlive the
+  /// daemon too.
   Daemon(DaemonOptions options, Supervisor& supervisor, std::function<std::string()> inventory,
-         const core::Clock& clock);
+         const core::Clock& clock, ModelSync* sync = nullptr);
   ~Daemon();  ///< stop()
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -100,8 +110,13 @@ class Daemon {
 
  private:
   core::Result<NodeIdentity> register_node();
+  /// Turns the set into specs (holding back those whose model is not on the node yet) and
+  /// reconciles the supervisor.
+  core::Result<void> apply(const AssignmentSet& set);
   core::Result<void> handle_unauthorized();
   HeartbeatRequest build_heartbeat() const;
+  /// The "preparing" report of an assignment waiting for its model (call with mutex_ held).
+  InstanceReport preparing_report(const std::string& id, const std::string& model_id) const;
   std::chrono::milliseconds backoff(unsigned failures) const;
   void watch_loop();
   void main_loop();
@@ -110,12 +125,19 @@ class Daemon {
   Supervisor& supervisor_;
   std::function<std::string()> inventory_;
   const core::Clock& clock_;
+  ModelSync* sync_;
   AgentClient client_;
+
+  std::mutex apply_mutex_;  ///< one apply() at a time (watch and loop threads)
+  std::optional<AssignmentSet> last_set_;
+  std::uint64_t applied_sync_version_ = 0;
+  std::map<std::string, InstanceSpec> applied_;  ///< id → the spec given to the supervisor
 
   mutable std::mutex mutex_;
   std::optional<NodeIdentity> identity_;
   std::uint64_t generation_ = 0;
   std::map<std::string, InstanceReport> rejected_;  ///< assignments that could not be specs
+  std::map<std::string, std::string> preparing_;    ///< assignment id → model id being pulled
   std::map<std::string, std::string> last_states_;  ///< id → state at the last heartbeat
   bool heartbeat_sent_ = false;
   std::chrono::steady_clock::time_point next_heartbeat_{};

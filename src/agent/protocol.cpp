@@ -91,13 +91,17 @@ json::object report_object(const InstanceReport& m) {
                       {"restarts", m.restarts},
                       {"reason", m.reason},
                       {"last_log_lines", string_array(m.last_log_lines)},
-                      {"adopted", m.adopted}};
+                      {"adopted", m.adopted},
+                      {"bytes_done", m.bytes_done},
+                      {"bytes_total", m.bytes_total}};
 }
 
 InstanceReport parse_report(const json::value& v, const std::string& path) {
   const auto& o = cj::as_object(v, path);
-  cj::reject_unknown(
-      o, {"id", "state", "pid", "ports", "restarts", "reason", "last_log_lines", "adopted"}, path);
+  cj::reject_unknown(o,
+                     {"id", "state", "pid", "ports", "restarts", "reason", "last_log_lines",
+                      "adopted", "bytes_done", "bytes_total"},
+                     path);
   InstanceReport r;
   r.id = cj::get_string(o, "id", path);
   r.state = cj::get_string(o, "state", path);
@@ -119,6 +123,9 @@ InstanceReport parse_report(const json::value& v, const std::string& path) {
   r.reason = cj::opt_string(o, "reason", path).value_or("");
   r.last_log_lines = strings_of(o, "last_log_lines", path);
   r.adopted = cj::opt_bool(o, "adopted", path).value_or(false);
+  constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+  r.bytes_done = ranged_int(o, "bytes_done", path, 0, kMax, 0);
+  r.bytes_total = ranged_int(o, "bytes_total", path, 0, kMax, 0);
   return r;
 }
 
@@ -133,7 +140,9 @@ json::object assignment_object(const Assignment& m) {
                       {"health_path", m.health_path},
                       {"ports_needed", m.ports_needed},
                       {"startup_timeout_s", m.startup_timeout_s},
-                      {"model_path", m.model_path}};
+                      {"model_path", m.model_path},
+                      {"model_id", m.model_id},
+                      {"model_sync", m.model_sync}};
 }
 
 Assignment parse_assignment(const json::value& v, const std::string& path) {
@@ -158,6 +167,8 @@ Assignment parse_assignment(const json::value& v, const std::string& path) {
   a.startup_timeout_s =
       static_cast<std::uint32_t>(ranged_int(o, "startup_timeout_s", path, 1, 7 * 24 * 3600, 600));
   a.model_path = cj::opt_string(o, "model_path", path).value_or("");
+  a.model_id = cj::opt_string(o, "model_id", path).value_or("");
+  a.model_sync = cj::opt_bool(o, "model_sync", path).value_or(false);
   return a;
 }
 
@@ -200,6 +211,63 @@ std::string to_json(const AssignmentSet& m) {
   for (const auto& a : m.instances) instances.emplace_back(assignment_object(a));
   return json::serialize(
       json::object{{"generation", m.generation}, {"instances", std::move(instances)}});
+}
+
+std::string to_json(const ModelManifest& m) {
+  json::array files;
+  for (const auto& f : m.files) {
+    files.push_back(json::object{{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
+  }
+  return json::serialize(json::object{{"model_id", m.model_id},
+                                      {"name", m.name},
+                                      {"path", m.path},
+                                      {"single_file", m.single_file},
+                                      {"store_root", m.store_root},
+                                      {"store_id", m.store_id},
+                                      {"files", std::move(files)}});
+}
+
+core::Result<ModelManifest> parse_model_manifest(std::string_view text) {
+  return cj::capture([&] {
+    const auto v = parse_text(text, "model manifest");
+    const auto& o = cj::as_object(v, "");
+    ModelManifest m;
+    m.model_id = cj::get_string(o, "model_id", "");
+    m.name = cj::opt_string(o, "name", "").value_or("");
+    m.path = cj::get_string(o, "path", "");
+    m.single_file = cj::opt_bool(o, "single_file", "").value_or(false);
+    m.store_root = cj::opt_string(o, "store_root", "").value_or("");
+    m.store_id = cj::opt_string(o, "store_id", "").value_or("");
+    const auto* files = o.if_contains("files");
+    if (files == nullptr) {
+      throw core::ErrorException(
+          core::invalid("protocol.missing_field", "files is required", "files"));
+    }
+    const auto& arr = cj::as_array(*files, "files");
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      const std::string p = "files[" + std::to_string(i) + "]";
+      const auto& fo = cj::as_object(arr[i], p);
+      ManifestFile f;
+      f.path = cj::get_string(fo, "path", p);
+      f.size = ranged_int(fo, "size", p, 0, std::numeric_limits<std::int64_t>::max(), 0);
+      f.sha256 = cj::opt_string(fo, "sha256", p).value_or("");
+      bool ok = !f.path.empty() && f.path.front() != '/' &&
+                f.path.find('\\') == std::string::npos && f.path.find('\0') == std::string::npos;
+      for (std::size_t start = 0; ok && start <= f.path.size();) {
+        const auto end = std::min(f.path.find('/', start), f.path.size());
+        const auto seg = std::string_view(f.path).substr(start, end - start);
+        ok = !seg.empty() && seg != "." && seg != "..";
+        start = end + 1;
+      }
+      if (!ok) {
+        throw core::ErrorException(core::invalid(
+            "protocol.bad_field",
+            p + ".path \"" + f.path + "\" is not a relative path inside the model", p + ".path"));
+      }
+      m.files.push_back(std::move(f));
+    }
+    return m;
+  });
 }
 
 core::Result<RegisterRequest> parse_register_request(std::string_view text) {
@@ -325,6 +393,14 @@ core::Result<InstanceSpec> to_spec(const Assignment& a,
   spec.health_path = a.health_path;
   spec.startup_timeout = std::chrono::seconds(a.startup_timeout_s);
   return spec;
+}
+
+std::optional<std::string> read_store_id(const std::filesystem::path& store_root) {
+  auto text = cj::read_file(store_root / kStoreMarkerName, 4096);
+  if (!text) return std::nullopt;
+  auto id = std::string(core::trim(*text));
+  if (id.empty()) return std::nullopt;
+  return id;
 }
 
 std::filesystem::path identity_path(const std::filesystem::path& data_dir) {

@@ -25,6 +25,9 @@ namespace openstation::agent {
 inline constexpr std::string_view kRegisterPath = "/api/v1/agent/register";
 inline constexpr std::string_view kHeartbeatPath = "/api/v1/agent/heartbeat";
 inline constexpr std::string_view kAssignmentsPath = "/api/v1/agent/assignments";
+/// GET {kModelsPath}/{model id}/manifest and GET {kModelsPath}/{model id}/files/{relative path}:
+/// a model's files on the server's model store, for node sync (model_sync.hpp).
+inline constexpr std::string_view kModelsPath = "/api/v1/agent/models";
 
 /// POST /api/v1/agent/register — a new node joins with the cluster's join token.
 struct RegisterRequest {
@@ -54,6 +57,10 @@ struct InstanceReport {
   std::string reason;
   std::vector<std::string> last_log_lines;
   bool adopted = false;
+  /// While the state is "preparing" (model files being pulled from the server): bytes of the
+  /// model on this node so far and in all; 0/0 otherwise.
+  std::int64_t bytes_done = 0;
+  std::int64_t bytes_total = 0;
   bool operator==(const InstanceReport&) const = default;
 };
 
@@ -83,7 +90,13 @@ struct Assignment {
   std::string health_path = "/health";  ///< empty: running once launched
   unsigned ports_needed = 1;
   std::uint32_t startup_timeout_s = 600;
-  std::string model_path;  ///< where the model's files are on this node (informational here)
+  /// The model's path as the server knows it. With `model_sync`, argv elements equal to it or
+  /// starting with "<model_path>/" are rewritten to the node's copy when the node pulled one.
+  std::string model_path;
+  std::string model_id;  ///< the library's model id ("mdl_..."); empty for catalog-only models
+  /// True when the files live on the server's model store: a node that lacks them (not on
+  /// storage shared with the server) pulls them before the launch (model_sync.hpp).
+  bool model_sync = false;
   bool operator==(const Assignment&) const = default;
 };
 
@@ -93,6 +106,34 @@ struct AssignmentSet {
   std::vector<Assignment> instances;
   bool operator==(const AssignmentSet&) const = default;
 };
+
+/// One file of a model on the server's model store.
+struct ManifestFile {
+  std::string path;  ///< relative to the model's path, '/'-separated
+  std::int64_t size = 0;
+  std::string sha256;  ///< lower-case hex
+  bool operator==(const ManifestFile&) const = default;
+};
+
+/// GET /api/v1/agent/models/{id}/manifest — what a node needs to pull a model or to tell that it
+/// already sees the server's copy (storage shared with the server).
+struct ModelManifest {
+  std::string model_id;
+  std::string name;
+  std::string path;          ///< the model's path on the server (a directory, or one file)
+  bool single_file = false;  ///< `path` is one file (a .gguf); `files` holds its name alone
+  std::string store_root;    ///< the server's model store (server.model_dir)
+  std::string store_id;      ///< the random id in <store_root>/.openstation-store
+  std::vector<ManifestFile> files;
+  bool operator==(const ModelManifest&) const = default;
+};
+
+/// The marker file at the root of the server's model store holding the store's random id. A
+/// node that reads the same id at the manifest's store_root shares the server's storage.
+inline constexpr std::string_view kStoreMarkerName = ".openstation-store";
+/// The id in <store_root>/.openstation-store (whitespace trimmed); nullopt when the file is not
+/// there, unreadable or empty.
+std::optional<std::string> read_store_id(const std::filesystem::path& store_root);
 
 /// How a configured engine is launched (config's `[engines.<name>]`).
 struct EngineCommand {
@@ -108,6 +149,7 @@ std::string to_json(const HeartbeatRequest& m);
 std::string to_json(const HeartbeatResponse& m);
 std::string to_json(const Assignment& m);
 std::string to_json(const AssignmentSet& m);
+std::string to_json(const ModelManifest& m);
 
 /// Parsers. Errors: "protocol.bad_json" (parse_error) for text that is not JSON, and the core::json
 /// errors (invalid_argument, naming the field) for a wrong type, a missing field or, in requests,
@@ -117,6 +159,9 @@ core::Result<NodeIdentity> parse_node_identity(std::string_view json);
 core::Result<HeartbeatRequest> parse_heartbeat_request(std::string_view json);
 core::Result<HeartbeatResponse> parse_heartbeat_response(std::string_view json);
 core::Result<AssignmentSet> parse_assignment_set(std::string_view json);
+/// Also checks every file path (relative, no "..", no empty or "." segments, no backslash or
+/// NUL: "protocol.bad_field") and that sizes are not negative.
+core::Result<ModelManifest> parse_model_manifest(std::string_view json);
 
 /// The heartbeat's view of a supervisor status.
 InstanceReport to_report(const InstanceStatus& status);

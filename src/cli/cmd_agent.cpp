@@ -163,7 +163,18 @@ void run_daemon(const DaemonFlags& flags, Context& ctx) {
   agent::HttpReadinessProbe probe;
   agent::SystemPortChecker checker;
   agent::Supervisor supervisor(so, launcher, probe, checker, clock);
-  agent::Daemon daemon(dopt, supervisor, inventory, clock);
+  // Node sync: models on the server's model store are pulled into <data_dir>/models/ before
+  // their instances start. The token is the daemon's current one (it may register again).
+  agent::Daemon* daemon_ptr = nullptr;
+  agent::ServerModelSource model_source(dopt.server_url, dopt.tls, [&daemon_ptr] {
+    return daemon_ptr != nullptr ? daemon_ptr->node_token() : std::string();
+  });
+  agent::ModelSyncOptions sync_options;
+  sync_options.data_dir = c.data_dir;
+  sync_options.always_pull = a.model_sync == "always";
+  agent::ModelSync model_sync(sync_options, model_source, clock);
+  agent::Daemon daemon(dopt, supervisor, inventory, clock, &model_sync);
+  daemon_ptr = &daemon;
   auto started = daemon.start();
   if (!started) {
     ctx.fail(started.error());
@@ -184,6 +195,7 @@ void run_daemon(const DaemonFlags& flags, Context& ctx) {
   spdlog::info("{} received; stopping the agent", sig == SIGINT ? "SIGINT" : "SIGTERM");
   api.stop();
   daemon.stop();
+  model_sync.stop();
   if (flags.stop_instances_on_exit) {
     (void)supervisor.reconcile({});
     const auto deadline = std::chrono::steady_clock::now() + a.stop_grace + std::chrono::seconds(5);

@@ -157,8 +157,18 @@ class LocalAgent {
     for (const auto& [name, engine] : config_.engines) {
       d.engines[name] = agent::EngineCommand{engine.command, engine.env};
     }
+    // Node sync: the local agent shares the server's storage (the store's marker says so), so
+    // it pulls nothing unless agent.model_sync = "always".
+    model_source_ = std::make_unique<agent::ServerModelSource>(d.server_url, d.tls, [this] {
+      std::lock_guard lock(mutex_);
+      return daemon_ ? daemon_->node_token() : std::string();
+    });
+    agent::ModelSyncOptions sync_options;
+    sync_options.data_dir = config_.data_dir;
+    sync_options.always_pull = a.model_sync == "always";
+    model_sync_ = std::make_unique<agent::ModelSync>(sync_options, *model_source_, clock_);
     auto daemon = std::make_unique<agent::Daemon>(
-        d, *supervisor_, [this] { return inventory_json(); }, clock_);
+        d, *supervisor_, [this] { return inventory_json(); }, clock_, model_sync_.get());
     auto started = daemon->start();
     if (!started) return started.error();
     {
@@ -175,6 +185,7 @@ class LocalAgent {
   void stop() {
     if (api_) api_->stop();
     if (daemon_) daemon_->stop();
+    if (model_sync_) model_sync_->stop();
   }
 
   const std::string& node_name() const { return node_name_; }
@@ -201,6 +212,8 @@ class LocalAgent {
   agent::SystemPortChecker checker_;
   std::unique_ptr<agent::Supervisor> supervisor_;
   std::unique_ptr<agent::AgentApi> api_;
+  std::unique_ptr<agent::ServerModelSource> model_source_;
+  std::unique_ptr<agent::ModelSync> model_sync_;
   std::mutex mutex_;
   std::unique_ptr<agent::Daemon> daemon_;
 };

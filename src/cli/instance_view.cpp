@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <cstdio>
+
 namespace openstation::cli {
 
 namespace {
@@ -19,6 +21,19 @@ std::string pending_reasons(const boost::json::value& instance, std::string_view
     out += node.empty() ? message : node + ": " + message;
   }
   return out;
+}
+
+/// The state, with the model pull's percentage while preparing ("preparing 35.2%").
+std::string state_cell(const boost::json::value& instance) {
+  std::string state = cell(instance, "state");
+  const auto* o = instance.if_object();
+  const auto* p = o ? o->if_contains("progress") : nullptr;
+  if (p == nullptr || !p->is_object()) return state;
+  const auto* pct = p->as_object().if_contains("percent");
+  if (pct == nullptr || !pct->is_number()) return state;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, " %.1f%%", pct->to_number<double>());
+  return state + buf;
 }
 
 }  // namespace
@@ -40,7 +55,7 @@ Table instance_table(const boost::json::array& instances, bool with_service) {
   for (const auto& i : instances) {
     std::vector<std::string> row = {cell(i, "id"),
                                     cell(i, "service"),
-                                    cell(i, "state"),
+                                    state_cell(i),
                                     cell(i, "nodes"),
                                     cell(i, "port"),
                                     cell(i, "restarts"),
@@ -53,7 +68,7 @@ Table instance_table(const boost::json::array& instances, bool with_service) {
 }
 
 std::string instance_progress(const boost::json::value& instance) {
-  std::string line = "instance " + cell(instance, "id") + ": " + cell(instance, "state");
+  std::string line = "instance " + cell(instance, "id") + ": " + state_cell(instance);
   // The per-node reasons say more than the summary in state_reason; show one or the other.
   const std::string pending = pending_reasons(instance, "\n  ");
   const std::string reason = str_field(instance, "state_reason");

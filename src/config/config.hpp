@@ -107,6 +107,9 @@ struct AgentConfig {
   std::chrono::milliseconds crash_loop_window{std::chrono::minutes(10)};
   std::chrono::milliseconds stop_grace{std::chrono::seconds(30)};  ///< SIGTERM → SIGKILL
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(5)};
+  /// Node sync of models on the server's model store: "auto" pulls them unless the node shares
+  /// the server's storage (detected by the store's marker); "always" keeps a copy on the node.
+  std::string model_sync = "auto";
   bool operator==(const AgentConfig&) const = default;
 };
 

@@ -218,6 +218,7 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   register_event_routes(s, ctx);
   register_node_routes(s, ctx, *impl->assignments, *impl->reconciler, *impl->agents);
   register_model_routes(s, ctx, *impl->agents);
+  register_model_file_routes(s, ctx);
   register_service_routes(s, ctx, *impl->assignments, *impl->reconciler);
   register_gateway_routes(s, ctx, *impl->gateway_wake);
   register_download_routes(s, ctx, *impl->downloads);

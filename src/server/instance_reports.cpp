@@ -10,6 +10,7 @@ using store::InstanceState;
 
 /// The store state a supervisor state means; nullopt: no change.
 std::optional<InstanceState> map_state(std::string_view s) {
+  if (s == "preparing") return InstanceState::preparing;
   if (s == "starting") return InstanceState::starting;
   if (s == "running") return InstanceState::running;
   if (s == "unhealthy" || s == "backoff" || s == "crash_loop") return InstanceState::unhealthy;
@@ -21,6 +22,7 @@ std::optional<InstanceState> map_state(std::string_view s) {
 int severity(InstanceState s) {
   switch (s) {
     case InstanceState::running: return 0;
+    case InstanceState::preparing:
     case InstanceState::starting: return 1;
     case InstanceState::unhealthy: return 2;
     case InstanceState::failed: return 3;

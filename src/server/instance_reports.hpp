@@ -6,7 +6,8 @@
 /// process; the instance's state is the head's (rank 0), degraded when any other rank is worse:
 /// a failed rank makes the instance failed, an unhealthy (or restarting) one makes it unhealthy.
 ///
-/// The supervisor's states map as follows: starting → starting, running → running, unhealthy,
+/// The supervisor's states map as follows (plus the agent's own "preparing": model files being
+/// pulled → preparing): starting → starting, running → running, unhealthy,
 /// backoff and crash_loop → unhealthy (the agent keeps restarting it; the reason says so),
 /// failed → failed (it cannot be started at all until its specification changes), stopping → no
 /// change (the agent is stopping it because the server asked). Reports never change an instance

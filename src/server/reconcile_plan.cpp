@@ -392,6 +392,8 @@ InstanceAssignments build_assignments(std::string_view instance_id, std::string_
     a.service = std::string(service_name);
     a.env = np.env;
     a.model_path = plan.model_path;
+    a.model_id = options.model_id;
+    a.model_sync = options.model_sync && !plan.model_path.empty();
     a.startup_timeout_s = options.startup_timeout_s;
     std::vector<std::string> argv = np.argv;
     const bool ray_worker = !argv.empty() && argv.front() == "ray";

@@ -135,6 +135,8 @@ struct AssignmentOptions {
   std::string engine_name;  ///< the configured engine name (its command prefixes argv)
   std::string health_path = "/health";
   std::uint32_t startup_timeout_s = 600;
+  std::string model_id{};   ///< the library's model id
+  bool model_sync = false;  ///< the files live on the server's model store (nodes may pull them)
 };
 
 /// One agent::Assignment per node of the placement, keyed by node id: the plan's argv after the

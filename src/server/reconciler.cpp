@@ -263,8 +263,16 @@ core::Result<void> Reconciler::apply(const Action& a,
   std::set<std::string> touched;
   std::string created_id;
 
-  auto assignment_options = [&] {
+  auto assignment_options = [&](store::Store& tx) {
     AssignmentOptions o;
+    if (svc) {
+      // A model without a node lives on the server's model store (a hub download): nodes that
+      // do not share that storage pull its files before the launch.
+      if (auto m = tx.models().get(svc->model_id)) {
+        o.model_id = m->id;
+        o.model_sync = !m->node_id && !m->path.empty();
+      }
+    }
     o.engine_name = svc && !svc->engine.empty()
                         ? svc->engine
                         : engine_name_for(options_.engines, a.placement->plan.engine);
@@ -284,7 +292,7 @@ core::Result<void> Reconciler::apply(const Action& a,
     if (!made) return made.error();
     created_id = made->id;
     if (a.placement) {
-      const auto o = assignment_options();
+      const auto o = assignment_options(tx);
       made->node_ids = a.placement->node_ids;
       made->assignment_json =
           assignments_to_json(build_assignments(made->id, svc ? svc->name : "", *a.placement, o));
@@ -318,7 +326,7 @@ core::Result<void> Reconciler::apply(const Action& a,
         if (!i) return i.error();
         if (!*i) return {};
         auto& inst = **i;
-        const auto o = assignment_options();
+        const auto o = assignment_options(tx);
         inst.state = InstanceState::scheduled;
         inst.state_reason.clear();
         inst.node_ids = a.placement->node_ids;

@@ -161,6 +161,10 @@ std::vector<Field> build_fixed() {
                    "SIGTERM, then SIGKILL after this"));
   v.push_back(make("agent.heartbeat_interval", Kind::duration, OS_TARGET(agent.heartbeat_interval),
                    "How often the agent reports"));
+  v.push_back(with_choices(make("agent.model_sync", Kind::choice, OS_TARGET(agent.model_sync),
+                                "auto: pull server-store models unless on shared storage; always: "
+                                "always keep a copy on the node"),
+                           {"auto", "always"}));
 
   v.push_back(with_choices(make("hub.default_source", Kind::choice, OS_TARGET(hub.default_source),
                                 "Where catalog models download from"),

@@ -17,6 +17,7 @@
 #include "server/auth/login_limiter.hpp"
 #include "server/auth/password.hpp"
 #include "server/auth/session.hpp"
+#include "server/instance_progress.hpp"
 #include "store/store.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -85,6 +86,8 @@ class ApiContext {
   const config::Config& config() const { return options_.config; }
   bool secure_cookies() const { return options_.secure_cookies; }
   auth::LoginLimiter& login_limiter() { return *limiter_; }
+  /// The model-file progress of preparing instances, from the agents' heartbeats.
+  InstanceProgress& instance_progress() { return progress_; }
   /// Idle timeout = config server.session_ttl; absolute = 7 days (or the idle timeout when that
   /// is longer).
   auth::SessionLifetime session_lifetime() const;
@@ -140,6 +143,7 @@ class ApiContext {
   std::unique_ptr<core::Clock> owned_clock_;
   std::unique_ptr<auth::LoginLimiter> limiter_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
+  InstanceProgress progress_;
   std::once_flag dummy_once_;
   std::string dummy_hash_;
 };

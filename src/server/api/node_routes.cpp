@@ -32,6 +32,7 @@ namespace json = boost::json;
 namespace cj = core::json;
 using api_detail::find_node;
 using api_detail::node_json;
+using api_detail::node_of_token;
 
 constexpr std::chrono::seconds kDefaultJoinTtl = std::chrono::hours(24);
 constexpr std::chrono::seconds kMinJoinTtl{60};
@@ -52,13 +53,6 @@ struct NodeRoutes {
   RankReports reports;
 };
 
-core::Error bad_node_token() {
-  return core::Error(core::Errc::unauthorized, "node.bad_token",
-                     "this node token is not known to the server (the node was removed, or the "
-                     "server's database was replaced); the agent registers again with its join "
-                     "token (--token)");
-}
-
 /// Node names: 1–63 characters of letters, digits, '.', '_', '-', starting with a letter or digit
 /// (they appear in paths, logs and engine flags).
 core::Result<void> check_node_name(std::string_view name) {
@@ -73,18 +67,6 @@ core::Result<void> check_node_name(std::string_view name) {
                            "\" is not valid: use 1 to 63 letters, digits, '.', '_' or '-', "
                            "starting with a letter or digit (agent --name)",
                        "name");
-}
-
-/// The node a Bearer node token belongs to. Blocking.
-core::Result<store::Node> node_of_token(store::Store& s, const http::Request& req) {
-  const auto token = auth::bearer_token(req.headers.get_or("Authorization", ""));
-  if (!token || !auth::looks_like_token(*token, auth::TokenKind::node)) return bad_node_token();
-  store::NodeFilter f;
-  f.token_hash = auth::hash_token(*token);
-  auto nodes = s.nodes().list(f, store::PageRequest{1, {}});
-  if (!nodes) return nodes.error();
-  if (nodes->items.empty()) return bad_node_token();
-  return nodes->items.front();
 }
 
 std::string bearer_of(const http::Request& req) {
@@ -433,6 +415,9 @@ core::Result<bool> apply_heartbeat(NodeRoutes& r, const store::Node& authed,
       r.report_node[rep.id] = authed.id;
       r.reports[rep.id] = RankReport{authed.name, rep};
       touched.insert(instance_of_assignment(rep.id));
+      const bool pulling = rep.state == "preparing" && rep.bytes_total > 0;
+      r.ctx.instance_progress().report(instance_of_assignment(rep.id), rep.id,
+                                       pulling ? rep.bytes_done : 0, pulling ? rep.bytes_total : 0);
     }
     snapshot = r.reports;
   }

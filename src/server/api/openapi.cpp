@@ -174,6 +174,8 @@ std::string normalize_api_path(std::string_view path) {
     }
     out += path[i];
   }
+  // A router wildcard ("/files/*": the rest of the path) is documented as one parameter.
+  if (out.size() >= 2 && out.ends_with("/*")) out.replace(out.size() - 1, 1, "{}");
   return out;
 }
 

@@ -36,7 +36,8 @@ core::Result<boost::json::object> merge_openapi(const std::vector<OpenApiFragmen
                                                 std::string_view version);
 
 /// A path with its parameter names blanked ("/api/v1/nodes/{id}" → "/api/v1/nodes/{}"), so a
-/// route's pattern and a documented path compare equal whatever their parameters are called.
+/// route's pattern and a documented path compare equal whatever their parameters are called; a
+/// router wildcard ("/files/*") counts as one parameter ("/files/{}").
 std::string normalize_api_path(std::string_view path);
 
 }  // namespace openstation::server

@@ -42,6 +42,11 @@ void register_node_routes(http::Server& server, ApiContext& ctx, AssignmentNotif
 /// The same `agents` as register_node_routes.
 void register_model_routes(http::Server& server, ApiContext& ctx, AgentLink& agents);
 
+/// /api/v1/agent/models/{id}/manifest and /api/v1/agent/models/{id}/files/* (node sync: a
+/// model's files on the server's model store, with range requests; node token). Writes the
+/// store's marker (<model dir>/.openstation-store) when it is not there yet.
+void register_model_file_routes(http::Server& server, ApiContext& ctx);
+
 /// /api/v1/services* (deploy, list, show, scale, delete) and /api/v1/instances* (add on chosen
 /// nodes, remove with drain, check).
 void register_service_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& assignments,

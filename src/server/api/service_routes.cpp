@@ -13,6 +13,7 @@
 #include "server/api/context.hpp"
 #include "server/api/detail/nodes.hpp"
 #include "server/api/routes.hpp"
+#include "server/instance_progress.hpp"
 #include "server/reconcile_plan.hpp"
 #include "server/reconciler.hpp"
 
@@ -135,8 +136,18 @@ json::value endpoint_of(store::Store& s, const store::Instance& i) {
   return json::value("http://" + n->address + ":" + std::to_string(i.port));
 }
 
+/// {bytes_done, bytes_total, percent} while the instance's nodes pull its model files; null
+/// otherwise.
+json::value progress_json(const store::Instance& i, const InstanceProgress& progress) {
+  if (i.state != InstanceState::preparing) return nullptr;
+  const auto p = progress.get(i.id);
+  if (!p) return nullptr;
+  return json::object{
+      {"bytes_done", p->bytes_done}, {"bytes_total", p->bytes_total}, {"percent", p->percent()}};
+}
+
 json::object instance_json(store::Store& s, const store::Instance& i, const std::string& service,
-                           const NodeNames& names) {
+                           const NodeNames& names, const InstanceProgress& progress) {
   json::array reasons;
   if (i.state == InstanceState::pending) {
     for (const auto& r : scheduler::parse_reasons(i.state_reason)) {
@@ -155,18 +166,20 @@ json::object instance_json(store::Store& s, const store::Instance& i, const std:
       {"pending_reasons", std::move(reasons)},
       {"created_at", format_time(i.created_at)},
       {"updated_at", format_time(i.updated_at)},
-      {"endpoint", endpoint_of(s, i)}};
+      {"endpoint", endpoint_of(s, i)},
+      {"progress", progress_json(i, progress)}};
 }
 
 core::Result<json::object> service_json(store::Store& s, const store::Service& v,
-                                        const NodeNames& names) {
+                                        const NodeNames& names, const InstanceProgress& progress) {
   auto model = s.models().get(v.model_id);
   store::InstanceFilter f;
   f.service_id = v.id;
   auto insts = s.instances().list(f, store::PageRequest{0, {}});
   if (!insts) return insts.error();
   json::array instances;
-  for (const auto& i : insts->items) instances.push_back(instance_json(s, i, v.name, names));
+  for (const auto& i : insts->items)
+    instances.push_back(instance_json(s, i, v.name, names, progress));
   return json::object{{"id", v.id},
                       {"name", v.name},
                       {"model", model ? model->name : v.model_id},
@@ -430,7 +443,7 @@ http::Awaitable<http::Response> create_service(ServiceRoutes& r, http::Request& 
           {{"name", made.name}, {"model", model->name}, {"replicas", made.replicas}});
     });
     if (!tx) return tx.error();
-    return service_json(s, made, node_names(s));
+    return service_json(s, made, node_names(s), r.ctx.instance_progress());
   });
   if (!out) co_return error_response(out.error());
   r.reconcile.trigger();
@@ -449,7 +462,7 @@ http::Awaitable<http::Response> list_services(ServiceRoutes& r, http::Request& r
     const auto names = node_names(s);
     json::array items;
     for (const auto& v : list->items) {
-      auto j = service_json(s, v, names);
+      auto j = service_json(s, v, names, r.ctx.instance_progress());
       if (!j) return j.error();
       items.push_back(std::move(*j));
     }
@@ -467,7 +480,7 @@ http::Awaitable<http::Response> get_service(ServiceRoutes& r, http::Request& req
     store::Store& s = r.ctx.store();
     auto v = find_service(s, id);
     if (!v) return v.error();
-    return service_json(s, *v, node_names(s));
+    return service_json(s, *v, node_names(s), r.ctx.instance_progress());
   });
   if (!out) co_return error_response(out.error());
   co_return json_response(*out);
@@ -534,7 +547,7 @@ http::Awaitable<http::Response> update_service(ServiceRoutes& r, http::Request& 
       return ApiContext::audit_in(t, caller->actor(), "service.update", "service", v->id, changes);
     });
     if (!tx) return tx.error();
-    return service_json(s, updated, node_names(s));
+    return service_json(s, updated, node_names(s), r.ctx.instance_progress());
   });
   if (!out) co_return error_response(out.error());
   r.reconcile.trigger();
@@ -561,7 +574,7 @@ http::Awaitable<http::Response> delete_service(ServiceRoutes& r, http::Request& 
                                   {{"name", v->name}});
     });
     if (!tx) return tx.error();
-    return service_json(s, marked, node_names(s));
+    return service_json(s, marked, node_names(s), r.ctx.instance_progress());
   });
   if (!out) co_return error_response(out.error());
   r.reconcile.trigger();
@@ -596,7 +609,7 @@ http::Awaitable<http::Response> list_instances(ServiceRoutes& r, http::Request& 
         auto v = s.services().get(i.service_id);
         name = v ? v->name : i.service_id;
       }
-      items.push_back(instance_json(s, i, name, names));
+      items.push_back(instance_json(s, i, name, names, r.ctx.instance_progress()));
     }
     return json::object{{"items", std::move(items)}, {"next_cursor", list->next_cursor}};
   });
@@ -613,7 +626,8 @@ http::Awaitable<http::Response> get_instance(ServiceRoutes& r, http::Request& re
     auto i = find_instance(s, id);
     if (!i) return i.error();
     auto v = s.services().get(i->service_id);
-    return instance_json(s, *i, v ? v->name : i->service_id, node_names(s));
+    return instance_json(s, *i, v ? v->name : i->service_id, node_names(s),
+                         r.ctx.instance_progress());
   });
   if (!out) co_return error_response(out.error());
   co_return json_response(*out);
@@ -666,7 +680,7 @@ http::Awaitable<http::Response> add_instance(ServiceRoutes& r, http::Request& re
       return ApiContext::audit_in(t, caller->actor(), "instance.add", "instance", made.id, detail);
     });
     if (!tx) return tx.error();
-    return instance_json(s, made, svc->name, node_names(s));
+    return instance_json(s, made, svc->name, node_names(s), r.ctx.instance_progress());
   });
   if (!out) co_return error_response(out.error());
   r.reconcile.trigger();
@@ -718,7 +732,8 @@ http::Awaitable<http::Response> remove_instance(ServiceRoutes& r, http::Request&
     if (!tx) return tx.error();
     for (const auto& n : touched) r.assignments.notify(n);
     if (!left) return std::optional<json::object>{};
-    return std::optional<json::object>{instance_json(s, *left, service_name, node_names(s))};
+    return std::optional<json::object>{
+        instance_json(s, *left, service_name, node_names(s), r.ctx.instance_progress())};
   });
   if (!out) co_return error_response(out.error());
   r.reconcile.trigger();

@@ -3,6 +3,7 @@
 #include "core/strings.hpp"
 #include "server/agent_link.hpp"
 #include "server/api/context.hpp"
+#include "server/auth/token.hpp"
 
 #include <boost/json.hpp>
 
@@ -136,6 +137,23 @@ core::Result<model::NodeSpec> node_spec(const store::Node& n) {
   auto spec = model::parse_node_json(json::serialize(copy), "node " + n.name + " inventory");
   if (!spec) return spec.error();
   return spec;
+}
+
+core::Result<store::Node> node_of_token(store::Store& s, const http::Request& req) {
+  const auto bad_node_token = [] {
+    return core::Error(core::Errc::unauthorized, "node.bad_token",
+                       "this node token is not known to the server (the node was removed, or the "
+                       "server's database was replaced); the agent registers again with its join "
+                       "token (--token)");
+  };
+  const auto token = auth::bearer_token(req.headers.get_or("Authorization", ""));
+  if (!token || !auth::looks_like_token(*token, auth::TokenKind::node)) return bad_node_token();
+  store::NodeFilter f;
+  f.token_hash = auth::hash_token(*token);
+  auto nodes = s.nodes().list(f, store::PageRequest{1, {}});
+  if (!nodes) return nodes.error();
+  if (nodes->items.empty()) return bad_node_token();
+  return nodes->items.front();
 }
 
 }  // namespace openstation::server::api_detail

@@ -5,6 +5,7 @@
 /// pool.
 
 #include "core/error.hpp"
+#include "http/message.hpp"
 #include "model/node.hpp"
 #include "store/store.hpp"
 
@@ -22,6 +23,10 @@ namespace openstation::server::api_detail {
 /// did-you-mean among the node names.
 core::Result<store::Node> find_node(store::Store& s, std::string_view id_or_name,
                                     std::string_view field = "id");
+
+/// The node a request's "Authorization: Bearer <node token>" belongs to (the agent protocol's
+/// authentication). Error "node.bad_token" (401) for a missing, malformed or unknown token.
+core::Result<store::Node> node_of_token(store::Store& s, const http::Request& req);
 
 /// The stored inventory as JSON, or nullopt when the node has sent none (or it is unreadable).
 std::optional<boost::json::value> node_inventory(const store::Node& n);
