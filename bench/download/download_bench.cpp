@@ -2,18 +2,23 @@
 // as the download queue runs it) against the curl command line fetching the same files from the
 // same fake hub in the same run. Two cases: one large file (one stream and parallel range
 // requests, one row per segment count) and many small files (one curl invocation fetching them
-// all over one connection, against fetch_file per file as the queue runs them). Each round runs
+// all over one connection, against fetch_file per file as the queue runs them), plus one file
+// from a hub that paces each connection (where parallel ranges are meant to pay). Each round runs
 // every peer once, in an order rotated from round to round; the report gives each peer's median
 // MB/s and the ratios against plain curl (target >= 0.95) and against curl followed by an fsync
-// of its files (the same durability as ours, which syncs before the rename).
+// of its files (the same durability as ours, which syncs before the rename), and the CPU seconds
+// per GB each peer used, the fake hub's included (it shares the two cores).
 //
 //     os-download-bench [--size-mb 512] [--rounds 5] [--segments 1,2,4,8]
 //                       [--small-files 200] [--small-kb 256] [--dir /tmp/os-download-bench]
+//                       [--limited-mb 16] [--limited-rounds 3]
 //                       [--only NAME]   (only the peers whose name contains NAME: profiling)
 
 #include "download/fetch.hpp"
 #include "download/hub.hpp"
 #include "support/fake_hub.hpp"
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -58,11 +63,25 @@ double load_average() {
   return l;
 }
 
+/// CPU seconds (user + system) used so far by this process (the fake hub, and fetch_file) and
+/// by its waited-for children (the curl command lines).
+double cpu_seconds() {
+  double total = 0;
+  for (const int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+    rusage u{};
+    ::getrusage(who, &u);
+    total += static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+             static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  }
+  return total;
+}
+
 /// One peer of a case: a name and a run that returns the seconds it took (negative: failed).
 struct Peer {
   std::string name;
   std::function<double()> run;
   std::vector<double> mbps{};
+  std::vector<double> cpu_per_gb{};  ///< CPU seconds per GB moved, hub included
 };
 
 /// Runs `peers` for `rounds` rounds, rotating their order, and prints the table.
@@ -82,12 +101,14 @@ void run_case(const std::string& title, std::int64_t bytes, int rounds, std::vec
   for (int r = 0; r < rounds; ++r) {
     for (std::size_t k = 0; k < peers.size(); ++k) {
       auto& p = peers[(k + static_cast<std::size_t>(r)) % peers.size()];
+      const double cpu0 = cpu_seconds();
       const double s = p.run();
       if (s <= 0) {
         std::cerr << p.name << " failed\n";
         std::exit(1);
       }
       p.mbps.push_back(static_cast<double>(bytes) / s / 1e6);
+      p.cpu_per_gb.push_back((cpu_seconds() - cpu0) / (static_cast<double>(bytes) / 1e9));
     }
     std::cerr << title << ": round " << r + 1 << "/" << rounds << " done (load " << load_average()
               << ")\n";
@@ -95,13 +116,16 @@ void run_case(const std::string& title, std::int64_t bytes, int rounds, std::vec
   const double curl = median(peers[0].mbps);
   const double curl_sync = median(peers[1].mbps);
   std::printf("\n%s, %d rounds (median MB/s; min-max)\n\n", title.c_str(), rounds);
-  std::printf("| peer | MB/s | min-max | vs curl | vs curl + fsync |\n|---|---:|---:|---:|---:|\n");
+  std::printf(
+      "| peer | MB/s | min-max | vs curl | vs curl + fsync | CPU s/GB |\n"
+      "|---|---:|---:|---:|---:|---:|\n");
   for (const auto& p : peers) {
     const double m = median(p.mbps);
     const auto [lo, hi] = std::minmax_element(p.mbps.begin(), p.mbps.end());
-    std::printf(
-        "| %s | %.0f | %.0f-%.0f | %.3f%s | %.3f |\n", p.name.c_str(), m, *lo, *hi, m / curl,
-        p.name.rfind("curl", 0) == 0 ? "" : (m / curl >= 0.95 ? " PASS" : " below"), m / curl_sync);
+    std::printf("| %s | %.1f | %.1f-%.1f | %.3f%s | %.3f | %.2f |\n", p.name.c_str(), m, *lo, *hi,
+                m / curl,
+                p.name.rfind("curl", 0) == 0 ? "" : (m / curl >= 0.95 ? " PASS" : " below"),
+                m / curl_sync, median(p.cpu_per_gb));
   }
 }
 
@@ -114,6 +138,8 @@ int main(int argc, char** argv) {
   int small_files = 200;
   std::int64_t small_kb = 256;
   fs::path dir = fs::temp_directory_path() / "os-download-bench";
+  std::int64_t limited_mb = 16;  // 0: skip the paced-hub case
+  int limited_rounds = 3;
   std::string only;  // run only the peers whose name contains this (for profiling)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -129,6 +155,10 @@ int main(int argc, char** argv) {
       small_kb = std::atoll(argv[i + 1]);
     else if (a == "--dir")
       dir = argv[i + 1];
+    else if (a == "--limited-mb")
+      limited_mb = std::atoll(argv[i + 1]);
+    else if (a == "--limited-rounds")
+      limited_rounds = std::atoi(argv[i + 1]);
     else if (a == "--only")
       only = argv[i + 1];
     else {
@@ -210,6 +240,36 @@ int main(int argc, char** argv) {
                "org/bench", *files, o));
     }
     run_case("one file of " + std::to_string(size_mb) + " MiB", size, rounds, peers, only);
+  }
+
+  if (limited_mb > 0) {
+    // A hub that paces each connection (4 KiB, then a 1 ms pause: at most ~4 MB/s per
+    // connection, as CDNs and mirrors often cap one connection): where parallel ranges pay.
+    hub.add_random_file("org/limited", "model.safetensors", limited_mb << 20, 43);
+    testing_support::FakeHubFault paced;
+    paced.trickle_delay = std::chrono::milliseconds(1);
+    hub.set_fault("model.safetensors", paced);
+    auto files = client->list_files("org/limited", "main");
+    if (!files || files->size() != 1) {
+      std::cerr << "listing failed\n";
+      return 1;
+    }
+    const std::string url = hub.url() + "/org/limited/resolve/main/model.safetensors";
+    const fs::path dst = out / "curl.bin";
+    const std::string args = "-o '" + dst.string() + "' '" + url + "'";
+    std::vector<Peer> peers = {curl_peer("curl", args, {dst}, false),
+                               curl_peer("curl + fsync", args, {dst}, true)};
+    for (const int k : segments) {
+      download::FetchOptions o;
+      o.segments = k;
+      o.segment_threshold = 1;
+      peers.push_back(
+          ours(k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments",
+               "org/limited", *files, o));
+    }
+    run_case("one file of " + std::to_string(limited_mb) + " MiB from a hub pacing each connection",
+             limited_mb << 20, limited_rounds, peers, only);
+    hub.clear_faults();
   }
 
   if (small_files > 0) {
