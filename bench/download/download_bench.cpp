@@ -238,6 +238,10 @@ int main(int argc, char** argv) {
       peers.push_back(
           ours(k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments",
                "org/bench", *files, o));
+      if (k <= 1) {  // the same through the page cache (sync_file_range), for comparison
+        o.direct_io = false;
+        peers.push_back(ours("fetch_file, one stream, page cache", "org/bench", *files, o));
+      }
     }
     run_case("one file of " + std::to_string(size_mb) + " MiB", size, rounds, peers, only);
   }

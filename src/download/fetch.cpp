@@ -454,7 +454,7 @@ class StreamWriter {
 core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::string_view revision,
                                 const HubFile& file, const fs::path& part, const fs::path& dest,
                                 const std::function<void(std::int64_t)>& on_bytes,
-                                const std::function<bool()>& keep_going) {
+                                const std::function<bool()>& keep_going, bool direct_io) {
   std::error_code ec;
   std::int64_t have = 0;
   if (const auto s = fs::file_size(part, ec); !ec) have = static_cast<std::int64_t>(s);
@@ -473,8 +473,9 @@ core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::stri
   std::optional<core::Error> write_error;
   if (written < file.size) {
     // Large enough to be worth a writer thread: straight to the device (see StreamWriter).
-    Fd direct(file.size - have >= kDirectMin ? ::open(part.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT)
-                                             : -1);
+    Fd direct(direct_io && file.size - have >= kDirectMin
+                  ? ::open(part.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT)
+                  : -1);
     StreamWriter writer(out.get(), direct.get(), have, hash);
     auto fetched = hub.fetch(
         repo, revision, file.path, written,
@@ -772,7 +773,8 @@ core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string
   if (segmented) {
     return fetch_segments(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
   }
-  return fetch_stream(hub, repo, revision, file, part, dest, on_bytes, keep_going);
+  return fetch_stream(hub, repo, revision, file, part, dest, on_bytes, keep_going,
+                      options.direct_io);
 }
 
 }  // namespace openstation::download

@@ -87,6 +87,9 @@ struct FetchOptions {
   /// Seconds between checkpoints of a segmented download (fdatasync, then the sidecar): what a
   /// crash may cost. A stop, a cut or any other error checkpoints at once.
   std::chrono::milliseconds checkpoint_interval{5000};
+  /// One stream of 16 MiB or more goes through the O_DIRECT writer thread (see fetch.cpp's
+  /// StreamWriter); false: through the page cache with sync_file_range, as segments do.
+  bool direct_io = true;
 };
 
 /// Fetches `file` (see the diagram above) with the default FetchOptions. `on_bytes(n)` is
