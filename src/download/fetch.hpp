@@ -81,8 +81,9 @@ struct FetchOptions {
   /// Files of at least this many bytes are fetched as parallel range requests, when the hub
   /// allows concurrent fetches (HubClient::concurrent_fetches); smaller ones as one stream.
   std::int64_t segment_threshold = 64ll << 20;
-  /// Segments (and connections) of such a file; 1 or less: always one stream. The default is
-  /// the best of 1, 2, 4 and 8 in bench/download on loopback (docs/performance-download.md).
+  /// Segments (and connections) of such a file; 1 or less: always one stream. The default comes
+  /// from bench/download (docs/performance-download.md): 3.5x one stream from a hub that paces
+  /// each connection, within the noise of one stream on loopback.
   int segments = 4;
   /// Seconds between checkpoints of a segmented download (fdatasync, then the sidecar): what a
   /// crash may cost. A stop, a cut or any other error checkpoints at once.
