@@ -13,10 +13,12 @@
 # BUILD_DIR holds openstation, fake-engine and os-loadgen (cmake -DOPENSTATION_BENCH=ON).
 # Knobs (environment): BENCH_RATE (fixed rate, req/s, 400), BENCH_SECONDS (per measurement, 10),
 # BENCH_ROUNDS (rounds of rate and saturation, paths interleaved, the median kept, 3),
-# BENCH_WRK_CONNECTIONS (32), BENCH_SSE_STREAMS (concurrent streams, 50),
-# BENCH_SSE_TOKENS_PER_SEC (20), BENCH_HOLD_STREAMS (10000), BENCH_THREADS (gateway threads =
+# BENCH_WRK_CONNECTIONS (32), BENCH_SSE_STREAMS (concurrent streams, 50; 0 skips the SSE test),
+# BENCH_SSE_TOKENS_PER_SEC (20), BENCH_HOLD_STREAMS (10000; 0 skips the memory test), BENCH_THREADS (gateway threads =
 # nginx workers = engine threads, 2), BENCH_LOGS (a directory that gets the logs at the end),
-# BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
+# BENCH_NGINX_LOG=1 (nginx writes a buffered access log, as the gateway writes a call log per
+# request; off by default, the stricter comparison), BENCH_SETUP_ONLY=FILE (set up, write the URLs, key and pids to FILE, wait until killed: for
+# profiling by hand), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
 set -u
 build=$(realpath "${1:?usage: bench/gateway/run.sh BUILD_DIR}")
 src=$(realpath "$(dirname "$0")/../..")
@@ -162,7 +164,11 @@ for svc in fast paced idle; do nginx_port[$svc]=$(free_port); done
   echo "daemon off;"
   echo "events { worker_connections $fd_limit; }"
   echo "http {"
-  echo "  access_log off;"
+  if [ -n "${BENCH_NGINX_LOG:-}" ]; then  # nginx logs every request too, buffered like the call logs
+    echo "  access_log $work/nginx/access.log combined buffer=64k flush=1s;"
+  else
+    echo "  access_log off;"
+  fi
   echo "  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;"
   echo "  fastcgi_temp_path $work/nginx/fcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;"
   echo "  keepalive_requests 10000000; keepalive_timeout 75s;"
@@ -206,6 +212,17 @@ for p in $paths; do  # every path answers before anything is measured
     "$(url "$p" fast)" >/dev/null || fail "a chat completion through $p failed"
 done
 results=$work/results.jsonl
+if [ -n "${BENCH_SETUP_ONLY:-}" ]; then  # for profiling by hand: keep everything up until killed
+  {
+    for p in $paths; do echo "url_$p=$(url "$p" fast)"; done
+    echo "key=$key"
+    echo "server_pid=$server_pid"
+    echo "nginx_pids=\"$nginx_pid $(pgrep -P "$nginx_pid" | tr "\n" " ")\""
+    echo "body=$work/fast.json"
+  } >"$BENCH_SETUP_ONLY"
+  say "set up; the URLs, key and pids are in $BENCH_SETUP_ONLY; waiting until killed"
+  while :; do sleep 3600; done
+fi
 
 # rss_kib PID...: the summed VmRSS of the processes.
 rss_kib() {
@@ -270,6 +287,7 @@ done
 
 # --- SSE: added latency per event -------------------------------------------------------------------
 for p in $paths; do
+  [ "$sse_streams" -gt 0 ] || break
   say "$p: $sse_streams concurrent streams at $sse_rate tokens/s for ${seconds}s"
   out=$("$loadgen" sse "$(url "$p" paced)" --key "$(key_for "$p")" --body "$work/paced.json" \
     --streams "$sse_streams" --duration "$seconds" --label "$p") ||
@@ -310,17 +328,20 @@ hold() {  # hold PATH PID...: holds $hold_streams streams through PATH, prints t
     "$work/hold.json" >>"$results"
   say "$p: $open streams open, RSS $before KiB → $during KiB"
 }
-say "holding $hold_streams streams through nginx"
-hold nginx $(nginx_pids)
-say "holding $hold_streams streams through the gateway"
-hold gateway "$server_pid"
+if [ "$hold_streams" -gt 0 ]; then
+  say "holding $hold_streams streams through nginx"
+  hold nginx $(nginx_pids)
+  say "holding $hold_streams streams through the gateway"
+  hold gateway "$server_pid"
+fi
 
 # --- the report ---------------------------------------------------------------------------------------
 python3 - "$results" "$rate" "$seconds" "$rounds" "$wrk_conns" "$sse_streams" "$sse_rate" \
-  "$threads" "$(nproc)" "${hold_note:-}" <<'PY'
+  "$threads" "$(nproc)" "${hold_note:-}" "${BENCH_NGINX_LOG:+on}" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rate, seconds, rounds, conns, sse_streams, sse_rate, threads, cpus, note = sys.argv[2:11]
+nginx_log = len(sys.argv) > 11 and sys.argv[11] == "on"
 paths = ["direct", "nginx", "gateway"]
 def pick(mode, path):
     return [r for r in rows if r["mode"] == mode and r["label"] == path]
@@ -331,7 +352,9 @@ def ratio(a, b):
     return "—" if a is None or not b else "%.2f" % (a / b)
 def ms(us):
     return "—" if us is None else "%.2f" % (us / 1000)
-print("Machine: %s CPUs; gateway threads = nginx workers = engine threads = %s." % (cpus, threads))
+print("Machine: %s CPUs; gateway threads = nginx workers = engine threads = %s; nginx access log: %s"
+      " (the gateway writes a call log per request either way)." % (
+          cpus, threads, "on, buffered" if nginx_log else "off"))
 print()
 print("**Small chat completions at a fixed rate** (%s req/s open loop, %s s, median of %s rounds;"
       " latency counted from when each request was due):" % (rate, seconds, rounds))

@@ -19,7 +19,6 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <variant>
@@ -31,13 +30,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Idle keep-alive connections per upstream ("host:port").
+/// Idle keep-alive connections per upstream ("host:port") of one I/O thread: only that thread
+/// touches it (its connections belong to that thread's io_context), so it has no lock.
 class UpstreamPool {
  public:
   explicit UpstreamPool(std::size_t max_idle) : max_idle_(max_idle) {}
 
   std::optional<http::Connection> take(const std::string& key) {
-    std::lock_guard lock(mutex_);
     auto it = idle_.find(key);
     if (it == idle_.end() || it->second.empty()) return std::nullopt;
     http::Connection c = std::move(it->second.back());
@@ -47,19 +46,15 @@ class UpstreamPool {
 
   void give(const std::string& key, http::Connection c) {
     if (!c.reusable()) return;
-    std::lock_guard lock(mutex_);
-    auto& v = idle_[key];
-    if (v.size() < max_idle_) v.push_back(std::move(c));
+    auto it = idle_.find(key);
+    if (it == idle_.end()) it = idle_.try_emplace(key).first;
+    if (it->second.size() < max_idle_) it->second.push_back(std::move(c));
   }
 
-  void clear() {
-    std::lock_guard lock(mutex_);
-    idle_.clear();
-  }
+  void clear() { idle_.clear(); }
 
  private:
   std::size_t max_idle_;
-  std::mutex mutex_;
   std::unordered_map<std::string, std::vector<http::Connection>> idle_;
 };
 
@@ -92,8 +87,7 @@ struct Gateway::Impl {
         loads(l),
         sink(s),
         clock(c),
-        limiter(c, {options.config.requests_per_minute, options.config.tokens_per_minute}),
-        pool(options.max_idle_per_upstream) {}
+        limiter(c, {options.config.requests_per_minute, options.config.tokens_per_minute}) {}
 
   http::ServerOptions server_options() const {
     http::ServerOptions so;
@@ -116,7 +110,10 @@ struct Gateway::Impl {
   CallLogSink& sink;
   const core::Clock& clock;
   RateLimiter limiter;
-  UpstreamPool pool;
+  /// One pool per I/O thread, keyed by that thread's io_context; filled before the server
+  /// starts, read-only afterwards (each pool is touched only by its own thread).
+  std::vector<std::pair<const boost::asio::execution_context*, std::unique_ptr<UpstreamPool>>>
+      pools;
   Metrics metrics;
   std::atomic<bool> draining{false};
   std::unique_ptr<http::Server> server;
@@ -161,17 +158,35 @@ struct Gateway::Impl {
 
   static std::string key_of(const Upstream& u) { return u.host + ":" + std::to_string(u.port); }
 
+  /// The pool of the I/O thread that runs `ex` (null for an executor that is not one of the
+  /// server's: nothing is pooled then).
+  UpstreamPool* pool_of(const boost::asio::any_io_executor& ex) {
+    const auto* ctx = &ex.context();
+    for (auto& [c, p] : pools) {
+      if (c == ctx) return p.get();
+    }
+    return nullptr;
+  }
+
+  /// Returns a connection to the pool of the current I/O thread.
+  http::Awaitable<void> give_back(const Upstream& u, http::Connection conn) {
+    if (auto* p = pool_of(co_await boost::asio::this_coro::executor)) {
+      p->give(key_of(u), std::move(conn));
+    }
+  }
+
   /// A connection to `u`: an idle pooled one (`reused` set), or a new one.
   http::Awaitable<core::Result<http::Connection>> connect(const Upstream& u, bool fresh,
                                                           bool& reused) {
     reused = false;
+    auto ex = co_await boost::asio::this_coro::executor;
     if (!fresh) {
-      if (auto c = pool.take(key_of(u))) {
+      auto* p = pool_of(ex);
+      if (auto c = p != nullptr ? p->take(key_of(u)) : std::nullopt) {
         reused = true;
         co_return std::move(*c);
       }
     }
-    auto ex = co_await boost::asio::this_coro::executor;
     co_return co_await http::Connection::connect(ex, u.host, u.port,
                                                  options.config.upstream_connect_timeout);
   }
@@ -320,7 +335,7 @@ struct Gateway::Impl {
     up.headers.set("Content-Type",
                    std::string(req.headers.get_or("Content-Type", "application/json")));
     if (auto a = req.headers.get("Accept")) up.headers.set("Accept", std::string(*a));
-    up.body = std::move(inspected->upstream_body);
+    up.body = inspected->rewritten ? std::move(inspected->upstream_body) : std::move(req.body);
 
     std::string_view session;
     if (options.config.session_affinity) {
@@ -363,7 +378,7 @@ struct Gateway::Impl {
         }
         record_latency(*u, std::chrono::duration_cast<std::chrono::microseconds>(
                                clock.steady_now() - sent_at));
-        pool.give(key_of(*u), std::move(conn));
+        co_await give_back(*u, std::move(conn));
         if (head.status >= 400) {
           co_await respond_error(out, normalise_engine_error(head.status, *body), o);
           finish(o, started);
@@ -398,7 +413,7 @@ struct Gateway::Impl {
   }
 
   /// What a relayed stream's writer and the keep-alive coroutine share (both on the session's
-  /// strand): when the client last got bytes, and whether a write is in flight (one at a time).
+  /// I/O thread): when the client last got bytes, and whether a write is in flight (one at a time).
   struct Pacer {
     explicit Pacer(const boost::asio::any_io_executor& ex) : timer(ex), written(ex) {}
     std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
@@ -531,7 +546,7 @@ struct Gateway::Impl {
       o.error = "the engine ended the stream without [DONE]";
     }
     co_await out.finish();
-    pool.give(key_of(u), std::move(conn));
+    co_await give_back(u, std::move(conn));
   }
 };
 
@@ -547,6 +562,11 @@ Gateway::~Gateway() {
 core::Result<void> Gateway::start() {
   auto& im = *impl_;
   im.server = std::make_unique<http::Server>(im.server_options());
+  im.pools.clear();
+  for (std::size_t i = 0; i < im.server->io_threads(); ++i) {
+    im.pools.emplace_back(&im.server->executor(i).context(),
+                          std::make_unique<UpstreamPool>(im.options.max_idle_per_upstream));
+  }
   im.server->route("GET", "/health", [&im](http::Request&) -> http::Awaitable<http::Response> {
     if (im.draining.load()) {
       co_return http::Response::json(503, R"({"status":"draining"})");
@@ -580,7 +600,7 @@ void Gateway::stop(std::chrono::milliseconds grace) {
   im.draining.store(true);
   if (im.server) {
     im.server->stop(grace);
-    im.pool.clear();  // the pooled sockets belong to the server's io_context
+    im.pools.clear();  // the pooled sockets belong to the server's io_contexts
     im.server.reset();
   }
 }

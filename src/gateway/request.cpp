@@ -1,5 +1,7 @@
 #include "gateway/request.hpp"
 
+#include "gateway/json_scratch.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
@@ -42,14 +44,14 @@ core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_vi
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return bad_json("the request body is empty; send a JSON object with at least \"model\"");
   }
-  json::parser p;  // Boost.JSON refuses invalid UTF-8 in strings by default.
+  detail::JsonScratch scratch;  // no heap for a body of a few KiB
   boost::system::error_code ec;
-  const std::size_t used = p.write(body.data(), body.size(), ec);
+  std::size_t used = 0;
+  json::value v = scratch.parse(body, ec, &used);
   if (ec) {
     return bad_json("the request body is not valid JSON at " + position(body, used) + ": " +
                     ec.message());
   }
-  json::value v = p.release();
   auto* obj = v.if_object();
   if (obj == nullptr) return bad_json("the request body must be a JSON object");
 
@@ -90,8 +92,6 @@ core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_vi
     (*options)["include_usage"] = true;
     out.upstream_body = json::serialize(v);
     out.rewritten = true;
-  } else {
-    out.upstream_body = std::string(body);
   }
   return out;
 }

@@ -26,10 +26,11 @@ struct InspectedRequest {
   bool stream = false;              ///< "stream": true
   bool client_wants_usage = false;  ///< the client set stream_options.include_usage itself
   std::string user;                 ///< the body's "user" when a string (a session key)
-  /// The body to send upstream: the client's own bytes, or a rewrite that adds
-  /// stream_options.include_usage when the gateway needs usage the client did not ask for.
+  /// When `rewritten`: the body to send upstream instead of the client's, which adds
+  /// stream_options.include_usage because the gateway needs usage the client did not ask for.
+  /// Empty otherwise: the client's own bytes go upstream unchanged (not copied).
   std::string upstream_body;
-  bool rewritten = false;  ///< upstream_body differs from the client's body
+  bool rewritten = false;
 };
 
 /// Inspects a JSON request body. Errors (all invalid_argument, for a 400):

@@ -1,5 +1,7 @@
 #include "gateway/usage.hpp"
 
+#include "gateway/json_scratch.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -37,7 +39,8 @@ Usage usage_of_response(std::string_view body) {
   Usage u;
   if (body.find("\"usage\"") == std::string_view::npos) return u;
   boost::system::error_code ec;
-  const json::value v = json::parse(body, ec);
+  detail::JsonScratch scratch;
+  const json::value v = scratch.parse(body, ec);
   if (!ec && v.is_object()) read_usage(v.as_object(), u);
   return u;
 }
@@ -55,7 +58,8 @@ StreamMeter::Verdict StreamMeter::on_data(std::string_view data) {
     return Verdict::forward;
   }
   boost::system::error_code ec;
-  const json::value v = json::parse(data, ec);
+  detail::JsonScratch scratch;
+  const json::value v = scratch.parse(data, ec);
   if (ec || !v.is_object()) {
     ++content_events_;
     return Verdict::forward;

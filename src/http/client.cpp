@@ -1,9 +1,15 @@
 #include "http/client.hpp"
 
 #include "http/detail/beast.hpp"
+#include "http/detail/deadline.hpp"
+#include "http/detail/in_buffer.hpp"
 #include "http/detail/stream.hpp"
 #include "http/detail/tls.hpp"
+#include "http/http1.hpp"
 
+#include <boost/asio/ssl/error.hpp>
+
+#include <array>
 #include <charconv>
 #include <limits>
 
@@ -14,16 +20,7 @@ namespace {
 using detail::DualStream;
 using detail::tcp;
 using detail::use_tuple;
-namespace bhttp = detail::bhttp;
 namespace beast = detail::beast;
-
-void set_expiry(beast::tcp_stream& s, std::chrono::milliseconds d) {
-  if (d.count() > 0) {
-    s.expires_after(d);
-  } else {
-    s.expires_never();
-  }
-}
 
 core::Error net_error(std::string code, std::string what, const beast::error_code& ec,
                       std::chrono::milliseconds timeout) {
@@ -89,20 +86,74 @@ core::Result<Url> parse_url(std::string_view url) {
 }
 
 struct Connection::Impl {
-  explicit Impl(const asio::any_io_executor& ex) : stream(ex) {}
+  explicit Impl(const asio::any_io_executor& ex)
+      : stream(ex), deadline(ex, [this] { abort_io(); }) {}
   Impl(const asio::any_io_executor& ex, std::shared_ptr<asio::ssl::context> c)
-      : ctx(std::move(c)), stream(ex, *ctx) {}
+      : ctx(std::move(c)), stream(ex, *ctx), deadline(ex, [this] { abort_io(); }) {}
   std::shared_ptr<asio::ssl::context> ctx;  // outlives the stream that uses it
   DualStream stream;
+  detail::Deadline deadline;
   std::string peer_fingerprint;
-  beast::flat_buffer buf;
-  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+  detail::InBuffer in;  ///< received and not yet consumed
+  std::string out;      ///< the request head being written
+  wire::Head head;
+  wire::Framing framing;
+  wire::ChunkedDecoder chunked;
+  std::uint64_t remaining = 0;  ///< body bytes still to come (Framing::sized)
   std::string host_header;
   bool keep_alive = false;
   bool done = true;
   bool broken = false;
   SseParser sse;
-  char chunk[16384];
+
+  void abort_io() {
+    beast::error_code ec;
+    stream.tcp_layer().socket().close(ec);
+  }
+
+  std::string_view unread() const { return in.view(); }
+  void consume(std::size_t n) { in.consume(n); }
+
+  /// Reads more bytes into `in`.
+  Awaitable<beast::error_code> read_more() {
+    auto b = in.prepare(16384);
+    beast::error_code ec;
+    std::size_t n = 0;
+    if (auto* t = stream.tls()) {
+      std::tie(ec, n) = co_await t->async_read_some(b, use_tuple);
+    } else {
+      std::tie(ec, n) = co_await stream.tcp_layer().socket().async_read_some(b, use_tuple);
+    }
+    in.commit(n);
+    co_return ec;
+  }
+
+  template <class Buffers>
+  Awaitable<beast::error_code> write(const Buffers& b) {
+    beast::error_code ec;
+    std::size_t n = 0;
+    if (auto* t = stream.tls()) {
+      // Over TLS a buffer sequence goes out as one buffer: gathered writes through Beast's
+      // ssl_stream have lost data.
+      std::string flat;
+      for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b); ++it) {
+        const asio::const_buffer one(*it);
+        flat.append(static_cast<const char*>(one.data()), one.size());
+      }
+      std::tie(ec, n) = co_await asio::async_write(*t, asio::buffer(flat), use_tuple);
+    } else {
+      std::tie(ec, n) = co_await asio::async_write(stream.tcp_layer().socket(), b, use_tuple);
+    }
+    co_return ec;
+  }
+
+  /// An I/O error as the caller sees it: a timeout when the deadline closed the socket.
+  core::Error io_error(std::string code, std::string what, const beast::error_code& ec,
+                       std::chrono::milliseconds timeout) {
+    broken = true;
+    if (deadline.expired()) return net_error(std::move(code), what, beast::error::timeout, timeout);
+    return net_error(std::move(code), std::move(what), ec, timeout);
+  }
 };
 
 Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -154,6 +205,8 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
     }
     impl->peer_fingerprint = std::move(*fp);
   }
+  // From here on the connection's own deadline applies (Beast's would arm a timer per operation).
+  tcp_layer.expires_never();
   impl->host_header = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   impl->host_header += ":" + std::to_string(port);
   co_return Connection(std::move(impl));
@@ -166,74 +219,135 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
     co_return core::Error(core::Errc::unavailable, "http.send",
                           "the connection failed earlier; open a new one");
   }
-  bhttp::request<bhttp::string_body> r;
-  r.version(11);
-  const auto verb = bhttp::string_to_verb(req.method);
-  if (verb == bhttp::verb::unknown) {
-    r.method_string(req.method);
-  } else {
-    r.method(verb);
-  }
-  r.target(req.target.empty() ? "/" : req.target);
-  r.set(bhttp::field::host, im.host_header);
+  const std::string_view method = req.method.empty() ? std::string_view("GET") : req.method;
+  auto& out = im.out;
+  out.clear();
+  out.append(method);
+  out.push_back(' ');
+  out.append(req.target.empty() ? std::string_view("/") : std::string_view(req.target));
+  out.append(" HTTP/1.1\r\n");
+  wire::append_field(out, "Host", im.host_header);
   for (const auto& [k, v] : req.headers.fields()) {
     if (iequals(k, "Host") || iequals(k, "Content-Length") || iequals(k, "Transfer-Encoding")) {
       continue;
     }
-    r.insert(k, v);
+    wire::append_field(out, k, v);
   }
-  r.body() = req.body;
-  r.prepare_payload();
-  set_expiry(im.stream.tcp_layer(), timeout);
+  if (!req.body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+    char len[24];
+    auto [p, ec] = std::to_chars(len, len + sizeof(len), req.body.size());
+    (void)ec;
+    out.append("Content-Length: ");
+    out.append(len, p);
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+  im.deadline.set(timeout);
   {
-    auto [ec, n] = co_await bhttp::async_write(im.stream, r, use_tuple);
-    (void)n;
+    const std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(req.body)};
+    auto ec = co_await im.write(bufs);
     if (ec) {
-      im.broken = true;
-      co_return net_error("http.send", "sending " + req.method + " " + req.target, ec, timeout);
+      im.deadline.clear();
+      co_return im.io_error("http.send", "sending " + req.method + " " + req.target, ec, timeout);
     }
   }
-  im.parser.emplace();
-  im.parser->header_limit(64 * 1024);
-  im.parser->body_limit(std::numeric_limits<std::uint64_t>::max());
-  if (req.method == "HEAD") im.parser->skip(true);
   im.sse = SseParser();
-  auto [ec, n] = co_await bhttp::async_read_header(im.stream, im.buf, *im.parser, use_tuple);
-  (void)n;
-  if (ec) {
-    im.broken = true;
-    co_return net_error("http.read", "reading the response to " + req.method + " " + req.target, ec,
-                        timeout);
+  im.done = false;
+  std::string why;
+  for (;;) {
+    const auto parsed = wire::parse_response_head(im.unread(), im.head, why);
+    if (parsed == wire::Parse::complete) {
+      // 1xx interim responses (100 Continue) are skipped; the final response follows.
+      if (im.head.status >= 100 && im.head.status < 200 && im.head.status != 101) {
+        im.consume(im.head.size);
+        continue;
+      }
+      break;
+    }
+    if (parsed == wire::Parse::error || im.unread().size() > 64 * 1024) {
+      im.deadline.clear();
+      im.broken = true;
+      co_return core::Error(
+          core::Errc::unavailable, "http.read",
+          "reading the response to " + req.method + " " + req.target + ": " +
+              (parsed == wire::Parse::error ? why
+                                            : std::string("the response head exceeds 64 KiB")));
+    }
+    auto ec = co_await im.read_more();
+    if (ec) {
+      im.deadline.clear();
+      co_return im.io_error("http.read", "reading the response to " + req.method + " " + req.target,
+                            ec, timeout);
+    }
   }
-  const auto& msg = im.parser->get();
+  im.deadline.clear();
+  const auto& h = im.head;
+  if (!wire::response_framing(h, method, im.framing, why)) {
+    im.broken = true;
+    co_return core::Error(core::Errc::unavailable, "http.read",
+                          "reading the response to " + req.method + " " + req.target + ": " + why);
+  }
   ResponseHead head;
-  head.status = static_cast<int>(msg.result_int());
-  for (const auto& f : msg) head.headers.add(std::string(f.name_string()), std::string(f.value()));
-  im.keep_alive = msg.keep_alive();
-  im.done = im.parser->is_done();
+  head.status = h.status;
+  for (const auto& [k, v] : h.fields) head.headers.add(std::string(k), std::string(v));
+  im.keep_alive = wire::keep_alive(h) && im.framing.kind != wire::Framing::until_close;
+  im.consume(h.size);
+  im.remaining = im.framing.length;
+  im.chunked = wire::ChunkedDecoder();
+  im.done = im.framing.kind == wire::Framing::none;
   co_return head;
 }
 
 Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::milliseconds timeout) {
   auto& im = *impl_;
-  if (im.done || !im.parser) co_return std::string();
+  if (im.done) co_return std::string();
+  std::string piece;
+  std::string why;
   for (;;) {
-    auto& body = im.parser->get().body();
-    body.data = im.chunk;
-    body.size = sizeof(im.chunk);
-    body.more = true;
-    set_expiry(im.stream.tcp_layer(), timeout);
-    auto [ec, n] = co_await bhttp::async_read_some(im.stream, im.buf, *im.parser, use_tuple);
-    (void)n;
-    if (ec == bhttp::error::need_buffer) ec = {};
-    if (ec) {
-      im.broken = true;
-      co_return net_error("http.read", "reading the response body", ec, timeout);
+    const std::string_view avail = im.unread();
+    if (!avail.empty()) {
+      switch (im.framing.kind) {
+        case wire::Framing::sized: {
+          const auto n =
+              static_cast<std::size_t>(std::min<std::uint64_t>(im.remaining, avail.size()));
+          piece.assign(avail.substr(0, n));
+          im.consume(n);
+          im.remaining -= n;
+          if (im.remaining == 0) im.done = true;
+          break;
+        }
+        case wire::Framing::chunked: {
+          auto used = im.chunked.feed(avail, piece, why);
+          if (!used) {
+            im.broken = true;
+            co_return core::Error(core::Errc::unavailable, "http.read",
+                                  "reading the response body: " + why);
+          }
+          im.consume(*used);
+          if (im.chunked.done()) im.done = true;
+          break;
+        }
+        case wire::Framing::until_close:
+          piece.assign(avail);
+          im.consume(avail.size());
+          break;
+        case wire::Framing::none: im.done = true; break;
+      }
+      if (!piece.empty() || im.done) co_return piece;
     }
-    const std::size_t got = sizeof(im.chunk) - body.size;
-    if (im.parser->is_done()) im.done = true;
-    if (got > 0) co_return std::string(im.chunk, got);
-    if (im.done) co_return std::string();
+    im.deadline.set(timeout);
+    auto ec = co_await im.read_more();
+    im.deadline.clear();
+    if (ec) {
+      if (im.framing.kind == wire::Framing::until_close &&
+          (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) &&
+          !im.deadline.expired()) {
+        im.done = true;
+        im.keep_alive = false;
+        co_return std::string();
+      }
+      co_return im.io_error("http.read", "reading the response body", ec, timeout);
+    }
   }
 }
 
@@ -279,7 +393,7 @@ bool Connection::body_done() const {
 }
 
 bool Connection::reusable() const {
-  return impl_->keep_alive && impl_->done && !impl_->broken &&
+  return impl_->keep_alive && impl_->done && !impl_->broken && impl_->unread().empty() &&
          impl_->stream.tcp_layer().socket().is_open();
 }
 

@@ -1,16 +1,22 @@
 #include "http/server.hpp"
 
 #include "http/detail/beast.hpp"
+#include "http/detail/deadline.hpp"
+#include "http/detail/in_buffer.hpp"
 #include "http/detail/stream.hpp"
 #include "http/detail/tls.hpp"
+#include "http/http1.hpp"
 
 #include <openssl/ssl.h>
 #include <boost/asio/ssl/error.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -20,44 +26,101 @@ namespace openstation::http {
 
 namespace {
 
+using detail::Deadline;
 using detail::DualStream;
+using detail::InBuffer;
 using detail::tcp;
 using detail::use_tuple;
-namespace bhttp = detail::bhttp;
 namespace beast = detail::beast;
 
 /// One connection. `busy` is true from the first byte of a request until its response is
-/// written; it and the stream are touched only on the session's strand.
+/// written; it and the stream are touched only by the thread of the session's io_context.
 struct Session {
-  explicit Session(tcp::socket s) : stream(std::move(s)) {}
-  Session(tcp::socket s, asio::ssl::context& ctx) : stream(std::move(s), ctx) {}
+  explicit Session(tcp::socket s)
+      : stream(std::move(s)), deadline(stream.get_executor(), [this] { close(); }) {}
+  Session(tcp::socket s, asio::ssl::context& ctx)
+      : stream(std::move(s), ctx), deadline(stream.get_executor(), [this] { close(); }) {}
   DualStream stream;
+  Deadline deadline;
+  InBuffer in;
+  std::string out;  ///< the head being written
+  wire::Head head;  ///< the request head being parsed (its field list is reused)
   bool busy = false;
+
   /// Closes the TCP connection (pending operations end).
-  void close() { stream.tcp_layer().close(); }
+  void close() {
+    beast::error_code ec;
+    stream.tcp_layer().socket().close(ec);
+  }
+
+  /// One read: through TLS, or straight from the socket (no coroutine frame of its own).
+  Awaitable<std::tuple<beast::error_code, std::size_t>> read_some(asio::mutable_buffer b) {
+    if (auto* t = stream.tls()) return t->async_read_some(b, use_tuple);
+    return stream.tcp_layer().socket().async_read_some(b, use_tuple);
+  }
+
+  /// Writes all of `buffers`: one gathered write when the socket takes it.
+  template <class Buffers>
+  Awaitable<beast::error_code> write(const Buffers& buffers) {
+    beast::error_code ec;
+    std::size_t n = 0;
+    if (auto* t = stream.tls()) {
+      // Over TLS a buffer sequence goes out as one buffer: gathered writes through Beast's
+      // ssl_stream have lost data.
+      std::string flat;
+      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+           ++it) {
+        const asio::const_buffer one(*it);
+        flat.append(static_cast<const char*>(one.data()), one.size());
+      }
+      std::tie(ec, n) = co_await asio::async_write(*t, asio::buffer(flat), use_tuple);
+    } else {
+      std::tie(ec, n) = co_await asio::async_write(stream.tcp_layer().socket(), buffers, use_tuple);
+    }
+    co_return ec;
+  }
 };
 
-void set_expiry(beast::tcp_stream& s, std::chrono::milliseconds d) {
-  if (d.count() > 0) {
-    s.expires_after(d);
-  } else {
-    s.expires_never();
+/// Appends a status line and the fields every response shares; `framing`: "Content-Length: n",
+/// chunked, or nothing (a body delimited by closing the connection, or none).
+void format_head(std::string& out, int status, unsigned minor, std::string_view server,
+                 const Headers& headers, bool keep_alive, bool chunked,
+                 std::optional<std::size_t> content_length) {
+  out.clear();
+  out.append(minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  char digits[8];
+  auto [p, ec] = std::to_chars(digits, digits + sizeof(digits), status);
+  (void)ec;
+  out.append(digits, p);
+  out.push_back(' ');
+  out.append(reason_phrase(status));
+  out.append("\r\n");
+  wire::append_field(out, "Server", server);
+  for (const auto& [k, v] : headers.fields()) {
+    if (iequals(k, "Connection") || iequals(k, "Content-Length") ||
+        iequals(k, "Transfer-Encoding") || iequals(k, "Server")) {
+      continue;
+    }
+    wire::append_field(out, k, v);
   }
+  const bool bodiless = (status >= 100 && status < 200) || status == 204 || status == 304;
+  if (chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  } else if (content_length && !bodiless) {
+    char len[24];
+    auto [q, ec2] = std::to_chars(len, len + sizeof(len), *content_length);
+    (void)ec2;
+    out.append("Content-Length: ");
+    out.append(len, q);
+    out.append("\r\n");
+  }
+  if (minor == 0 && keep_alive) out.append("Connection: keep-alive\r\n");
+  if (minor != 0 && !keep_alive) out.append("Connection: close\r\n");
+  out.append("\r\n");
 }
 
-void set_expiry(DualStream& s, std::chrono::milliseconds d) {
-  set_expiry(s.tcp_layer(), d);
-}
-
-/// A peer that went away: nothing to answer.
-bool is_disconnect(const beast::error_code& ec) {
-  return ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-         ec == asio::error::eof || ec == asio::error::operation_aborted ||
-         ec == asio::error::connection_reset || ec == asio::ssl::error::stream_truncated;
-}
-
-/// A wake-up signal for coroutines on one strand: wait() returns once notify() was called (or
-/// immediately if it already was).
+/// A wake-up signal for coroutines on one io_context (one thread): wait() returns once notify() was
+/// called (or immediately if it already was).
 class Signal {
  public:
   explicit Signal(const asio::any_io_executor& ex) : timer_(ex) {
@@ -79,12 +142,10 @@ class Signal {
 
 class StreamImpl final : public ResponseStream {
  public:
-  StreamImpl(Session& s, beast::flat_buffer& buf, const ServerOptions& opt, unsigned version,
-             bool keep_alive)
+  StreamImpl(Session& s, const ServerOptions& opt, unsigned minor, bool keep_alive)
       : s_(s),
-        buf_(buf),
         opt_(opt),
-        version_(version),
+        minor_(minor),
         keep_alive_(keep_alive),
         gone_(s.stream.get_executor()),
         watch_done_(s.stream.get_executor()) {}
@@ -92,27 +153,17 @@ class StreamImpl final : public ResponseStream {
   Awaitable<bool> start(int status, Headers headers) override {
     if (started_ || disconnected_) co_return false;
     started_ = true;
-    bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(status), version_};
-    res.set(bhttp::field::server, opt_.server_header);
-    headers.erase("Content-Length");
-    headers.erase("Transfer-Encoding");
     if (auto c = headers.get("Connection"); c && iequals(*c, "close")) keep_alive_ = false;
-    headers.erase("Connection");
-    for (const auto& [k, v] : headers.fields()) res.insert(k, v);
-    res.keep_alive(keep_alive_);
-    res.chunked(true);
-    bhttp::response_serializer<bhttp::empty_body> sr{res};
-    set_expiry(s_.stream, opt_.write_timeout);
-    auto [ec, n] = co_await bhttp::async_write_header(s_.stream, sr, use_tuple);
-    (void)n;
-    if (ec) {
+    // HTTP/1.0 has no chunked coding: the body ends when the connection closes.
+    chunked_ = minor_ != 0;
+    if (!chunked_) keep_alive_ = false;
+    format_head(s_.out, status, minor_, opt_.server_header, headers, keep_alive_, chunked_,
+                std::nullopt);
+    if (!co_await timed_write(asio::buffer(s_.out))) {
       mark_gone();
       co_return false;
     }
     watching_ = true;
-    // The watcher's read must not inherit a write deadline (a quiet stream is not a dead one).
-    // Over TLS it reads through the TLS layer, whose reads go through the TCP layer's timer.
-    if (s_.stream.secure()) s_.stream.tcp_layer().expires_never();
     asio::co_spawn(s_.stream.get_executor(), watch(), asio::detached);
     co_return true;
   }
@@ -121,21 +172,13 @@ class StreamImpl final : public ResponseStream {
     if (started_ || disconnected_) co_return false;
     started_ = true;
     finished_ = true;
-    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(res.status), version_};
-    out.set(bhttp::field::server, opt_.server_header);
     if (auto c = res.headers.get("Connection"); c && iequals(*c, "close")) keep_alive_ = false;
-    res.headers.erase("Connection");
-    res.headers.erase("Content-Length");
-    res.headers.erase("Transfer-Encoding");
-    for (const auto& [k, v] : res.headers.fields()) out.insert(k, v);
-    out.keep_alive(keep_alive_);
-    out.body() = std::move(res.body);
-    out.prepare_payload();
-    set_expiry(s_.stream, opt_.write_timeout);
-    auto [ec, n] = co_await bhttp::async_write(s_.stream, out, use_tuple);
-    (void)n;
+    format_head(s_.out, res.status, minor_, opt_.server_header, res.headers, keep_alive_, false,
+                res.body.size());
+    const std::array<asio::const_buffer, 2> bufs{asio::buffer(s_.out), asio::buffer(res.body)};
+    const bool ok = co_await timed_write(bufs);
     gone_.notify();
-    if (ec) {
+    if (!ok) {
       disconnected_ = true;
       co_return false;
     }
@@ -146,11 +189,17 @@ class StreamImpl final : public ResponseStream {
     if (!started_ && !co_await start(200, {})) co_return false;
     if (finished_ || disconnected_) co_return false;
     if (data.empty()) co_return true;
-    set_expiry(s_.stream, opt_.write_timeout);
-    auto [ec, n] =
-        co_await asio::async_write(s_.stream, bhttp::make_chunk(asio::buffer(data)), use_tuple);
-    (void)n;
-    if (ec) {
+    bool ok = false;
+    if (chunked_) {
+      chunk_head_.clear();
+      wire::append_chunk_size(chunk_head_, data.size());
+      const std::array<asio::const_buffer, 3> bufs{asio::buffer(chunk_head_), asio::buffer(data),
+                                                   asio::buffer("\r\n", 2)};
+      ok = co_await timed_write(bufs);
+    } else {
+      ok = co_await timed_write(asio::buffer(data));
+    }
+    if (!ok) {
       mark_gone();
       co_return false;
     }
@@ -160,11 +209,10 @@ class StreamImpl final : public ResponseStream {
   Awaitable<bool> finish() override {
     if (!started_ || finished_ || disconnected_) co_return false;
     finished_ = true;
-    set_expiry(s_.stream, opt_.write_timeout);
-    auto [ec, n] = co_await asio::async_write(s_.stream, bhttp::make_chunk_last(), use_tuple);
-    (void)n;
+    bool ok = true;
+    if (chunked_) ok = co_await timed_write(asio::buffer("0\r\n\r\n", 5));
     gone_.notify();  // wakes wait_disconnected(): the stream is over
-    if (ec) {
+    if (!ok) {
       disconnected_ = true;
       co_return false;
     }
@@ -193,23 +241,26 @@ class StreamImpl final : public ResponseStream {
   }
 
  private:
+  /// One write under the write timeout; the deadline is lifted afterwards, so the watcher's read
+  /// does not inherit it (a quiet stream is not a dead one).
+  template <class Buffers>
+  Awaitable<bool> timed_write(const Buffers& b) {
+    s_.deadline.set(opt_.write_timeout);
+    const auto ec = co_await s_.write(b);
+    s_.deadline.clear();
+    co_return !ec;
+  }
+
   void mark_gone() {
     disconnected_ = true;
     gone_.notify();
   }
 
-  /// Reads from the raw socket while the handler streams: an error or EOF means the client left.
+  /// Reads from the connection while the handler streams: an error or EOF means the client left.
   /// Bytes that arrive (a pipelined next request) are kept in the session's buffer.
   Awaitable<void> watch() {
-    beast::error_code ec;
-    std::size_t n = 0;
-    if (s_.stream.secure()) {
-      std::tie(ec, n) = co_await s_.stream.async_read_some(buf_.prepare(4096), use_tuple);
-    } else {
-      std::tie(ec, n) =
-          co_await s_.stream.tcp_layer().socket().async_read_some(buf_.prepare(4096), use_tuple);
-    }
-    buf_.commit(n);
+    auto [ec, n] = co_await s_.read_some(s_.in.prepare(4096));
+    s_.in.commit(n);
     // An error is a disconnect unless stop_watching() cancelled the read on purpose (a socket
     // closed by the server's stop also ends the read with operation_aborted).
     if (ec && !(stop_requested_ && ec == asio::error::operation_aborted)) mark_gone();
@@ -217,15 +268,16 @@ class StreamImpl final : public ResponseStream {
   }
 
   Session& s_;
-  beast::flat_buffer& buf_;
   const ServerOptions& opt_;
-  unsigned version_;
+  unsigned minor_;
   bool keep_alive_;
+  bool chunked_ = true;
   bool started_ = false;
   bool finished_ = false;
   bool disconnected_ = false;
   bool watching_ = false;
   bool stop_requested_ = false;
+  std::string chunk_head_;
   Signal gone_;
   Signal watch_done_;
 };
@@ -318,9 +370,16 @@ struct Server::Impl {
   ServerOptions opt;
   Router router;
   std::shared_ptr<asio::ssl::context> tls;  ///< set by start() when opt.tls is
-  asio::io_context ioc;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  tcp::acceptor acceptor{asio::make_strand(ioc)};
+  /// One io_context per I/O thread, each run by exactly that thread: a connection lives on one
+  /// context for its whole life, so its completions never move between threads and need no
+  /// strand. Accepted sockets go round-robin to them.
+  std::vector<std::unique_ptr<asio::io_context>> iocs = make_contexts(opt.threads);
+  /// The acceptor's own context and thread: accepting (rare with keep-alive) never waits behind
+  /// a handler that keeps an I/O thread busy.
+  asio::io_context accept_ioc{1};
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  tcp::acceptor acceptor{accept_ioc};
+  std::size_t next_ioc = 0;  ///< touched only by the accept loop
   std::vector<std::thread> threads;
   std::uint16_t port = 0;
   std::atomic<bool> stopping{false};
@@ -329,6 +388,12 @@ struct Server::Impl {
   mutable std::mutex mu;
   std::condition_variable cv;
   std::set<std::shared_ptr<Session>> sessions;
+
+  static std::vector<std::unique_ptr<asio::io_context>> make_contexts(int n) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (int i = 0; i < std::max(n, 1); ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
 
   Response error(int status, std::string code, std::string message) const {
     core::Errc cat = core::Errc::invalid_argument;
@@ -339,7 +404,8 @@ struct Server::Impl {
 
   Awaitable<void> accept_loop() {
     for (;;) {
-      asio::any_io_executor ex = asio::make_strand(ioc);
+      asio::any_io_executor ex = iocs[next_ioc]->get_executor();
+      next_ioc = (next_ioc + 1) % iocs.size();
       auto [ec, sock] = co_await acceptor.async_accept(ex, use_tuple);
       if (stopping || !acceptor.is_open()) co_return;
       if (ec) {
@@ -368,6 +434,7 @@ struct Server::Impl {
                          } catch (...) {
                          }
                        }
+                       s->deadline.clear();
                        std::lock_guard lock(mu);
                        sessions.erase(s);
                        cv.notify_all();
@@ -376,35 +443,140 @@ struct Server::Impl {
   }
 
   /// Writes a complete response; false if the write failed.
-  Awaitable<bool> write_response(Session& s, Response res, unsigned version, bool keep_alive,
+  Awaitable<bool> write_response(Session& s, Response res, unsigned minor, bool keep_alive,
                                  bool head_only) {
-    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(res.status), version};
-    out.set(bhttp::field::server, opt.server_header);
     if (auto c = res.headers.get("Connection"); c && iequals(*c, "close")) keep_alive = false;
-    res.headers.erase("Connection");
-    res.headers.erase("Content-Length");
-    res.headers.erase("Transfer-Encoding");
-    for (const auto& [k, v] : res.headers.fields()) out.insert(k, v);
-    out.keep_alive(keep_alive);
-    const std::size_t size = res.body.size();
-    if (!head_only) out.body() = std::move(res.body);
-    out.prepare_payload();
-    if (head_only) out.content_length(size);
-    set_expiry(s.stream, opt.write_timeout);
-    bhttp::response_serializer<bhttp::string_body> sr{out};
-    if (head_only) {
-      auto [ec, n] = co_await bhttp::async_write_header(s.stream, sr, use_tuple);
-      (void)n;
-      co_return !ec;
+    format_head(s.out, res.status, minor, opt.server_header, res.headers, keep_alive, false,
+                res.body.size());
+    s.deadline.set(opt.write_timeout);
+    beast::error_code ec;
+    if (head_only || res.body.empty()) {
+      ec = co_await s.write(asio::buffer(s.out));
+    } else {
+      const std::array<asio::const_buffer, 2> bufs{asio::buffer(s.out), asio::buffer(res.body)};
+      ec = co_await s.write(bufs);
     }
-    auto [ec, n] = co_await bhttp::async_write(s.stream, sr, use_tuple);
-    (void)n;
+    s.deadline.clear();
     co_return !ec;
+  }
+
+  /// Reads until `in` holds `want` bytes (the deadline already set); false when the connection
+  /// ends first.
+  static Awaitable<bool> fill(Session& s, std::size_t want) {
+    while (s.in.size() < want) {
+      const std::size_t room = std::clamp<std::size_t>(want - s.in.size(), 4096, 1 << 20);
+      auto [ec, n] = co_await s.read_some(s.in.prepare(room));
+      if (ec) co_return false;
+      s.in.commit(n);
+    }
+    co_return true;
+  }
+
+  /// What reading one request gave.
+  enum class Got { request, closed, answered };
+
+  /// Reads one request (head and body) into `req`. On a protocol error it writes the error
+  /// response itself (Got::answered; the connection then closes).
+  Awaitable<Got> read_request(Session& s, Request& req, unsigned& minor, bool& keep_alive,
+                              std::size_t served) {
+    if (s.in.empty()) {
+      // Idle: wait for the first byte of the next request.
+      s.deadline.set(served == 0 ? opt.header_timeout : opt.idle_timeout);
+      auto [ec, n] = co_await s.read_some(s.in.prepare(8192));
+      if (ec) co_return Got::closed;
+      s.in.commit(n);
+    }
+    s.busy = true;
+    s.deadline.set(opt.header_timeout);
+    std::string why;
+    for (;;) {
+      const auto parsed = wire::parse_request_head(s.in.view(), s.head, why);
+      if (parsed == wire::Parse::complete) break;
+      if (parsed == wire::Parse::error) {
+        co_await write_response(s, error(400, "http.bad_request", "malformed HTTP request: " + why),
+                                1, false, false);
+        co_return Got::answered;
+      }
+      if (s.in.size() >= opt.header_limit) break;
+      const std::size_t room = std::min<std::size_t>(opt.header_limit - s.in.size() + 1, 8192);
+      auto [ec, n] = co_await s.read_some(s.in.prepare(room));
+      if (ec) co_return Got::closed;
+      s.in.commit(n);
+    }
+    const auto& head = s.head;
+    if (head.size == 0 || head.size > opt.header_limit) {
+      co_await write_response(s,
+                              error(431, "http.header_too_large",
+                                    "the request line and headers exceed " +
+                                        std::to_string(opt.header_limit) + " bytes"),
+                              1, false, false);
+      co_return Got::answered;
+    }
+    minor = static_cast<unsigned>(head.minor);
+    wire::Framing framing;
+    if (!wire::request_framing(head, framing, why)) {
+      co_await write_response(s, error(400, "http.bad_request", "malformed HTTP request: " + why),
+                              minor, false, false);
+      co_return Got::answered;
+    }
+    if (framing.kind == wire::Framing::sized && framing.length > opt.body_limit) {
+      co_await write_response(s, too_large(), minor, false, false);
+      co_return Got::answered;
+    }
+    keep_alive = wire::keep_alive(head);
+    // Copy what the handler sees before reading the body moves the buffer.
+    req.method.assign(head.method);
+    req.target.assign(head.target);
+    for (const auto& [k, v] : head.fields) req.headers.add(std::string(k), std::string(v));
+    const bool expect_continue = [&] {
+      auto e = head.get("Expect");
+      return e && iequals(*e, "100-continue");
+    }();
+    const std::size_t head_size = head.size;
+    if (framing.kind == wire::Framing::none) {
+      s.in.consume(head_size);
+      co_return Got::request;
+    }
+    const bool complete_already =
+        framing.kind == wire::Framing::sized && s.in.size() >= head_size + framing.length;
+    if (expect_continue && !complete_already) {
+      s.out.assign(minor == 0 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n");
+      s.deadline.set(opt.write_timeout);
+      if (co_await s.write(asio::buffer(s.out))) co_return Got::closed;
+    }
+    s.deadline.set(opt.body_timeout);
+    if (framing.kind == wire::Framing::sized) {
+      const auto total = head_size + static_cast<std::size_t>(framing.length);
+      if (!co_await fill(s, total)) co_return Got::closed;
+      req.body.assign(s.in.view().substr(head_size, static_cast<std::size_t>(framing.length)));
+      s.in.consume(total);
+      co_return Got::request;
+    }
+    // Chunked: decode what has arrived, read more until the last chunk.
+    s.in.consume(head_size);
+    wire::ChunkedDecoder dec;
+    for (;;) {
+      auto used = dec.feed(s.in.view(), req.body, why);
+      if (!used) {
+        co_await write_response(
+            s, error(400, "http.bad_request", "malformed chunked request body: " + why), minor,
+            false, false);
+        co_return Got::answered;
+      }
+      s.in.consume(*used);
+      if (dec.decoded() > opt.body_limit) {
+        co_await write_response(s, too_large(), minor, false, false);
+        co_return Got::answered;
+      }
+      if (dec.done()) co_return Got::request;
+      auto [ec, n] = co_await s.read_some(s.in.prepare(16384));
+      if (ec) co_return Got::closed;
+      s.in.commit(n);
+    }
   }
 
   Awaitable<void> run_session(std::shared_ptr<Session> sp) {
     Session& s = *sp;
-    beast::flat_buffer buf;
     std::string remote;
     {
       beast::error_code ec;
@@ -415,64 +587,11 @@ struct Server::Impl {
     for (;;) {
       s.busy = false;
       if (stopping) break;
-      if (buf.size() == 0) {
-        // Idle: wait for the first byte of the next request.
-        set_expiry(s.stream, served == 0 ? opt.header_timeout : opt.idle_timeout);
-        auto [ec, n] = co_await s.stream.async_read_some(buf.prepare(8192), use_tuple);
-        if (ec) break;
-        buf.commit(n);
-      }
-      s.busy = true;
-      bhttp::request_parser<bhttp::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(opt.header_limit));
-      parser.body_limit(opt.body_limit);
-      set_expiry(s.stream, opt.header_timeout);
-      {
-        auto [ec, n] = co_await bhttp::async_read_header(s.stream, buf, parser, use_tuple);
-        (void)n;
-        if (ec == bhttp::error::header_limit) {
-          co_await write_response(s,
-                                  error(431, "http.header_too_large",
-                                        "the request line and headers exceed " +
-                                            std::to_string(opt.header_limit) + " bytes"),
-                                  11, false, false);
-          break;
-        }
-        if (ec == bhttp::error::body_limit) {  // Content-Length above the limit
-          co_await write_response(s, too_large(), 11, false, false);
-          break;
-        }
-        if (is_disconnect(ec)) break;
-        if (ec) {
-          co_await write_response(
-              s, error(400, "http.bad_request", "malformed HTTP request: " + ec.message()), 11,
-              false, false);
-          break;
-        }
-      }
-      auto& head = parser.get();
-      const unsigned version = head.version();
-      if (auto len = parser.content_length(); len && *len > opt.body_limit) {
-        co_await write_response(s, too_large(), version, false, false);
-        break;
-      }
-      if (!parser.is_done()) {
-        if (iequals(head[bhttp::field::expect], "100-continue")) {
-          bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
-          set_expiry(s.stream, opt.write_timeout);
-          auto [ec, n] = co_await bhttp::async_write(s.stream, cont, use_tuple);
-          (void)n;
-          if (ec) break;
-        }
-        set_expiry(s.stream, opt.body_timeout);
-        auto [ec, n] = co_await bhttp::async_read(s.stream, buf, parser, use_tuple);
-        (void)n;
-        if (ec == bhttp::error::body_limit) {
-          co_await write_response(s, too_large(), version, false, false);
-          break;
-        }
-        if (ec) break;
-      }
+      Request req;
+      unsigned minor = 1;
+      bool keep_alive = true;
+      if (co_await read_request(s, req, minor, keep_alive, served) != Got::request) break;
+      s.deadline.clear();  // a handler may take as long as it needs (long polls, streams)
       ++served;
       in_flight.fetch_add(1);
       struct InFlight {
@@ -480,15 +599,9 @@ struct Server::Impl {
         ~InFlight() { n.fetch_sub(1); }
       } guard{in_flight};
 
-      Request req;
-      req.method = std::string(head.method_string());
-      req.target = std::string(head.target());
-      for (const auto& f : head)
-        req.headers.add(std::string(f.name_string()), std::string(f.value()));
-      req.body = std::move(head.body());
       req.remote_address = remote;
-      bool keep_alive =
-          head.keep_alive() && !stopping &&
+      keep_alive =
+          keep_alive && !stopping &&
           (opt.max_requests_per_connection == 0 || served < opt.max_requests_per_connection);
       const bool head_only = req.method == "HEAD";
 
@@ -497,7 +610,7 @@ struct Server::Impl {
         for (auto& [k, v] : m.params) req.params.emplace(std::move(k), std::move(v));
       }
       if (m.route != nullptr && m.route->stream_handler) {
-        StreamImpl st(s, buf, opt, version, keep_alive);
+        StreamImpl st(s, opt, minor, keep_alive);
         std::string failure;
         try {
           co_await m.route->stream_handler(req, st);
@@ -511,7 +624,7 @@ struct Server::Impl {
           if (failure.empty()) failure = "the handler sent no response";
           spdlog::error("http: {} {}: {}", req.method, req.path(), failure);
           if (!co_await write_response(s, error(500, "http.internal", "internal error: " + failure),
-                                       version, keep_alive, head_only)) {
+                                       minor, keep_alive, head_only)) {
             break;
           }
           continue;
@@ -551,7 +664,7 @@ struct Server::Impl {
       }
       if (stopping) keep_alive = false;
       if (auto c = res.headers.get("Connection"); c && iequals(*c, "close")) keep_alive = false;
-      if (!co_await write_response(s, std::move(res), version, keep_alive, head_only)) break;
+      if (!co_await write_response(s, std::move(res), minor, keep_alive, head_only)) break;
       if (!keep_alive) break;
     }
   }
@@ -560,7 +673,7 @@ struct Server::Impl {
   Awaitable<void> run_connection(std::shared_ptr<Session> sp) {
     Session& s = *sp;
     if (auto* ts = s.stream.tls()) {
-      set_expiry(s.stream, opt.header_timeout);
+      s.deadline.set(opt.header_timeout);
       auto [ec] = co_await ts->async_handshake(asio::ssl::stream_base::server, use_tuple);
       if (ec) {
         if (detail::is_plain_http_on_tls(ec) && !stopping) co_await refuse_plain_http(s);
@@ -580,9 +693,10 @@ struct Server::Impl {
       const auto limit = opt.write_timeout.count() > 0
                              ? std::min(opt.write_timeout, std::chrono::milliseconds(2000))
                              : std::chrono::milliseconds(2000);
-      set_expiry(s.stream, limit);
+      s.deadline.set(limit);
       co_await ts->async_shutdown(use_tuple);
     }
+    s.deadline.clear();
     beast::error_code ec;
     s.stream.tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
     s.close();
@@ -599,8 +713,8 @@ struct Server::Impl {
       out += k + ": " + v + "\r\n";
     }
     out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n\r\n" + res.body;
-    set_expiry(s.stream, opt.write_timeout);
-    co_await asio::async_write(s.stream.tcp_layer(), asio::buffer(out), use_tuple);
+    s.deadline.set(opt.write_timeout);
+    co_await asio::async_write(s.stream.tcp_layer().socket(), asio::buffer(out), use_tuple);
   }
 
   Response too_large() const {
@@ -653,7 +767,7 @@ core::Result<void> Server::start() {
   tcp::endpoint ep;
   auto addr = asio::ip::make_address(im.opt.host, ec);
   if (ec) {
-    tcp::resolver resolver(im.ioc);
+    tcp::resolver resolver(*im.iocs.front());
     auto results = resolver.resolve(im.opt.host, std::to_string(im.opt.port), ec);
     if (ec || results.empty()) {
       return core::Error(core::Errc::invalid_argument, "http.resolve",
@@ -685,13 +799,19 @@ core::Result<void> Server::start() {
   im.port = im.acceptor.local_endpoint(ec).port();
   im.stopping = false;
   im.running = true;
-  im.work.emplace(im.ioc.get_executor());
+  im.work.clear();
+  std::vector<asio::io_context*> all{&im.accept_ioc};
+  for (auto& ioc : im.iocs) all.push_back(ioc.get());
+  for (auto* ioc : all) {
+    ioc->restart();
+    im.work.push_back(asio::make_work_guard(*ioc));
+  }
   asio::co_spawn(im.acceptor.get_executor(), im.accept_loop(), asio::detached);
-  for (int i = 0; i < im.opt.threads; ++i) {
-    im.threads.emplace_back([&im] {
+  for (auto* ioc : all) {
+    im.threads.emplace_back([ctx = ioc] {
       for (;;) {
         try {
-          im.ioc.run();
+          ctx->run();
           return;
         } catch (const std::exception& e) {
           spdlog::error("http: I/O thread caught: {}", e.what());
@@ -707,7 +827,15 @@ std::uint16_t Server::port() const {
 }
 
 asio::any_io_executor Server::executor() const {
-  return impl_->ioc.get_executor();
+  return impl_->iocs.front()->get_executor();
+}
+
+std::size_t Server::io_threads() const {
+  return impl_->iocs.size();
+}
+
+asio::any_io_executor Server::executor(std::size_t i) const {
+  return impl_->iocs.at(i)->get_executor();
 }
 
 std::size_t Server::in_flight() const {
@@ -740,8 +868,9 @@ void Server::stop(std::chrono::milliseconds grace) {
     }
     im.cv.wait_for(lock, std::chrono::seconds(5), [&] { return im.sessions.empty(); });
   }
-  im.work.reset();
-  im.ioc.stop();
+  im.work.clear();
+  im.accept_ioc.stop();
+  for (auto& ioc : im.iocs) ioc->stop();
   for (auto& t : im.threads) {
     if (t.joinable()) t.join();
   }

@@ -1,7 +1,11 @@
 #pragma once
 /// The HTTP/1.1 server shared by the REST API, the gateway, the agent API and the stand-in engine.
 ///
-/// Sessions are coroutines, one per connection, each on its own strand:
+/// Sessions are coroutines, one per connection. Each I/O thread runs its own io_context; an
+/// accepted connection is handed round-robin to one of them and stays there, so a session's
+/// steps all run on one thread (no strand, no hand-over between threads). A handler that blocks
+/// its thread delays the other connections of that thread (use a worker pool for blocking work);
+/// accepting runs on a thread of its own.
 ///
 ///     accept ─► [read header (idle/header deadline)] ─► 431 / 413 / 100-continue?
 ///                      ▲                                   │
@@ -38,7 +42,7 @@ namespace openstation::http {
 
 /// Lets a streaming handler write its response piece by piece. Every write is flushed to the
 /// socket before it completes: nothing is coalesced. All calls must come from the handler's
-/// coroutine (the session's strand). Writes return false once the client has gone.
+/// coroutine (the session's I/O thread). Writes return false once the client has gone.
 class ResponseStream {
  public:
   virtual ~ResponseStream() = default;
@@ -106,7 +110,7 @@ class Router {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;                         ///< 0: an ephemeral port, see Server::port()
-  int threads = 1;                                ///< I/O threads running the server's io_context
+  int threads = 1;                                ///< I/O threads, each with its own io_context
   std::size_t header_limit = 16 * 1024;           ///< bytes of request line + headers (431 beyond)
   std::uint64_t body_limit = 8ull * 1024 * 1024;  ///< bytes of request body (413 beyond)
   std::chrono::milliseconds header_timeout{10000};  ///< a started request's head must arrive
@@ -143,9 +147,14 @@ class Server {
   core::Result<void> start();
   /// The port listened on (after start()).
   std::uint16_t port() const;
-  /// The executor of the server's io_context, for clients and timers that should share its
-  /// threads.
+  /// The executor of the first I/O thread's io_context, for clients and timers that should
+  /// share the server's threads. A handler should use its own (`co_await this_coro::executor`).
   asio::any_io_executor executor() const;
+  /// The number of I/O threads (= io_contexts); fixed at construction.
+  std::size_t io_threads() const;
+  /// The executor of I/O thread `i`'s io_context (i < io_threads()), e.g. to keep per-thread
+  /// state keyed by `executor(i).context()`.
+  asio::any_io_executor executor(std::size_t i) const;
   /// Graceful stop: no new connections, idle connections closed, in-flight requests (streams
   /// included) given up to `grace` to finish, then closed; joins the I/O threads.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));

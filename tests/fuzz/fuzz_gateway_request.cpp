@@ -5,6 +5,7 @@
 #include "gateway/openai_error.hpp"
 #include "gateway/request.hpp"
 #include "gateway/usage.hpp"
+#include "http/http1.hpp"
 
 #include <boost/json/parse.hpp>
 
@@ -16,7 +17,7 @@ using namespace openstation::gateway;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  const auto mode = data[0] % 4;
+  const auto mode = data[0] % 6;
   const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
   switch (mode) {
     case 0:
@@ -27,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         OS_FUZZ_CHECK(!r->model.empty());
         // What goes upstream parses, and asks for usage on a stream.
         boost::system::error_code ec;
-        const auto v = boost::json::parse(r->upstream_body, ec);
+        const auto v =
+            boost::json::parse(r->rewritten ? std::string_view(r->upstream_body) : text, ec);
         OS_FUZZ_CHECK(!ec && v.is_object());
         if (r->stream) {
           OS_FUZZ_CHECK(v.as_object().at("stream_options").as_object().at("include_usage") == true);
@@ -49,6 +51,46 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       boost::system::error_code ec;
       const auto v = boost::json::parse(e.body(), ec);
       OS_FUZZ_CHECK(!ec && v.as_object().at("error").as_object().at("message").is_string());
+      break;
+    }
+    case 4:
+    case 5: {
+      // The gateway's HTTP/1.1 parsers: a request (4) or response (5) head, then a chunked body.
+      namespace wire = openstation::http::wire;
+      wire::Head head;
+      std::string why;
+      const auto parsed = mode == 4 ? wire::parse_request_head(text, head, why)
+                                    : wire::parse_response_head(text, head, why);
+      if (parsed == wire::Parse::error) OS_FUZZ_CHECK(!why.empty());
+      if (parsed != wire::Parse::complete) break;
+      OS_FUZZ_CHECK(head.size > 0 && head.size <= text.size());
+      for (const auto& [k, v] : head.fields) {
+        OS_FUZZ_CHECK(!k.empty() && k.data() >= text.data() &&
+                      v.data() + v.size() <= text.data() + head.size);
+      }
+      wire::Framing framing;
+      const bool framed = mode == 4 ? wire::request_framing(head, framing, why)
+                                    : wire::response_framing(head, "GET", framing, why);
+      OS_FUZZ_CHECK(framed || !why.empty());
+      // A chunked body decodes the same whole and in two pieces split anywhere.
+      const std::string_view body = text.substr(head.size);
+      wire::ChunkedDecoder whole;
+      wire::ChunkedDecoder split;
+      std::string a;
+      std::string b;
+      const auto used = whole.feed(body, a, why);
+      const std::size_t cut = body.empty() ? 0 : size % body.size();
+      auto first = split.feed(body.substr(0, cut), b, why);
+      if (used) OS_FUZZ_CHECK(first.has_value());  // a prefix of a valid body is not an error
+      if (used && first) {
+        OS_FUZZ_CHECK(*first == cut || split.done());
+        if (!split.done()) {
+          auto second = split.feed(body.substr(cut), b, why);
+          OS_FUZZ_CHECK(second.has_value());
+          OS_FUZZ_CHECK(cut + *second == *used);
+        }
+        OS_FUZZ_CHECK(a == b && whole.done() == split.done());
+      }
       break;
     }
     default: {

@@ -173,5 +173,13 @@ int main(int argc, char** argv) {
   write(gw / "engine_error",
         std::string("\x02") +
             R"({"object":"error","message":"too long","type":"BadRequestError","code":400})");
+  write(gw / "http_request",
+        std::string("\x04") +
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5;e=1\r\nhello\r\n0\r\nT: v\r\n\r\n");
+  write(gw / "http_response",
+        std::string("\x05") +
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            "\r\n6\r\ndata: \r\n0\r\n\r\n");
   return 0;
 }

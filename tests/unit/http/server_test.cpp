@@ -246,6 +246,53 @@ TEST_F(ServerTest, BodyOverLimitIs413) {
   EXPECT_TRUE(closed);
 }
 
+TEST_F(ServerTest, LargeBodiesBothWaysAndPipelinedRequests) {
+  start();
+  // Bodies larger than any read: the server's buffer grows, the client reads many pieces.
+  std::string big(300000, 'x');
+  for (std::size_t i = 0; i < big.size(); i += 97) big[i] = static_cast<char>('a' + i % 26);
+  auto r = client_.post_json(url(*server_, "/echo"), big);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, big);
+
+  // Two requests in one write, the second with a chunked body: two answers, in order.
+  RawSocket s(server_->port());
+  ASSERT_TRUE(s.connected());
+  s.send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nonePOST /echo "
+      "HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+      "2;ext=1\r\ntw\r\n1\r\no\r\n0\r\nTrailer: t\r\n\r\n");
+  bool closed = false;
+  auto reply = s.read_all(5s, &closed);
+  EXPECT_TRUE(closed);
+  const auto first = reply.find("\r\n\r\none");
+  const auto second = reply.find("\r\n\r\ntwo");
+  EXPECT_NE(first, std::string::npos) << reply;
+  EXPECT_NE(second, std::string::npos) << reply;
+  EXPECT_LT(first, second);
+  EXPECT_NE(reply.find("Connection: close"), std::string::npos) << reply;
+}
+
+TEST_F(ServerTest, SmugglingShapedRequestsAre400) {
+  start();
+  for (const std::string bad :
+       {"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", "GET /hello HTTP/2.0\r\n\r\n",
+        "GET /he llo HTTP/1.1\r\n\r\n"}) {
+    RawSocket s(server_->port());
+    ASSERT_TRUE(s.connected());
+    s.send(bad);
+    bool closed = false;
+    auto reply = s.read_all(5s, &closed);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << bad << "\n→ " << reply;
+    EXPECT_TRUE(closed) << bad;
+  }
+}
+
 TEST_F(ServerTest, HeadersOverLimitAre431) {
   ServerOptions o;
   o.header_limit = 2048;

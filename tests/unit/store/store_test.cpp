@@ -590,6 +590,48 @@ TEST_P(StoreTest, LogsListNewestFirstWithFiltersAndRetention) {
   EXPECT_EQ(ok(s().events().remove_before(start + 5s)), 5u);
 }
 
+TEST_P(StoreTest, LargeCallLogBatchesKeepEveryRowAndValue) {
+  // 70 rows: two 32-row statements and six single-row ones, in one transaction.
+  std::vector<CallLog> batch;
+  for (int i = 0; i < 70; ++i) {
+    batch.push_back({.time = clock_.now() + std::chrono::milliseconds(i),
+                     .user_id = "usr_" + std::to_string(i % 3),
+                     .key_id = "key_" + std::to_string(i),
+                     .service = "svc",
+                     .instance_id = "ins_" + std::to_string(i % 2),
+                     .status = 200 + i,
+                     .duration_ms = i,
+                     .prompt_tokens = 10 * i,
+                     .completion_tokens = i,
+                     .ttft_ms = i % 5 == 0 ? std::optional<std::int64_t>() : i,
+                     .tokens_per_second = i / 2.0,
+                     .error = i % 7 == 0 ? "e" + std::to_string(i) : ""});
+  }
+  ok(s().call_logs().append_all(batch));
+  std::vector<CallLog> got;
+  PageRequest page{.limit = 25};
+  do {
+    auto p = ok(s().call_logs().list({.service = "svc"}, page));
+    got.insert(got.end(), p.items.begin(), p.items.end());
+    page.cursor = p.next_cursor;
+  } while (!page.cursor.empty());
+  ASSERT_EQ(got.size(), 70u);
+  std::sort(got.begin(), got.end(),
+            [](const CallLog& a, const CallLog& b) { return a.key_id < b.key_id; });
+  std::sort(batch.begin(), batch.end(),
+            [](const CallLog& a, const CallLog& b) { return a.key_id < b.key_id; });
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].status, batch[i].status) << i;
+    EXPECT_EQ(got[i].user_id, batch[i].user_id) << i;
+    EXPECT_EQ(got[i].instance_id, batch[i].instance_id) << i;
+    EXPECT_EQ(got[i].prompt_tokens, batch[i].prompt_tokens) << i;
+    EXPECT_EQ(got[i].ttft_ms, batch[i].ttft_ms) << i;
+    EXPECT_DOUBLE_EQ(got[i].tokens_per_second, batch[i].tokens_per_second) << i;
+    EXPECT_EQ(got[i].error, batch[i].error) << i;
+    EXPECT_GT(got[i].id, 0) << i;
+  }
+}
+
 TEST_P(StoreTest, PutUpsertsAndRemoveAllFilters) {
   ok(s().settings().put({.key = "smtp.host", .value = "a"}));
   clock_.advance(1s);

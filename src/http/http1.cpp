@@ -1,0 +1,427 @@
+#include "http/http1.hpp"
+
+#include "http/message.hpp"
+
+#include <charconv>
+#include <cstring>
+
+namespace openstation::http::wire {
+
+namespace {
+
+/// RFC 9110 tchar: the characters of a token (method, field name).
+constexpr bool is_tchar(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~': return true;
+    default: return false;
+  }
+}
+
+/// A field value's characters: visible ASCII, obs-text, space and tab.
+constexpr bool is_value_char(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/// The end of the head: the offset just past CRLF CRLF, or npos.
+std::size_t head_end(std::string_view in) {
+  const auto p = in.find("\r\n\r\n");
+  return p == std::string_view::npos ? p : p + 4;
+}
+
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+/// "HTTP/1.0" or "HTTP/1.1" → the minor version; -1 otherwise.
+int parse_version(std::string_view v) {
+  if (v.size() != 8 || v.substr(0, 7) != "HTTP/1.") return -1;
+  if (v[7] == '0') return 0;
+  if (v[7] == '1') return 1;
+  return -1;
+}
+
+/// Parses the field lines between `begin` and the head's end into `head.fields`.
+bool parse_fields(std::string_view lines, Head& head, std::string& error) {
+  while (!lines.empty()) {
+    const auto eol = lines.find("\r\n");
+    const std::string_view line = lines.substr(0, eol);
+    lines.remove_prefix(eol == std::string_view::npos ? lines.size() : eol + 2);
+    if (line.empty()) break;
+    if (line.front() == ' ' || line.front() == '\t') {
+      error = "obsolete line folding in a header field";
+      return false;
+    }
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      error = "a header line without a field name and ':'";
+      return false;
+    }
+    const std::string_view name = line.substr(0, colon);
+    for (unsigned char c : name) {
+      if (!is_tchar(c)) {
+        error = "an invalid character in a header field name";
+        return false;
+      }
+    }
+    const std::string_view value = trim_ows(line.substr(colon + 1));
+    for (unsigned char c : value) {
+      if (!is_value_char(c)) {
+        error = "a control character in the value of header '" + std::string(name) + "'";
+        return false;
+      }
+    }
+    head.fields.emplace_back(name, value);
+  }
+  return true;
+}
+
+/// Whether a comma-separated field value lists `token` (case-insensitive).
+bool lists_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    if (iequals(trim_ows(value.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool parse_length(std::string_view v, std::uint64_t& out) {
+  if (v.empty() || v.size() > 19) return false;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+  }
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  return ec == std::errc() && p == v.data() + v.size();
+}
+
+/// Transfer-Encoding and Content-Length into a framing; `fallback` when neither is present.
+bool body_framing(const Head& head, Framing::Kind fallback, Framing& out, std::string& error) {
+  std::optional<std::string_view> te;
+  std::optional<std::uint64_t> length;
+  for (const auto& [k, v] : head.fields) {
+    if (iequals(k, "Transfer-Encoding")) {
+      if (te) {
+        error = "more than one Transfer-Encoding header";
+        return false;
+      }
+      te = v;
+    } else if (iequals(k, "Content-Length")) {
+      // "Content-Length: 5, 5" and repeated equal fields are tolerated; different ones are not.
+      std::string_view rest = v;
+      while (true) {
+        const auto comma = rest.find(',');
+        std::uint64_t n = 0;
+        if (!parse_length(trim_ows(rest.substr(0, comma)), n)) {
+          error = "Content-Length '" + std::string(v) + "' is not a number";
+          return false;
+        }
+        if (length && *length != n) {
+          error = "conflicting Content-Length values";
+          return false;
+        }
+        length = n;
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+    }
+  }
+  if (te) {
+    if (length) {
+      error = "both Transfer-Encoding and Content-Length";
+      return false;
+    }
+    if (!iequals(trim_ows(*te), "chunked")) {
+      error = "unsupported Transfer-Encoding '" + std::string(*te) + "' (only chunked)";
+      return false;
+    }
+    out.kind = Framing::chunked;
+    return true;
+  }
+  if (length) {
+    out.kind = *length == 0 ? Framing::none : Framing::sized;
+    out.length = *length;
+    return true;
+  }
+  out.kind = fallback;
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string_view> Head::get(std::string_view name) const {
+  for (const auto& [k, v] : fields) {
+    if (iequals(k, name)) return v;
+  }
+  return std::nullopt;
+}
+
+Parse parse_request_head(std::string_view in, Head& head, std::string& error) {
+  head.clear();
+  // Tolerate empty lines before a request (RFC 9112 §2.2).
+  std::size_t skip = 0;
+  while (skip + 1 < in.size() && in[skip] == '\r' && in[skip + 1] == '\n') skip += 2;
+  const std::string_view rest = in.substr(skip);
+  const auto end = head_end(rest);
+  if (end == std::string_view::npos) {
+    // Refuse early what can never become a request line.
+    for (std::size_t i = 0; i < rest.size() && rest[i] != ' '; ++i) {
+      if (!is_tchar(static_cast<unsigned char>(rest[i]))) {
+        error = "the request line does not start with a method";
+        return Parse::error;
+      }
+    }
+    return Parse::incomplete;
+  }
+  const auto eol = rest.find("\r\n");
+  const std::string_view line = rest.substr(0, eol);
+  const auto sp1 = line.find(' ');
+  const auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || sp1 == 0 ||
+      sp2 == sp1 + 1) {
+    error = "the request line is not 'METHOD target HTTP/1.1'";
+    return Parse::error;
+  }
+  head.method = line.substr(0, sp1);
+  head.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  for (unsigned char c : head.method) {
+    if (!is_tchar(c)) {
+      error = "an invalid character in the method";
+      return Parse::error;
+    }
+  }
+  for (unsigned char c : head.target) {
+    if (c <= 0x20 || c == 0x7f) {
+      error = "an invalid character in the request target";
+      return Parse::error;
+    }
+  }
+  head.minor = parse_version(line.substr(sp2 + 1));
+  if (head.minor < 0) {
+    error = "unsupported HTTP version '" + std::string(line.substr(sp2 + 1)) +
+            "' (HTTP/1.0 and HTTP/1.1 are spoken here)";
+    return Parse::error;
+  }
+  if (!parse_fields(rest.substr(eol + 2, end - eol - 2), head, error)) return Parse::error;
+  head.size = skip + end;
+  return Parse::complete;
+}
+
+Parse parse_response_head(std::string_view in, Head& head, std::string& error) {
+  head.clear();
+  const auto end = head_end(in);
+  if (end == std::string_view::npos) {
+    if (in.size() >= 5 && in.substr(0, 5) != "HTTP/") {
+      error = "the response does not start with 'HTTP/'";
+      return Parse::error;
+    }
+    return Parse::incomplete;
+  }
+  const auto eol = in.find("\r\n");
+  const std::string_view line = in.substr(0, eol);
+  // HTTP/1.1 200 OK  (the reason phrase may be empty or absent)
+  if (line.size() < 12 || line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {
+    error = "a malformed status line";
+    return Parse::error;
+  }
+  head.minor = parse_version(line.substr(0, 8));
+  if (head.minor < 0) {
+    error = "unsupported HTTP version in the status line";
+    return Parse::error;
+  }
+  int status = 0;
+  for (char c : line.substr(9, 3)) {
+    if (c < '0' || c > '9') {
+      error = "a status code that is not three digits";
+      return Parse::error;
+    }
+    status = status * 10 + (c - '0');
+  }
+  if (status < 100) {
+    error = "a status code below 100";
+    return Parse::error;
+  }
+  head.status = status;
+  if (!parse_fields(in.substr(eol + 2, end - eol - 2), head, error)) return Parse::error;
+  head.size = end;
+  return Parse::complete;
+}
+
+bool request_framing(const Head& head, Framing& out, std::string& error) {
+  out = {};
+  return body_framing(head, Framing::none, out, error);
+}
+
+bool response_framing(const Head& head, std::string_view request_method, Framing& out,
+                      std::string& error) {
+  out = {};
+  if (request_method == "HEAD" || (head.status >= 100 && head.status < 200) || head.status == 204 ||
+      head.status == 304) {
+    out.kind = Framing::none;
+    return true;
+  }
+  return body_framing(head, Framing::until_close, out, error);
+}
+
+bool keep_alive(const Head& head) {
+  bool close = false;
+  bool keep = false;
+  for (const auto& [k, v] : head.fields) {
+    if (!iequals(k, "Connection")) continue;
+    if (lists_token(v, "close")) close = true;
+    if (lists_token(v, "keep-alive")) keep = true;
+  }
+  if (close) return false;
+  return head.minor >= 1 || keep;
+}
+
+std::optional<std::size_t> ChunkedDecoder::feed(std::string_view in, std::string& out,
+                                                std::string& error) {
+  std::size_t i = 0;
+  while (i < in.size() && state_ != State::done) {
+    const char c = in[i];
+    switch (state_) {
+      case State::size: {
+        int digit = -1;
+        if (c >= '0' && c <= '9') digit = c - '0';
+        if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+        if (digit >= 0) {
+          if (++size_digits_ > 15) {
+            error = "a chunk size too large";
+            return std::nullopt;
+          }
+          remaining_ = remaining_ * 16 + static_cast<unsigned>(digit);
+          ++i;
+          break;
+        }
+        if (size_digits_ == 0) {
+          error = "a chunk without a hexadecimal size";
+          return std::nullopt;
+        }
+        if (c == ';' || c == ' ' || c == '\t') {
+          state_ = State::size_ext;
+          ++i;
+          break;
+        }
+        if (c == '\r') {
+          state_ = State::size_lf;
+          ++i;
+          break;
+        }
+        error = "an invalid character after a chunk size";
+        return std::nullopt;
+      }
+      case State::size_ext:
+        if (c == '\r') state_ = State::size_lf;
+        ++i;
+        break;
+      case State::size_lf:
+        if (c != '\n') {
+          error = "a chunk size line not ended by CRLF";
+          return std::nullopt;
+        }
+        ++i;
+        size_digits_ = 0;
+        if (remaining_ == 0) {
+          state_ = State::trailer;
+          trailer_empty_ = true;
+        } else {
+          state_ = State::data;
+        }
+        break;
+      case State::data: {
+        const std::size_t take =
+            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - i));
+        out.append(in.data() + i, take);
+        i += take;
+        remaining_ -= take;
+        decoded_ += take;
+        if (remaining_ == 0) state_ = State::data_cr;
+        break;
+      }
+      case State::data_cr:
+        if (c != '\r') {
+          error = "chunk data longer than its size";
+          return std::nullopt;
+        }
+        state_ = State::data_lf;
+        ++i;
+        break;
+      case State::data_lf:
+        if (c != '\n') {
+          error = "chunk data not ended by CRLF";
+          return std::nullopt;
+        }
+        state_ = State::size;
+        ++i;
+        break;
+      case State::trailer:
+        // Trailer fields are read and dropped; an empty line ends the body.
+        if (c == '\r') {
+          state_ = State::trailer_lf;
+        } else {
+          trailer_empty_ = false;
+        }
+        ++i;
+        break;
+      case State::trailer_lf:
+        if (c != '\n') {
+          error = "a trailer line not ended by CRLF";
+          return std::nullopt;
+        }
+        ++i;
+        if (trailer_empty_) {
+          state_ = State::done;
+        } else {
+          state_ = State::trailer;
+          trailer_empty_ = true;
+        }
+        break;
+      case State::done: break;
+    }
+  }
+  return i;
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void append_chunk_size(std::string& out, std::size_t n) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof(buf), n, 16);
+  (void)ec;
+  out.append(buf, p);
+  out.append("\r\n");
+}
+
+bool is_hop_field(std::string_view name) {
+  return iequals(name, "Connection") || iequals(name, "Keep-Alive") ||
+         iequals(name, "Transfer-Encoding") || iequals(name, "Content-Length") ||
+         iequals(name, "Host") || iequals(name, "TE") || iequals(name, "Upgrade") ||
+         iequals(name, "Proxy-Connection") || iequals(name, "Trailer");
+}
+
+}  // namespace openstation::http::wire

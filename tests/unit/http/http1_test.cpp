@@ -1,0 +1,152 @@
+#include "http/http1.hpp"
+
+#include <gtest/gtest.h>
+
+namespace openstation::http::wire {
+namespace {
+
+TEST(Http1, RequestHeadIsParsedInPlace) {
+  const std::string in =
+      "\r\nPOST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\nAuthorization:  Bearer k \r\n"
+      "Content-Length: 2\r\n\r\n{}";
+  Head h;
+  std::string why;
+  ASSERT_EQ(parse_request_head(in, h, why), Parse::complete) << why;
+  EXPECT_EQ(h.method, "POST");
+  EXPECT_EQ(h.target, "/v1/chat/completions?x=1");
+  EXPECT_EQ(h.minor, 1);
+  EXPECT_EQ(h.size, in.size() - 2);
+  ASSERT_EQ(h.fields.size(), 3u);
+  EXPECT_EQ(h.get("authorization"), "Bearer k");  // optional whitespace trimmed
+  Framing f;
+  ASSERT_TRUE(request_framing(h, f, why));
+  EXPECT_EQ(f.kind, Framing::sized);
+  EXPECT_EQ(f.length, 2u);
+  EXPECT_TRUE(keep_alive(h));
+}
+
+TEST(Http1, EveryPrefixOfAHeadIsIncomplete) {
+  const std::string in = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+  Head h;
+  std::string why;
+  for (std::size_t n = 0; n < in.size(); ++n) {
+    EXPECT_EQ(parse_request_head(in.substr(0, n), h, why), Parse::incomplete) << n;
+  }
+  ASSERT_EQ(parse_request_head(in, h, why), Parse::complete);
+  EXPECT_EQ(h.minor, 0);
+  EXPECT_TRUE(keep_alive(h));
+  ASSERT_EQ(parse_request_head("GET / HTTP/1.0\r\n\r\n", h, why), Parse::complete);
+  EXPECT_FALSE(keep_alive(h));
+  ASSERT_EQ(parse_request_head("GET / HTTP/1.1\r\nConnection: Upgrade, close\r\n\r\n", h, why),
+            Parse::complete);
+  EXPECT_FALSE(keep_alive(h));
+}
+
+TEST(Http1, MalformedRequestsSayWhatIsWrong) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"GET\r\n\r\n", "METHOD target"},
+      {"G(T / HTTP/1.1\r\n\r\n", "method"},
+      {"GET / HTTP/3\r\n\r\n", "HTTP version"},
+      {"GET / HTTP/1.1\r\nNo colon\r\n\r\n", "field name"},
+      {"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n", "field name"},
+      {"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", "control character"},
+      {"GET / HTTP/1.1\r\nX: a\r\n  b\r\n\r\n", "folding"},
+      {"\x16\x03\x01", "method"},  // a TLS hello on the plain port fails at once
+  };
+  for (const auto& [in, what] : cases) {
+    Head h;
+    std::string why;
+    EXPECT_EQ(parse_request_head(in, h, why), Parse::error) << in;
+    EXPECT_NE(why.find(what), std::string::npos) << in << " → " << why;
+  }
+}
+
+TEST(Http1, FramingRefusesWhatCouldSmuggleARequest) {
+  auto framing = [](const std::string& fields, Framing& f, std::string& why) {
+    Head h;
+    const std::string in = "POST / HTTP/1.1\r\n" + fields + "\r\n";
+    EXPECT_EQ(parse_request_head(in, h, why), Parse::complete) << why;
+    return request_framing(h, f, why);
+  };
+  Framing f;
+  std::string why;
+  EXPECT_FALSE(framing("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n", f, why));
+  EXPECT_FALSE(framing("Content-Length: 1\r\nContent-Length: 2\r\n", f, why));
+  EXPECT_FALSE(framing("Content-Length: 1, 2\r\n", f, why));
+  EXPECT_FALSE(framing("Content-Length: +1\r\n", f, why));
+  EXPECT_FALSE(framing("Transfer-Encoding: gzip, chunked\r\n", f, why));
+  ASSERT_TRUE(framing("Content-Length: 7, 7\r\n", f, why)) << why;
+  EXPECT_EQ(f.kind, Framing::sized);
+  ASSERT_TRUE(framing("Transfer-Encoding: Chunked\r\n", f, why)) << why;
+  EXPECT_EQ(f.kind, Framing::chunked);
+  ASSERT_TRUE(framing("", f, why));
+  EXPECT_EQ(f.kind, Framing::none);
+}
+
+TEST(Http1, ResponseHeadsAndTheirBodies) {
+  Head h;
+  std::string why;
+  Framing f;
+  ASSERT_EQ(parse_response_head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", h, why),
+            Parse::complete);
+  EXPECT_EQ(h.status, 200);
+  ASSERT_TRUE(response_framing(h, "GET", f, why));
+  EXPECT_EQ(f.kind, Framing::sized);
+  ASSERT_TRUE(response_framing(h, "HEAD", f, why));
+  EXPECT_EQ(f.kind, Framing::none);  // HEAD: the length describes a body that is not sent
+
+  ASSERT_EQ(parse_response_head("HTTP/1.1 204\r\n\r\n", h, why), Parse::complete) << why;
+  ASSERT_TRUE(response_framing(h, "GET", f, why));
+  EXPECT_EQ(f.kind, Framing::none);
+
+  ASSERT_EQ(parse_response_head("HTTP/1.0 200 OK\r\n\r\n", h, why), Parse::complete);
+  ASSERT_TRUE(response_framing(h, "GET", f, why));
+  EXPECT_EQ(f.kind, Framing::until_close);
+  EXPECT_FALSE(keep_alive(h));
+
+  EXPECT_EQ(parse_response_head("HTTP/1.1 2x0 OK\r\n\r\n", h, why), Parse::error);
+  EXPECT_EQ(parse_response_head("SSH-2.0-OpenSSH", h, why), Parse::error);
+  EXPECT_EQ(parse_response_head("HTTP/1.1 200 OK\r\n", h, why), Parse::incomplete);
+}
+
+TEST(Http1, ChunkedBodiesDecodeByteByByte) {
+  const std::string body =
+      "4;name=v\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX: y\r\n\r\n";
+  std::string why;
+  {
+    ChunkedDecoder d;
+    std::string out;
+    auto used = d.feed(body + "NEXT", out, why);
+    ASSERT_TRUE(used) << why;
+    EXPECT_EQ(*used, body.size());  // stops after the trailer: the next message is not consumed
+    EXPECT_TRUE(d.done());
+    EXPECT_EQ(out, "Wikipedia in\r\n\r\nchunks.");
+  }
+  ChunkedDecoder d;
+  std::string out;
+  for (char c : body) {
+    auto used = d.feed(std::string_view(&c, 1), out, why);
+    ASSERT_TRUE(used) << why;
+    EXPECT_EQ(*used, 1u);
+  }
+  EXPECT_TRUE(d.done());
+  EXPECT_EQ(out, "Wikipedia in\r\n\r\nchunks.");
+  EXPECT_EQ(d.decoded(), out.size());
+
+  for (const char* bad : {"x\r\n", "4\r\nWikiXX", "4\nWiki", "fffffffffffffffff\r\n"}) {
+    ChunkedDecoder b;
+    std::string o;
+    EXPECT_FALSE(b.feed(bad, o, why)) << bad;
+  }
+}
+
+TEST(Http1, ChunkSizeLinesAreHex) {
+  std::string out;
+  append_chunk_size(out, 0);
+  append_chunk_size(out, 255);
+  append_chunk_size(out, 65536);
+  EXPECT_EQ(out, "0\r\nff\r\n10000\r\n");
+}
+
+}  // namespace
+}  // namespace openstation::http::wire
