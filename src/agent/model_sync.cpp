@@ -532,6 +532,19 @@ core::Result<ModelSyncStatus> ModelSync::pull(Job& job, const std::string& model
                model_id, local.string(), format_bytes(done), format_bytes(total));
   SourceHub hub(source_);
   std::int64_t last_report = done;
+  const auto started = clock_.steady_now();
+  std::int64_t pulled = 0;  // bytes received by this pull, for the rate limit
+  const auto throttle = [&](std::int64_t n) {
+    pulled += n;
+    if (options_.max_bytes_per_second == 0) return;
+    const auto due =
+        started + std::chrono::milliseconds(
+                      pulled * 1000 / static_cast<std::int64_t>(options_.max_bytes_per_second));
+    const auto now = clock_.steady_now();
+    if (due > now) {
+      pause(std::chrono::duration_cast<std::chrono::milliseconds>(due - now));
+    }
+  };
   for (const auto& f : m.files) {
     const download::HubFile file{f.path, f.size, f.sha256};
     for (unsigned attempt = 0;; ++attempt) {
@@ -541,6 +554,7 @@ core::Result<ModelSyncStatus> ModelSync::pull(Job& job, const std::string& model
           hub, model_id, "", file, target,
           [&](std::int64_t n) {
             got += n;
+            throttle(n);
             if (done + got - last_report >= (1 << 20)) {
               last_report = done + got;
               progress.bytes_done = done + got;

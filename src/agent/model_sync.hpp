@@ -107,6 +107,9 @@ struct ModelSyncOptions {
   unsigned retries = 3;  ///< per file (cuts, stalls, hash mismatches) and for the manifest
   std::chrono::milliseconds retry_delay{std::chrono::seconds(2)};  ///< doubled per retry
   std::chrono::milliseconds failure_hold{std::chrono::seconds(30)};
+  /// At most this many bytes per second per pull (config agent.model_sync_rate), so a pull
+  /// leaves room on the management network; 0: no limit.
+  std::uint64_t max_bytes_per_second = 0;
 };
 
 /// Where a model stands on this node.

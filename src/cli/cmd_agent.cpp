@@ -172,6 +172,7 @@ void run_daemon(const DaemonFlags& flags, Context& ctx) {
   agent::ModelSyncOptions sync_options;
   sync_options.data_dir = c.data_dir;
   sync_options.always_pull = a.model_sync == "always";
+  sync_options.max_bytes_per_second = a.model_sync_rate;
   agent::ModelSync model_sync(sync_options, model_source, clock);
   agent::Daemon daemon(dopt, supervisor, inventory, clock, &model_sync);
   daemon_ptr = &daemon;

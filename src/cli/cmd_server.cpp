@@ -166,6 +166,7 @@ class LocalAgent {
     agent::ModelSyncOptions sync_options;
     sync_options.data_dir = config_.data_dir;
     sync_options.always_pull = a.model_sync == "always";
+    sync_options.max_bytes_per_second = a.model_sync_rate;
     model_sync_ = std::make_unique<agent::ModelSync>(sync_options, *model_source_, clock_);
     auto daemon = std::make_unique<agent::Daemon>(
         d, *supervisor_, [this] { return inventory_json(); }, clock_, model_sync_.get());

@@ -110,6 +110,7 @@ struct AgentConfig {
   /// Node sync of models on the server's model store: "auto" pulls them unless the node shares
   /// the server's storage (detected by the store's marker); "always" keeps a copy on the node.
   std::string model_sync = "auto";
+  std::uint64_t model_sync_rate = 0;  ///< bytes per second of one model pull; 0: no limit
   bool operator==(const AgentConfig&) const = default;
 };
 

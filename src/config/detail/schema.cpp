@@ -165,6 +165,8 @@ std::vector<Field> build_fixed() {
                                 "auto: pull server-store models unless on shared storage; always: "
                                 "always keep a copy on the node"),
                            {"auto", "always"}));
+  v.push_back(make("agent.model_sync_rate", Kind::bytes, OS_TARGET(agent.model_sync_rate),
+                   "Bytes per second one model pull may take; 0: no limit"));
 
   v.push_back(with_choices(make("hub.default_source", Kind::choice, OS_TARGET(hub.default_source),
                                 "Where catalog models download from"),

@@ -122,15 +122,19 @@ http::Awaitable<void> get_file(ModelFileRoutes& r, http::Request& req,
   if (!co_await stream.start(*range ? 206 : 200, std::move(headers))) co_return;
   if (pos > 0 && ::fseeko(opened->file.get(), pos, SEEK_SET) != 0) co_return;
   std::string buf;
+  std::FILE* const file = opened->file.get();
+  std::size_t want = 0;
+  // Captures by reference only, bound to a name: GCC 12 destroys the captures of a temporary
+  // lambda in a co_await expression twice.
+  const auto read_chunk = [&buf, &want, file]() -> std::size_t {
+    buf.resize(want);
+    const auto n = std::fread(buf.data(), 1, want, file);
+    buf.resize(n);
+    return n;
+  };
   while (pos < end) {
-    const auto want = static_cast<std::size_t>(std::min<std::int64_t>(end - pos, kChunk));
-    auto file = opened->file;
-    auto got = co_await r.ctx.blocking([file, want, &buf]() -> std::size_t {
-      buf.resize(want);
-      const auto n = std::fread(buf.data(), 1, want, file.get());
-      buf.resize(n);
-      return n;
-    });
+    want = static_cast<std::size_t>(std::min<std::int64_t>(end - pos, kChunk));
+    auto got = co_await r.ctx.blocking(read_chunk);
     if (got == 0) break;  // the file shrank under us: the client sees a short body
     if (!co_await stream.write(buf)) co_return;
     pos += static_cast<std::int64_t>(got);

@@ -42,7 +42,7 @@ class ModelFileRoutesTest : public ::testing::Test {
       server::register_model_file_routes(s, ctx);
     };
     api_ = std::make_unique<ApiTestServer>(std::move(o));
-    a_ = pattern(100000, 1);
+    a_ = pattern(3 * 1048576 + 17, 1);
     b_ = "{\"hidden_size\": 8}";
     write(model_dir_ / "tiny" / "w.bin", a_);
     write(model_dir_ / "tiny" / "sub" / "config.json", b_);
@@ -114,7 +114,7 @@ TEST_F(ModelFileRoutesTest, ManifestListsFilesWithSizesHashesAndTheStoreId) {
   EXPECT_EQ(m->files[0].path, "sub/config.json");
   EXPECT_EQ(m->files[0].size, static_cast<std::int64_t>(b_.size()));
   EXPECT_EQ(m->files[1].path, "w.bin");
-  EXPECT_EQ(m->files[1].size, 100000);
+  EXPECT_EQ(m->files[1].size, static_cast<std::int64_t>(a_.size()));
   EXPECT_EQ(m->files[1].sha256, *download::sha256_file(model_dir_ / "tiny" / "w.bin"));
   // Kept beside the store, recomputed when a file changes.
   EXPECT_TRUE(fs::exists(model_dir_ / ".manifests" / (model_.id + ".json")));
@@ -178,11 +178,11 @@ TEST_F(ModelFileRoutesTest, FilesStreamWholeOrByRange) {
   EXPECT_EQ(r.headers.get_or("Accept-Ranges", ""), "bytes");
 
   http::Headers h;
-  h.set("Range", "bytes=99000-");
+  h.set("Range", "bytes=2099000-");
   r = get(files("w.bin"), h);
   ASSERT_EQ(r.status, 206);
-  EXPECT_EQ(r.body, a_.substr(99000));
-  EXPECT_EQ(r.headers.get_or("Content-Range", ""), "bytes 99000-99999/100000");
+  EXPECT_EQ(r.body, a_.substr(2099000));
+  EXPECT_EQ(r.headers.get_or("Content-Range", ""), "bytes 2099000-3145744/3145745");
 
   h.set("Range", "bytes=10-19");
   r = get(files("w.bin"), h);
@@ -192,7 +192,7 @@ TEST_F(ModelFileRoutesTest, FilesStreamWholeOrByRange) {
   h.set("Range", "bytes=-5");
   r = get(files("w.bin"), h);
   ASSERT_EQ(r.status, 206);
-  EXPECT_EQ(r.body, a_.substr(99995));
+  EXPECT_EQ(r.body, a_.substr(a_.size() - 5));
 
   r = get(files("sub/config.json"));
   ASSERT_EQ(r.status, 200);
@@ -201,13 +201,13 @@ TEST_F(ModelFileRoutesTest, FilesStreamWholeOrByRange) {
 
 TEST_F(ModelFileRoutesTest, UnsatisfiableRangesAre416) {
   for (const char* range :
-       {"bytes=100000-", "bytes=5-2", "items=0-1", "bytes=0-1,5-6", "bytes=x-"}) {
+       {"bytes=3145745-", "bytes=5-2", "items=0-1", "bytes=0-1,5-6", "bytes=x-"}) {
     http::Headers h;
     h.set("Range", range);
     auto r = get(files("w.bin"), h);
     EXPECT_EQ(r.status, 416) << range;
     EXPECT_EQ(code_of(r), "model_files.bad_range") << range;
-    EXPECT_EQ(r.headers.get_or("Content-Range", ""), "bytes */100000") << range;
+    EXPECT_EQ(r.headers.get_or("Content-Range", ""), "bytes */3145745") << range;
   }
 }
 
