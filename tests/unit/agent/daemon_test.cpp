@@ -3,7 +3,9 @@
 // real processes are bounded by wait_until; every process group is killed in TearDown.
 
 #include "agent/daemon.hpp"
+#include "agent/model_sync.hpp"
 #include "agent/process_launcher.hpp"
+#include "download/fetch.hpp"
 #include "support/fake_control_plane.hpp"
 #include "support/manual_clock.hpp"
 #include "support/recording_launcher.hpp"
@@ -18,8 +20,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 
 namespace openstation::agent {
 namespace {
@@ -74,12 +78,12 @@ class DaemonTest : public ::testing::Test {
       ::waitpid(pid, nullptr, 0);
     }
   }
-  void make() {
+  void make(ModelSync* sync = nullptr) {
     daemon_.reset();
     supervisor_ = std::make_unique<Supervisor>(sup_options_, launcher_, probe_, checker_, clock_);
     daemon_ = std::make_unique<Daemon>(
-        options_, *supervisor_, [] { return std::string(R"({"node":{"name":"node-a"}})"); },
-        clock_);
+        options_, *supervisor_, [] { return std::string(R"({"node":{"name":"node-a"}})"); }, clock_,
+        sync);
   }
   static Assignment engine(std::string id) {
     Assignment a;
@@ -282,6 +286,90 @@ TEST_F(DaemonTest, AnUnknownEngineIsReportedAsFailed) {
   EXPECT_EQ(r->state, "failed");
   EXPECT_NE(r->reason.find("sglang"), std::string::npos);
   EXPECT_TRUE(tick_until_state("svc-0", InstanceState::running));
+}
+
+/// One 64 KiB file whose transfer holds after its first half until released.
+class GatedSource final : public ModelSource {
+ public:
+  const std::string bytes = std::string(65536, 'm');
+  core::Result<ModelManifest> manifest(std::string_view id) override {
+    ModelManifest m;
+    m.model_id = std::string(id);
+    m.name = "m";
+    m.path = "/srv/models/m";
+    download::Sha256 h;
+    h.update(bytes);
+    m.files.push_back(
+        ManifestFile{"w.bin", static_cast<std::int64_t>(bytes.size()), h.hex_digest()});
+    return m;
+  }
+  core::Result<void> fetch(std::string_view, std::string_view, std::int64_t offset,
+                           const download::ChunkSink& sink, const std::function<bool()>&) override {
+    const std::string_view all(bytes);
+    if (offset < 32768 && !sink(all.substr(offset, 32768 - offset))) return {};
+    std::unique_lock lock(mutex_);
+    holding_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return released_; });
+    lock.unlock();
+    sink(all.substr(std::max<std::int64_t>(offset, 32768)));
+    return {};
+  }
+  bool holding() {
+    std::lock_guard lock(mutex_);
+    return holding_;
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool holding_ = false;
+  bool released_ = false;
+};
+
+TEST_F(DaemonTest, AModelOnTheServerIsPulledFirstThenLaunchedFromTheCopy) {
+  GatedSource source;
+  ModelSyncOptions so;
+  so.data_dir = dir_;
+  so.retry_delay = 1ms;
+  core::SystemClock system_clock;
+  ModelSync sync(so, source, system_clock);
+  make(&sync);
+  ASSERT_TRUE(daemon_->start());
+  auto a = engine("svc-m");
+  a.model_id = "mdl_1";
+  a.model_path = "/srv/models/m";
+  a.model_sync = true;
+  a.argv = {"--listen", "{port}", "--print-env", "/srv/models/m/w.bin"};
+  server_.publish({a});
+  ASSERT_TRUE(daemon_->watch_once(0s));
+  EXPECT_FALSE(supervisor_->status("svc-m"));  // not launched while its model is missing
+  ASSERT_TRUE(testing::wait_until([&] { return source.holding(); }));
+  ASSERT_TRUE(daemon_->heartbeat_now());
+  const auto hb = server_.heartbeats().back();
+  const auto* r = find(hb, "svc-m");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->state, "preparing");
+  EXPECT_EQ(r->bytes_total, 65536);
+  EXPECT_NE(r->reason.find("pulling model files from the server"), std::string::npos) << r->reason;
+
+  source.release();
+  ASSERT_TRUE(sync.wait_idle(10s));
+  daemon_->poll();  // the pull ended: the last set is applied again
+  ASSERT_TRUE(tick_until_state("svc-m", InstanceState::running));
+  const auto copy = (dir_ / "agent" / "models" / "mdl_1" / "w.bin").string();
+  ASSERT_TRUE(testing::wait_until([&] {
+    for (const auto& line : supervisor_->tail("svc-m", 20)) {
+      if (line.find(copy + "=") != std::string::npos) return true;
+    }
+    return false;
+  })) << "the engine's argv does not name the node's copy "
+      << copy;
 }
 
 TEST_F(DaemonTest, ARestartedAgentAdoptsItsInstances) {
