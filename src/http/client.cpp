@@ -116,35 +116,14 @@ struct Connection::Impl {
 
   /// Reads more bytes into `in`.
   Awaitable<beast::error_code> read_more() {
-    auto b = in.prepare(16384);
-    beast::error_code ec;
-    std::size_t n = 0;
-    if (auto* t = stream.tls()) {
-      std::tie(ec, n) = co_await t->async_read_some(b, use_tuple);
-    } else {
-      std::tie(ec, n) = co_await stream.tcp_layer().socket().async_read_some(b, use_tuple);
-    }
+    auto [ec, n] = co_await stream.read_raw(in.prepare(16384));
     in.commit(n);
     co_return ec;
   }
 
   template <class Buffers>
   Awaitable<beast::error_code> write(const Buffers& b) {
-    beast::error_code ec;
-    std::size_t n = 0;
-    if (auto* t = stream.tls()) {
-      // Over TLS a buffer sequence goes out as one buffer: gathered writes through Beast's
-      // ssl_stream have lost data.
-      std::string flat;
-      for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b); ++it) {
-        const asio::const_buffer one(*it);
-        flat.append(static_cast<const char*>(one.data()), one.size());
-      }
-      std::tie(ec, n) = co_await asio::async_write(*t, asio::buffer(flat), use_tuple);
-    } else {
-      std::tie(ec, n) = co_await asio::async_write(stream.tcp_layer().socket(), b, use_tuple);
-    }
-    co_return ec;
+    return stream.write_raw(b);
   }
 
   /// An I/O error as the caller sees it: a timeout when the deadline closed the socket.

@@ -46,6 +46,9 @@ struct Session {
   std::string out;  ///< the head being written
   wire::Head head;  ///< the request head being parsed (its field list is reused)
   bool busy = false;
+  /// An error was answered before the request's body was read: close gracefully (see
+  /// Impl::linger), or the client may get a reset instead of the answer.
+  bool linger = false;
 
   /// Closes the TCP connection (pending operations end).
   void close() {
@@ -53,31 +56,14 @@ struct Session {
     stream.tcp_layer().socket().close(ec);
   }
 
-  /// One read: through TLS, or straight from the socket (no coroutine frame of its own).
+  /// One read (TLS or plain), guarded by `deadline`.
   Awaitable<std::tuple<beast::error_code, std::size_t>> read_some(asio::mutable_buffer b) {
-    if (auto* t = stream.tls()) return t->async_read_some(b, use_tuple);
-    return stream.tcp_layer().socket().async_read_some(b, use_tuple);
+    return stream.read_raw(b);
   }
-
-  /// Writes all of `buffers`: one gathered write when the socket takes it.
+  /// Writes all of `buffers` (one gathered write on a plain socket), guarded by `deadline`.
   template <class Buffers>
   Awaitable<beast::error_code> write(const Buffers& buffers) {
-    beast::error_code ec;
-    std::size_t n = 0;
-    if (auto* t = stream.tls()) {
-      // Over TLS a buffer sequence goes out as one buffer: gathered writes through Beast's
-      // ssl_stream have lost data.
-      std::string flat;
-      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
-           ++it) {
-        const asio::const_buffer one(*it);
-        flat.append(static_cast<const char*>(one.data()), one.size());
-      }
-      std::tie(ec, n) = co_await asio::async_write(*t, asio::buffer(flat), use_tuple);
-    } else {
-      std::tie(ec, n) = co_await asio::async_write(stream.tcp_layer().socket(), buffers, use_tuple);
-    }
-    co_return ec;
+    return stream.write_raw(buffers);
   }
 };
 
@@ -590,7 +576,9 @@ struct Server::Impl {
       Request req;
       unsigned minor = 1;
       bool keep_alive = true;
-      if (co_await read_request(s, req, minor, keep_alive, served) != Got::request) break;
+      const Got got = co_await read_request(s, req, minor, keep_alive, served);
+      if (got == Got::answered) s.linger = true;
+      if (got != Got::request) break;
       s.deadline.clear();  // a handler may take as long as it needs (long polls, streams)
       ++served;
       in_flight.fetch_add(1);
@@ -699,7 +687,24 @@ struct Server::Impl {
     s.deadline.clear();
     beast::error_code ec;
     s.stream.tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (s.linger && !s.stream.secure()) co_await linger(s);
     s.close();
+  }
+
+  /// After an error answered while the client was still sending (413 for a body over the limit,
+  /// 400): closing at once with unread bytes makes the kernel send a reset, which can destroy
+  /// the answer before the client reads it. So read and drop what still comes, for up to a
+  /// second or 1 MiB, until the client closes its side.
+  Awaitable<void> linger(Session& s) {
+    s.deadline.set(std::chrono::milliseconds(1000));
+    s.in.consume(s.in.size());
+    std::size_t dropped = 0;
+    while (dropped < (1u << 20)) {
+      auto [ec, n] = co_await s.read_some(s.in.prepare(16384));
+      if (ec) break;
+      dropped += n;  // not committed: the same room is read into again
+    }
+    s.deadline.clear();
   }
 
   /// A plain HTTP request reached the TLS port: say so in plain HTTP, then close.

@@ -10,6 +10,8 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <optional>
+#include <string>
+#include <tuple>
 #include <utility>
 
 namespace openstation::http::detail {
@@ -59,6 +61,33 @@ class DualStream {
           }
         },
         token, buffers);
+  }
+
+  /// One read: through TLS, or straight from the socket (bypassing the TCP layer's per-operation
+  /// timer machinery; the connection's detail::Deadline guards it). No coroutine frame of its own.
+  asio::awaitable<std::tuple<beast::error_code, std::size_t>> read_raw(asio::mutable_buffer b) {
+    if (tls_) return tls_->async_read_some(b, use_tuple);
+    return plain_->socket().async_read_some(b, use_tuple);
+  }
+
+  /// Writes all of `buffers`: one gathered write on a plain socket. Over TLS the sequence goes
+  /// out flattened into one buffer: gathered writes through Beast's ssl_stream have lost data.
+  template <class Buffers>
+  asio::awaitable<beast::error_code> write_raw(const Buffers& buffers) {
+    beast::error_code ec;
+    std::size_t n = 0;
+    if (tls_) {
+      std::string flat;
+      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+           ++it) {
+        const asio::const_buffer one(*it);
+        flat.append(static_cast<const char*>(one.data()), one.size());
+      }
+      std::tie(ec, n) = co_await asio::async_write(*tls_, asio::buffer(flat), use_tuple);
+    } else {
+      std::tie(ec, n) = co_await asio::async_write(plain_->socket(), buffers, use_tuple);
+    }
+    co_return ec;
   }
 
  private:
