@@ -84,16 +84,21 @@ std::string inventory_text(const json::object& o, std::string_view path) {
 json::object report_object(const InstanceReport& m) {
   json::array ports;
   for (auto p : m.ports) ports.emplace_back(p);
-  return json::object{{"id", m.id},
-                      {"state", m.state},
-                      {"pid", m.pid},
-                      {"ports", std::move(ports)},
-                      {"restarts", m.restarts},
-                      {"reason", m.reason},
-                      {"last_log_lines", string_array(m.last_log_lines)},
-                      {"adopted", m.adopted},
-                      {"bytes_done", m.bytes_done},
-                      {"bytes_total", m.bytes_total}};
+  json::object o{{"id", m.id},
+                 {"state", m.state},
+                 {"pid", m.pid},
+                 {"ports", std::move(ports)},
+                 {"restarts", m.restarts},
+                 {"reason", m.reason},
+                 {"last_log_lines", string_array(m.last_log_lines)},
+                 {"adopted", m.adopted}};
+  // Only while preparing, so a heartbeat without a pull reads the same to an older server
+  // (requests refuse unknown fields).
+  if (m.bytes_done != 0 || m.bytes_total != 0) {
+    o["bytes_done"] = m.bytes_done;
+    o["bytes_total"] = m.bytes_total;
+  }
+  return o;
 }
 
 InstanceReport parse_report(const json::value& v, const std::string& path) {

@@ -85,6 +85,41 @@ TEST(Protocol, MalformedAnswersAreErrorsNamingTheField) {
   EXPECT_EQ(bad_ports.error().code, "protocol.out_of_range");
 }
 
+TEST(Protocol, NodeSyncFieldsRoundTripAndStayOutOfReportsWithoutAPull) {
+  HeartbeatRequest hb;
+  hb.node_id = "n1";
+  hb.inventory_json = "{}";
+  InstanceReport preparing{"a", "preparing", 0, {}, 0, "pulling", {}, false, 10, 40};
+  InstanceReport running{"b", "running", 7, {40000}, 0, "", {}, false, 0, 0};
+  hb.instances = {preparing, running};
+  EXPECT_EQ(*parse_heartbeat_request(to_json(hb)), hb);
+  EXPECT_EQ(to_json(running).find("bytes_"), std::string::npos);  // older servers read it too
+
+  AssignmentSet set;
+  Assignment a;
+  a.id = "x";
+  a.engine = "vllm";
+  a.model_path = "/srv/m";
+  a.model_id = "mdl_1";
+  a.model_sync = true;
+  set.instances = {a};
+  EXPECT_EQ(*parse_assignment_set(to_json(set)), set);
+
+  ModelManifest m{"mdl_1", "m", "/srv/m", false, "/srv", "store_1", {{"w.bin", 5, "ab"}}};
+  EXPECT_EQ(*parse_model_manifest(to_json(m)), m);
+}
+
+TEST(Protocol, ManifestPathsMustStayInsideTheModel) {
+  for (const char* bad : {"../x", "/etc/passwd", "a//b", "a/./b", "a\\b", ""}) {
+    ModelManifest m{"mdl_1", "m", "/srv/m", false, "/srv", "s", {{bad, 1, ""}}};
+    auto parsed = parse_model_manifest(to_json(m));
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_EQ(parsed.error().code, "protocol.bad_field") << bad;
+  }
+  EXPECT_FALSE(parse_model_manifest(R"({"model_id": "m", "path": "/p"})"));  // no files
+  EXPECT_FALSE(parse_model_manifest("not json"));
+}
+
 TEST(Protocol, AssignmentBecomesSpecWithTheConfiguredEngineCommand) {
   std::map<std::string, EngineCommand> engines{{"vllm", {{"/opt/fake-engine", "vllm"}, {}}}};
   engines["vllm"].env = {{"VLLM_X", "1"}, {"CUDA_VISIBLE_DEVICES", "all"}};
