@@ -281,7 +281,8 @@ TEST_F(DaemonTest, AnUnknownEngineIsReportedAsFailed) {
   server_.publish({a, engine("svc-0")});
   ASSERT_TRUE(daemon_->watch_once(0s));
   ASSERT_TRUE(daemon_->heartbeat_now());
-  const auto* r = find(server_.heartbeats().back(), "svc-x");
+  const auto hb = server_.heartbeats().back();  // a copy: heartbeats() returns by value
+  const auto* r = find(hb, "svc-x");
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->state, "failed");
   EXPECT_NE(r->reason.find("sglang"), std::string::npos);
@@ -389,7 +390,8 @@ TEST_F(DaemonTest, ARestartedAgentAdoptsItsInstances) {
   ASSERT_TRUE(in("svc-0", InstanceState::running));
   EXPECT_EQ(supervisor_->status("svc-0")->pid, pid);
   ASSERT_TRUE(daemon_->heartbeat_now());
-  const auto* r = find(server_.heartbeats().back(), "svc-0");
+  const auto last = server_.heartbeats().back();  // a copy: heartbeats() returns by value
+  const auto* r = find(last, "svc-0");
   ASSERT_NE(r, nullptr);
   EXPECT_TRUE(r->adopted);
 }
