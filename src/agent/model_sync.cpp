@@ -8,6 +8,7 @@
 
 #include "core/fs.hpp"
 #include "core/json.hpp"
+#include "core/url.hpp"
 #include "download/disk.hpp"
 #include "download/fetch.hpp"
 #include "http/client.hpp"
@@ -27,18 +28,7 @@ namespace {
 
 /// Percent-encodes everything but unreserved characters and '/'.
 std::string encode_path(std::string_view p) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const unsigned char c : p) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  return core::percent_encode(p, true);
 }
 
 /// The error of a non-2xx answer: the server's code and message, in the category its status

@@ -1,6 +1,7 @@
 #include "cli/rest_client.hpp"
 
 #include "core/json.hpp"
+#include "core/url.hpp"
 #include "http/client.hpp"
 #include "http/tls.hpp"
 
@@ -75,19 +76,7 @@ core::Error error_from_response(int status, std::string_view body) {
 }
 
 std::string url_encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
+  return core::percent_encode(s);
 }
 
 http::Headers RestClient::headers(std::string_view content_type) const {

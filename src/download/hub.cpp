@@ -1,6 +1,7 @@
 #include "download/hub.hpp"
 
 #include "core/strings.hpp"
+#include "core/url.hpp"
 
 #include <curl/curl.h>
 #include <boost/json.hpp>
@@ -20,18 +21,7 @@ void global_init() {
 }
 
 std::string escape_segment(std::string_view s) {
-  std::string out;
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (const unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  return core::percent_encode(s);
 }
 
 /// Escapes each segment of a '/'-separated path, keeping the slashes.
