@@ -70,22 +70,26 @@ kill_matching() {
   return 0
 }
 
-# make_distill_dir DIR: a DeepSeek-R1-Distill-Qwen-1.5B look-alike: its real config.json and a
-# safetensors file whose header lists every tensor at full size over sparse (unwritten) data.
+# make_distill_dir DIR [LAYERS]: a DeepSeek-R1-Distill-Qwen-1.5B look-alike: its real config.json
+# and a safetensors file whose header lists every tensor at full size over sparse (unwritten)
+# data. With LAYERS: a smaller relative (that many layers, tied embeddings, 32K context) for
+# tests that move the bytes.
 make_distill_dir() {
-  python3 - "$1" <<'PY'
+  python3 - "$1" "${2:-}" <<'PY'
 import json, os, struct, sys
 d = sys.argv[1]
+small = sys.argv[2] != ""
+layers = int(sys.argv[2]) if small else 28
 os.makedirs(d, exist_ok=True)
 cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 1536,
-       "num_hidden_layers": 28, "num_attention_heads": 12, "num_key_value_heads": 2,
-       "vocab_size": 151936, "max_position_embeddings": 131072, "intermediate_size": 8960,
-       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "rms_norm_eps": 1e-6,
-       "rope_theta": 10000.0}
+       "num_hidden_layers": layers, "num_attention_heads": 12, "num_key_value_heads": 2,
+       "vocab_size": 151936, "max_position_embeddings": 32768 if small else 131072,
+       "intermediate_size": 8960, "tie_word_embeddings": small, "torch_dtype": "bfloat16",
+       "rms_norm_eps": 1e-6, "rope_theta": 10000.0}
 json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
 h, inter, vocab, kv = 1536, 8960, 151936, 2 * 128
 tensors = [("model.embed_tokens.weight", [vocab, h])]
-for l in range(28):
+for l in range(layers):
     p = "model.layers.%d." % l
     tensors += [(p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h]),
                 (p + "self_attn.q_proj.weight", [h, h]), (p + "self_attn.q_proj.bias", [h]),
@@ -94,7 +98,7 @@ for l in range(28):
                 (p + "self_attn.o_proj.weight", [h, h]),
                 (p + "mlp.gate_proj.weight", [inter, h]), (p + "mlp.up_proj.weight", [inter, h]),
                 (p + "mlp.down_proj.weight", [h, inter])]
-tensors += [("model.norm.weight", [h]), ("lm_head.weight", [vocab, h])]
+tensors += [("model.norm.weight", [h])] + ([] if small else [("lm_head.weight", [vocab, h])])
 header, off = {}, 0
 for name, shape in tensors:
     n = 2
@@ -125,21 +129,32 @@ first_admin_login() {
   token=$(jbody .token)
 }
 
-# start_with_stand_in INVENTORY: runs `$bin start` on $data (ports $port, $agent_port, $gw_port)
-# with vLLM and SGLang played by the stand-in engine through $work/bin/vllm and
-# $work/bin/fake-engine (links made by the caller) on the simulated node INVENTORY, appending to
-# $work/server.log; sets $server_pid and waits for the server's /health.
+# stand_in_engine_sets INVENTORY: sets the array $stand_in_sets to the --set arguments that make
+# the stand-in engine play vLLM and SGLang through $work/bin/vllm and $work/bin/fake-engine (links
+# made by the caller) on the simulated node INVENTORY; for `start` and `agent` alike.
+stand_in_engine_sets() {
+  local inv=$1
+  stand_in_sets=(
+    --set "engines.vllm.command=$work/bin/vllm"
+    --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inv"
+    --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300"
+    --set "engines.sglang.command=$work/bin/fake-engine sglang"
+    --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inv"
+    --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300"
+  )
+}
+
+# start_with_stand_in INVENTORY [ARGS...]: runs `$bin start` on $data (ports $port, $agent_port,
+# $gw_port) with the stand-in engine (stand_in_engine_sets) on the simulated node INVENTORY and
+# any further ARGS, appending to $work/server.log; sets $server_pid and waits for the server's
+# /health.
 start_with_stand_in() {
   local inv=$1
+  shift
+  stand_in_engine_sets "$inv"
   "$bin" --log-level info start --data-dir "$data" --gpu-inventory "$inv" \
     --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
-    --set "agent.heartbeat_interval=1s" \
-    --set "engines.vllm.command=$work/bin/vllm" \
-    --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inv" \
-    --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300" \
-    --set "engines.sglang.command=$work/bin/fake-engine sglang" \
-    --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inv" \
-    --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300" \
+    --set "agent.heartbeat_interval=1s" "${stand_in_sets[@]}" "$@" \
     >>"$work/server.log" 2>&1 &
   server_pid=$!
   wait_for "the server's /health on https://127.0.0.1:$port" 60 curl -skf "https://127.0.0.1:$port/health"

@@ -47,41 +47,7 @@ api_url=https://127.0.0.1:$port
 data=$work/server
 
 # --- the fake hub: HuggingFace's tree and resolve endpoints over $work/hub, with ranges ----------
-mkdir -p "$work/hub/e2e/tiny-qwen"
-python3 - "$work/hub/e2e/tiny-qwen" <<'PY' || fail "cannot write the hub's model"
-import json, os, struct, sys
-d = sys.argv[1]
-cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 1536,
-       "num_hidden_layers": 2, "num_attention_heads": 12, "num_key_value_heads": 2,
-       "vocab_size": 151936, "max_position_embeddings": 32768, "intermediate_size": 8960,
-       "tie_word_embeddings": True, "torch_dtype": "bfloat16", "rms_norm_eps": 1e-6,
-       "rope_theta": 10000.0}
-json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
-h, inter, vocab, kv = 1536, 8960, 151936, 2 * 128
-tensors = [("model.embed_tokens.weight", [vocab, h])]
-for l in range(2):
-    p = "model.layers.%d." % l
-    tensors += [(p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h]),
-                (p + "self_attn.q_proj.weight", [h, h]), (p + "self_attn.q_proj.bias", [h]),
-                (p + "self_attn.k_proj.weight", [kv, h]), (p + "self_attn.k_proj.bias", [kv]),
-                (p + "self_attn.v_proj.weight", [kv, h]), (p + "self_attn.v_proj.bias", [kv]),
-                (p + "self_attn.o_proj.weight", [h, h]),
-                (p + "mlp.gate_proj.weight", [inter, h]), (p + "mlp.up_proj.weight", [inter, h]),
-                (p + "mlp.down_proj.weight", [h, inter])]
-tensors += [("model.norm.weight", [h])]
-header, off = {}, 0
-for name, shape in tensors:
-    n = 2
-    for s in shape: n *= s
-    header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + n]}
-    off += n
-text = json.dumps(header)
-text += " " * ((8 - (8 + len(text)) % 8) % 8)
-with open(os.path.join(d, "model.safetensors"), "wb") as f:
-    f.write(struct.pack("<Q", len(text)))
-    f.write(text.encode())
-    f.truncate(8 + len(text) + off)
-PY
+make_distill_dir "$work/hub/e2e/tiny-qwen" 2 || fail "cannot write the hub's model"
 cat >"$work/hub.py" <<'PY'
 import hashlib, json, os, re, sys, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,19 +103,7 @@ hub_pid=$!
 wait_for "the fake hub on port $hub_port" 20 curl -sf "http://127.0.0.1:$hub_port/api/models/e2e/tiny-qwen/tree/main"
 
 # --- the server with its local agent --------------------------------------------------------------
-"$bin" --log-level info start --data-dir "$data" --gpu-inventory "$inventory" \
-  --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
-  --set "agent.heartbeat_interval=1s" \
-  --set "hub.huggingface_endpoint=http://127.0.0.1:$hub_port" \
-  --set "engines.vllm.command=$work/bin/vllm" \
-  --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-  --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300" \
-  --set "engines.sglang.command=$work/bin/fake-engine sglang" \
-  --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-  --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300" \
-  >>"$work/server.log" 2>&1 &
-server_pid=$!
-wait_for "the server's /health on $api_url" 60 curl -skf "$api_url/health"
+start_with_stand_in "$inventory" --set "hub.huggingface_endpoint=http://127.0.0.1:$hub_port"
 first_admin_login "$data" 'E2e-secret-9!'
 [ -s "$data/models/.openstation-store" ] || fail "the server wrote no store marker in $data/models"
 store_id=$(tr -d '[:space:]' <"$data/models/.openstation-store")
@@ -168,18 +122,13 @@ model_path=$(jbody .path)
 # --- the second node: its own data dir, always keeping its own copy ------------------------------
 expect 201 POST /api/v1/join-tokens '{}'
 join=$(jbody .token)
+stand_in_engine_sets "$inventory"
 fp=$(openssl x509 -in "$data/tls/server.crt" -noout -fingerprint -sha256 | sed 's/.*=//')
 "$bin" --log-level info agent --server "$api_url" --server-fingerprint "sha256:$fp" \
   --token "$join" --data-dir "$work/node2" --name node2 --port "$node2_port" \
   --gpu-inventory "$inventory" --watch-wait 2 \
   --set "agent.heartbeat_interval=1s" --set "agent.model_sync=always" \
-  --set "agent.model_sync_rate=100MiB" \
-  --set "engines.vllm.command=$work/bin/vllm" \
-  --set "engines.vllm.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-  --set "engines.vllm.env.FAKE_ENGINE_STARTUP_MS=300" \
-  --set "engines.sglang.command=$work/bin/fake-engine sglang" \
-  --set "engines.sglang.env.OPENSTATION_FAKE_GPU_INVENTORY=$inventory" \
-  --set "engines.sglang.env.FAKE_ENGINE_STARTUP_MS=300" \
+  --set "agent.model_sync_rate=100MiB" "${stand_in_sets[@]}" \
   >>"$work/node2.log" 2>&1 &
 agent_pid=$!
 node2_ready() {
