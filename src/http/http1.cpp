@@ -417,11 +417,4 @@ void append_chunk_size(std::string& out, std::size_t n) {
   out.append("\r\n");
 }
 
-bool is_hop_field(std::string_view name) {
-  return iequals(name, "Connection") || iequals(name, "Keep-Alive") ||
-         iequals(name, "Transfer-Encoding") || iequals(name, "Content-Length") ||
-         iequals(name, "Host") || iequals(name, "TE") || iequals(name, "Upgrade") ||
-         iequals(name, "Proxy-Connection") || iequals(name, "Trailer");
-}
-
 }  // namespace openstation::http::wire

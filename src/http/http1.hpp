@@ -87,8 +87,4 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 /// Appends the hexadecimal chunk-size line of a chunk of `n` bytes ("1a\r\n").
 void append_chunk_size(std::string& out, std::size_t n);
 
-/// True for names a sender must not copy onto another hop (RFC 9110 §7.6.1) plus the framing
-/// fields the sender computes itself (Content-Length, Transfer-Encoding, Host).
-bool is_hop_field(std::string_view name);
-
 }  // namespace openstation::http::wire
