@@ -18,7 +18,7 @@
 # nginx workers = engine threads, 2), BENCH_LOGS (a directory that gets the logs at the end),
 # BENCH_NGINX_LOG=1 (nginx writes a buffered access log, as the gateway writes a call log per
 # request; off by default, the stricter comparison), BENCH_SETUP_ONLY=FILE (set up, write the URLs, key and pids to FILE, wait until killed: for
-# profiling by hand), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
+# profiling by hand), BENCH_GATEWAY_PRELOAD=LIB (LD_PRELOAD for openstation only: allocator experiments), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
 set -u
 build=$(realpath "${1:?usage: bench/gateway/run.sh BUILD_DIR}")
 src=$(realpath "$(dirname "$0")/../..")
@@ -94,7 +94,7 @@ while [ "$gw_port" = "$port" ] || [ "$gw_port" = "$agent_port" ]; do gw_port=$(f
 api_url=https://127.0.0.1:$port
 
 say "starting openstation (gateway on $gw_port, $threads threads), log in $work/server.log"
-"$bin" --log-level warn start --data-dir "$work/data" --gpu-inventory "$inventory" \
+${BENCH_GATEWAY_PRELOAD:+env LD_PRELOAD=$BENCH_GATEWAY_PRELOAD} "$bin" --log-level warn start --data-dir "$work/data" --gpu-inventory "$inventory" \
   --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
   --set "agent.heartbeat_interval=1s" \
   --set "engines.vllm.command=$work/bin/vllm" \
@@ -214,11 +214,12 @@ done
 results=$work/results.jsonl
 if [ -n "${BENCH_SETUP_ONLY:-}" ]; then  # for profiling by hand: keep everything up until killed
   {
-    for p in $paths; do echo "url_$p=$(url "$p" fast)"; done
+    for p in $paths; do echo "url_$p=$(url "$p" fast)"; echo "sse_$p=$(url "$p" paced)"; done
     echo "key=$key"
     echo "server_pid=$server_pid"
     echo "nginx_pids=\"$nginx_pid $(pgrep -P "$nginx_pid" | tr "\n" " ")\""
     echo "body=$work/fast.json"
+    echo "paced_body=$work/paced.json"
   } >"$BENCH_SETUP_ONLY"
   say "set up; the URLs, key and pids are in $BENCH_SETUP_ONLY; waiting until killed"
   while :; do sleep 3600; done
