@@ -1,13 +1,16 @@
-// bench/download: the hub client's throughput (libcurl ranges, SHA-256, .part + fsync + rename,
-// as the download queue runs it) against the curl command line fetching the same files from the
-// same fake hub in the same run. Two cases: one large file (one stream and parallel range
+// bench/download: the hub client's throughput (libcurl ranges, SHA-256, .part + rename, as the
+// download queue runs it: FetchOptions::sync = false, the model is ready when its files are
+// verified, flush_files puts them on the disk after) against the curl command line fetching the
+// same files from the same fake hub in the same run. Two cases: one large file (one stream and parallel range
 // requests, one row per segment count) and many small files (one curl invocation fetching them
 // all over one connection, against fetch_file per file as the queue runs them), plus one file
 // from a hub that paces each connection (where parallel ranges are meant to pay). Each round runs
 // every peer once, in an order rotated from round to round; the report gives each peer's median
 // MB/s and the ratios against plain curl (target >= 0.95) and against curl followed by an fsync
-// of its files (the same durability as ours, which syncs before the rename), and the CPU seconds
-// per GB each peer used, the fake hub's included (it shares the two cores).
+// of its files; rows marked "then flush_files" time ours until the files are on the disk too (the
+// same durability as curl + fsync), "synced as it goes" is FetchOptions::sync = true (the agent's
+// node sync); and the CPU seconds per GB each peer used, the fake hub's included (it shares the
+// two cores).
 //
 //     os-download-bench [--size-mb 512] [--rounds 5] [--segments 1,2,4,8]
 //                       [--small-files 200] [--small-kb 256] [--dir /tmp/os-download-bench]
@@ -200,10 +203,12 @@ int main(int argc, char** argv) {
                   return seconds_since(t0);
                 }};
   };
-  // fetch_file for each of `files` in turn, as the download queue runs them.
+  // fetch_file for each of `files` in turn, as the download queue runs them (sync = false unless
+  // `o` says otherwise); with `flush`, then flush_files as the queue does once the model is ready.
   const auto ours = [&](const std::string& name, std::string repo,
-                        std::vector<download::HubFile> files, download::FetchOptions o) {
-    return Peer{name, [&client, &out, repo, files, o] {
+                        std::vector<download::HubFile> files, download::FetchOptions o,
+                        bool flush = false) {
+    return Peer{name, [&client, &out, repo, files, o, flush] {
                   fs::remove_all(out);
                   const download::FileTarget target{out / "staging", out / "dest"};
                   const auto t0 = std::chrono::steady_clock::now();
@@ -213,6 +218,12 @@ int main(int argc, char** argv) {
                         o);
                     if (!ok) {
                       std::cerr << "fetch failed: " << ok.error().message << "\n";
+                      return -1.0;
+                    }
+                  }
+                  if (flush) {
+                    if (auto f = download::flush_files(target.dest_dir, files); !f) {
+                      std::cerr << "flush failed: " << f.error().message << "\n";
                       return -1.0;
                     }
                   }
@@ -233,14 +244,23 @@ int main(int argc, char** argv) {
                                curl_peer("curl + fsync", args, {dst}, true)};
     for (const int k : segments) {
       download::FetchOptions o;
+      o.sync = false;
       o.segments = k;
       o.segment_threshold = 1;
-      peers.push_back(
-          ours(k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments",
-               "org/bench", *files, o));
-      if (k <= 1) {  // the same through the page cache (sync_file_range), for comparison
-        o.direct_io = false;
-        peers.push_back(ours("fetch_file, one stream, page cache", "org/bench", *files, o));
+      const std::string name =
+          k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments";
+      peers.push_back(ours(name, "org/bench", *files, o));
+      if (k == download::FetchOptions{}.segments) {  // the default: also until on the disk
+        peers.push_back(ours(name + ", then flush_files", "org/bench", *files, o, true));
+      }
+      if (k <= 1) {  // the same through the page cache, and synced as it goes, for comparison
+        auto paged = o;
+        paged.direct_io = false;
+        peers.push_back(ours("fetch_file, one stream, page cache", "org/bench", *files, paged));
+        auto synced = o;
+        synced.sync = true;
+        peers.push_back(
+            ours("fetch_file, one stream, synced as it goes", "org/bench", *files, synced));
       }
     }
     run_case("one file of " + std::to_string(size_mb) + " MiB", size, rounds, peers, only);
@@ -265,6 +285,7 @@ int main(int argc, char** argv) {
                                curl_peer("curl + fsync", args, {dst}, true)};
     for (const int k : segments) {
       download::FetchOptions o;
+      o.sync = false;
       o.segments = k;
       o.segment_threshold = 1;
       peers.push_back(
@@ -294,9 +315,13 @@ int main(int argc, char** argv) {
       }
     }
     const std::string args = "-K '" + config.string() + "'";
+    download::FetchOptions unsynced;
+    unsynced.sync = false;
     std::vector<Peer> peers = {curl_peer("curl", args, written, false),
                                curl_peer("curl + fsync", args, written, true),
-                               ours("fetch_file per file", "org/small", *files, {})};
+                               ours("fetch_file per file", "org/small", *files, unsynced),
+                               ours("fetch_file per file, then flush_files", "org/small", *files,
+                                    unsynced, true)};
     run_case(std::to_string(small_files) + " files of " + std::to_string(small_kb) + " KiB",
              static_cast<std::int64_t>(small_files) * small_kb * 1024, rounds, peers, only);
   }

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <set>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -254,8 +255,13 @@ class StreamWriter {
   static constexpr int kBuffers = 4;
   static constexpr std::int64_t kSyncStep = 64ll << 20;
 
-  StreamWriter(int fd, int direct_fd, std::int64_t offset, Sha256& hash)
-      : fd_(fd), direct_fd_(direct_fd), offset_(offset), flushed_(offset), hash_(hash) {
+  StreamWriter(int fd, int direct_fd, std::int64_t offset, Sha256& hash, bool sync)
+      : fd_(fd),
+        direct_fd_(direct_fd),
+        offset_(offset),
+        flushed_(offset),
+        sync_(sync),
+        hash_(hash) {
     if (direct_fd_ >= 0) {
       for (int i = 0; i < kBuffers; ++i) {
         void* p = nullptr;
@@ -353,7 +359,7 @@ class StreamWriter {
     if (const int e = pwrite_all(fd_, b, offset_); e != 0) return e;
     hash_.update(b);
     offset_ += static_cast<std::int64_t>(b.size());
-    if (offset_ - flushed_ >= kWritebackStep) {
+    if (sync_ && offset_ - flushed_ >= kWritebackStep) {
       ::sync_file_range(fd_, flushed_, offset_ - flushed_, SYNC_FILE_RANGE_WRITE);
       flushed_ = offset_;
     }
@@ -414,7 +420,7 @@ class StreamWriter {
         if (e != 0) error_ = e;
         // Have the syncer flush the device's cache now and then, so the fsync before the rename
         // is short; the writer goes on meanwhile.
-        if (e == 0 && (unsynced_ += static_cast<std::int64_t>(b.size)) >= kSyncStep) {
+        if (e == 0 && sync_ && (unsynced_ += static_cast<std::int64_t>(b.size)) >= kSyncStep) {
           unsynced_ = 0;
           std::lock_guard lock(mu_);
           sync_wanted_ = true;
@@ -433,6 +439,7 @@ class StreamWriter {
   std::int64_t offset_;        // where the next taken byte goes
   std::int64_t flushed_;       // page-cache mode: writeback started up to here
   std::int64_t unsynced_ = 0;  // direct mode: bytes written since the last sync request
+  bool sync_;                  // FetchOptions::sync: writeback and syncs along the way
   bool sync_wanted_ = false;
   Sha256& hash_;
   std::vector<Slot> slots_;
@@ -454,7 +461,8 @@ class StreamWriter {
 core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::string_view revision,
                                 const HubFile& file, const fs::path& part, const fs::path& dest,
                                 const std::function<void(std::int64_t)>& on_bytes,
-                                const std::function<bool()>& keep_going, bool direct_io) {
+                                const std::function<bool()>& keep_going,
+                                const FetchOptions& options) {
   std::error_code ec;
   std::int64_t have = 0;
   if (const auto s = fs::file_size(part, ec); !ec) have = static_cast<std::int64_t>(s);
@@ -473,10 +481,10 @@ core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::stri
   std::optional<core::Error> write_error;
   if (written < file.size) {
     // Large enough to be worth a writer thread: straight to the device (see StreamWriter).
-    Fd direct(direct_io && file.size - have >= kDirectMin
+    Fd direct(options.direct_io && file.size - have >= kDirectMin
                   ? ::open(part.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT)
                   : -1);
-    StreamWriter writer(out.get(), direct.get(), have, hash);
+    StreamWriter writer(out.get(), direct.get(), have, hash, options.sync);
     auto fetched = hub.fetch(
         repo, revision, file.path, written,
         [&](std::string_view b) {
@@ -510,7 +518,7 @@ core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::stri
     }
     if (!fetched) return fetched.error();
   }
-  if (::fsync(out.get()) != 0) return io_failure("write", part, errno);
+  if (options.sync && ::fsync(out.get()) != 0) return io_failure("write", part, errno);
   if (const int err = out.close(); err != 0) return io_failure("write", part, err);
   if (written != file.size) {
     return core::Error(core::Errc::unavailable, "download.size_mismatch",
@@ -625,7 +633,7 @@ core::Result<void> fetch_segments(HubClient& hub, std::string_view repo, std::st
               return false;
             }
             done[i] += size;
-            if (at + size - flushed >= kWritebackStep) {
+            if (options.sync && at + size - flushed >= kWritebackStep) {
               ::sync_file_range(fd.get(), flushed, at + size - flushed, SYNC_FILE_RANGE_WRITE);
               flushed = at + size;
             }
@@ -710,7 +718,7 @@ core::Result<void> fetch_segments(HubClient& hub, std::string_view repo, std::st
   }
   hash_available();
   if (read_error) return *read_error;
-  if (::fsync(fd.get()) != 0) return io_failure("write", part, errno);
+  if (options.sync && ::fsync(fd.get()) != 0) return io_failure("write", part, errno);
   if (const int err = fd.close(); err != 0) return io_failure("write", part, err);
   if (hashing) {
     const auto got = hash.hex_digest();
@@ -773,8 +781,48 @@ core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string
   if (segmented) {
     return fetch_segments(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
   }
-  return fetch_stream(hub, repo, revision, file, part, dest, on_bytes, keep_going,
-                      options.direct_io);
+  return fetch_stream(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
+}
+
+core::Result<void> flush_files(const fs::path& dir, const std::vector<HubFile>& files) {
+  std::set<fs::path> dirs{dir};
+  for (const auto& f : files) {
+    const fs::path path = dir / f.path;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return io_failure("flush", path, errno);
+    if (::fsync(fd.get()) != 0) return io_failure("flush", path, errno);
+    for (auto d = path.parent_path(); d != dir && d.has_relative_path(); d = d.parent_path()) {
+      dirs.insert(d);
+    }
+  }
+  for (const auto& d : dirs) {
+    Fd fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() < 0) return io_failure("flush", d, errno);
+    if (::fsync(fd.get()) != 0) return io_failure("flush", d, errno);
+  }
+  return {};
+}
+
+core::Result<void> verify_in_place(const FileTarget& target, const HubFile& file) {
+  const fs::path path = target.dest_dir / file.path;
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return {};  // not there: nothing to check
+  if (static_cast<std::int64_t>(size) != file.size) {
+    fs::remove(path, ec);
+    return core::Error(core::Errc::unavailable, "download.size_mismatch",
+                       file.path + " has " + core::with_commas(static_cast<std::int64_t>(size)) +
+                           " bytes on disk, the hub lists " + core::with_commas(file.size) +
+                           "; the file was discarded, it is fetched again");
+  }
+  if (file.sha256.empty()) return {};
+  auto got = sha256_file(path);
+  if (!got) return got.error();
+  if (*got != file.sha256) {
+    fs::remove(path, ec);
+    return hash_mismatch(file, *got);
+  }
+  return {};
 }
 
 }  // namespace openstation::download

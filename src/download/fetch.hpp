@@ -38,6 +38,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace openstation::download {
 
@@ -91,6 +92,14 @@ struct FetchOptions {
   /// One stream of 16 MiB or more goes through the O_DIRECT writer thread (see fetch.cpp's
   /// StreamWriter); false: through the page cache with sync_file_range, as segments do.
   bool direct_io = true;
+  /// true: the file is on the disk when fetch_file returns (fdatasync along the way, fsync before
+  /// the rename). false: the bytes may still be in the page cache when the verified file is
+  /// renamed into place; the caller makes them durable later with flush_files, and after a
+  /// restart that may have lost them re-checks them with verify_in_place (DownloadManager does
+  /// both: a model is ready as soon as its files are verified, as with a plain download, and is
+  /// on the disk a moment later). Checkpoints of a segmented download sync either way: a
+  /// sidecar never claims a byte a crash could lose.
+  bool sync = true;
 };
 
 /// Fetches `file` (see the diagram above) with the default FetchOptions. `on_bytes(n)` is
@@ -108,5 +117,16 @@ core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string
                               const HubFile& file, const FileTarget& target,
                               const std::function<void(std::int64_t)>& on_bytes,
                               const std::function<bool()>& keep_going, const FetchOptions& options);
+
+/// fsync of each file of `files` under `dir` and of the directories that hold them: what
+/// FetchOptions::sync = false left to do. Error download.io.
+core::Result<void> flush_files(const std::filesystem::path& dir, const std::vector<HubFile>& files);
+
+/// Checks a finished file in place (`<dest>/<path>`) against the listed size and SHA-256 (when
+/// the hub gives one), for files a crash may have damaged before they reached the disk. A file
+/// that does not match is deleted (a later fetch_file fetches it again) and the error says why:
+/// download.size_mismatch or download.hash_mismatch; download.io when it cannot be read. A
+/// missing file is not an error (nothing to check).
+core::Result<void> verify_in_place(const FileTarget& target, const HubFile& file);
 
 }  // namespace openstation::download

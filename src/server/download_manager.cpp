@@ -452,7 +452,7 @@ void DownloadManager::run() {
       append_log(row->id, resumed_after_restart ? "resuming after a restart" : "started");
       lock.unlock();
       std::string error;
-      const Outcome outcome = run_job(*u, error);
+      const Outcome outcome = run_job(*u, resumed_after_restart, error);
       lock.lock();
       auto fresh = options_.store->downloads().get(active_id_);
       if (fresh) {
@@ -477,7 +477,8 @@ void DownloadManager::run() {
   }
 }
 
-DownloadManager::Outcome DownloadManager::run_job(const store::Download& row, std::string& error) {
+DownloadManager::Outcome DownloadManager::run_job(const store::Download& row, bool after_restart,
+                                                  std::string& error) {
   const fs::path work = work_dir(row.id);
   auto fail = [&](const core::Error& e) {
     error = e.code + ": " + e.message;
@@ -492,6 +493,11 @@ DownloadManager::Outcome DownloadManager::run_job(const store::Download& row, st
   opts.low_speed_time = options_.stall_timeout;
   auto hub = download::make_hub_client(job->source, opts);
   const auto keep_going = [&] { return !stop_active_.load(); };
+  // Files are made durable after the model is ready (see the header), so a restart before that
+  // may have lost some of their bytes: check what is in place before trusting it.
+  bool recheck = after_restart && job->listed;
+  download::FetchOptions fetch_options;
+  fetch_options.sync = false;
 
   for (int attempt = 1;; ++attempt) {
     core::Result<void> r = {};
@@ -513,6 +519,16 @@ DownloadManager::Outcome DownloadManager::run_job(const store::Download& row, st
     }
     if (r && job->listed) {
       const download::FileTarget target{work / "staging", fs::path(model->path)};
+      if (recheck) {
+        recheck = false;
+        append_log(row.id, "re-checking the files finished before the restart");
+        for (const auto& f : job->files) {
+          if (!keep_going()) break;
+          auto v = download::verify_in_place(target, f);
+          if (!v && v.error().code == "download.io") return fail(v.error());
+          if (!v) append_log(row.id, v.error().message);
+        }
+      }
       std::int64_t total = 0;
       std::int64_t done = 0;
       std::int64_t files_done = 0;
@@ -552,7 +568,8 @@ DownloadManager::Outcome DownloadManager::run_job(const store::Download& row, st
         }
         r = download::fetch_file(
             *hub, job->repo, job->revision, f, target,
-            [&](std::int64_t n) { store_progress(row.id, active_bytes_ += n, false); }, keep_going);
+            [&](std::int64_t n) { store_progress(row.id, active_bytes_ += n, false); }, keep_going,
+            fetch_options);
         if (!r) break;
         ++files_done;
         append_log(row.id, "verified " + f.path + " (" + core::with_commas(f.size) + " bytes" +
@@ -601,8 +618,16 @@ DownloadManager::Outcome DownloadManager::run_job(const store::Download& row, st
                            "); the model has no estimated requirements");
   }
   if (auto u = options_.store->models().update(*m); !u) return fail(u.error());
-  append_log(row.id, "completed: " + std::to_string(job->files.size()) + " files, " +
-                         core::with_commas(size) + " bytes, model ready at " + m->path);
+  append_log(row.id, "ready: " + std::to_string(job->files.size()) + " files, " +
+                         core::with_commas(size) + " bytes verified at " + m->path);
+  // Now onto the disk; the download is completed only then (a restart before re-checks).
+  const auto flush_started = std::chrono::steady_clock::now();
+  if (auto f = download::flush_files(fs::path(m->path), job->files); !f) return fail(f.error());
+  append_log(row.id, "completed: flushed to disk in " +
+                         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::steady_clock::now() - flush_started)
+                                            .count()) +
+                         " ms");
   return Outcome::completed;
 }
 

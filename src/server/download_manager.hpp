@@ -21,6 +21,12 @@
 /// bytes on disk; then the download is failed with the reason, and a retry (resume) continues
 /// from those bytes. A model is `ready` only when every file passed its size and SHA-256 check.
 ///
+/// Durability: files are fetched with FetchOptions::sync = false, so a model is ready as soon as
+/// its bytes are verified (as a plain download would end), and flush_files puts them on the disk
+/// right after; the download is `completed` only then. A restart before that point (the row is
+/// still `downloading`) re-checks every finished file with verify_in_place before going on, so
+/// bytes a crash lost are fetched again instead of reaching an engine.
+///
 /// Thread rules: every public call blocks (store, files) — call from the API's worker pool.
 /// Thread-safe. A pause or cancel of the running download returns once the worker let go of it.
 
@@ -115,7 +121,9 @@ class DownloadManager {
   enum class Outcome { completed, failed, stopped };
 
   void run();
-  Outcome run_job(const store::Download& row, std::string& error);
+  /// `after_restart`: the row was downloading when the process stopped (finished files are
+  /// re-checked before anything else).
+  Outcome run_job(const store::Download& row, bool after_restart, std::string& error);
   core::Result<store::Download> find(std::string_view id_or_model);
   core::Result<std::vector<download::QueueItem>> queue_items();
   core::Result<DownloadView> view(const store::Download& d);

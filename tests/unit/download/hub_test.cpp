@@ -344,6 +344,68 @@ TEST_P(HubTest, ALargeStreamStoppedKeepsEveryByteItCounted) {
   EXPECT_EQ(sha256_file(target_.dest_dir / f.path).value(), f.sha256);
 }
 
+TEST_P(HubTest, WithoutSyncEveryPathGivesTheSameVerifiedFilesAndFlushMakesThemDurable) {
+  // sync = false (how the download queue fetches): the stream through the page cache, the
+  // O_DIRECT writer and the segments must all still verify and rename; flush_files then syncs.
+  hub_->add_random_file("org/tiny", "big.bin", (20 << 20) + 9, 13);
+  std::vector<HubFile> files = {listed("model.safetensors"), listed("sub/dir/extra.bin"),
+                                listed("big.bin")};
+  for (const int segments : {1, 4}) {
+    for (const bool direct : {false, true}) {
+      fs::remove_all(target_.dest_dir);
+      FetchOptions o;
+      o.sync = false;
+      o.direct_io = direct;
+      o.segments = segments;
+      o.segment_threshold = 1 << 20;
+      for (const auto& f : files) {
+        auto c = client();
+        auto r = fetch_file(
+            *c, "org/tiny", default_revision(GetParam()), f, target_, [](std::int64_t) {},
+            [] { return true; }, o);
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f)) << f.path;
+        EXPECT_FALSE(fs::exists(part_path(target_, f)));
+        EXPECT_FALSE(fs::exists(segments_path(target_, f)));
+      }
+      auto flushed = flush_files(target_.dest_dir, files);
+      EXPECT_TRUE(flushed) << flushed.error().message;
+    }
+  }
+  fs::remove(target_.dest_dir / "big.bin");
+  auto missing = flush_files(target_.dest_dir, files);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, "download.io");
+  EXPECT_NE(missing.error().message.find("big.bin"), std::string::npos) << missing.error().message;
+}
+
+TEST_P(HubTest, VerifyInPlaceKeepsGoodFilesAndDiscardsDamagedOnes) {
+  const auto f = listed("model.safetensors");
+  ASSERT_TRUE(fetch(f));
+  const auto path = target_.dest_dir / f.path;
+  EXPECT_TRUE(verify_in_place(target_, f));
+  EXPECT_TRUE(fs::exists(path));
+
+  {  // a crash that lost a page: same size, other bytes
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(1 << 20);
+    io.write("\0\0\0\0", 4);
+  }
+  auto damaged = verify_in_place(target_, f);
+  ASSERT_FALSE(damaged);
+  EXPECT_EQ(damaged.error().code, "download.hash_mismatch") << damaged.error().message;
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_EQ(bytes_on_disk(target_, f), 0);
+
+  ASSERT_TRUE(fetch(f));  // fetched again in full
+  fs::resize_file(path, 1000);
+  auto short_file = verify_in_place(target_, f);
+  ASSERT_FALSE(short_file);
+  EXPECT_EQ(short_file.error().code, "download.size_mismatch") << short_file.error().message;
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_TRUE(verify_in_place(target_, f)) << "a missing file is nothing to check";
+}
+
 /// A hub that only implements fetch(): fetch_range's default reads it and stops at the end.
 class FetchOnly final : public HubClient {
  public:

@@ -317,6 +317,61 @@ TEST_F(DownloadManagerTest, AServerRestartMidDownloadResumesTheQueue) {
   EXPECT_NE(log->find("resuming after a restart"), std::string::npos) << *log;
 }
 
+TEST_F(DownloadManagerTest, ARestartBeforeTheFlushRechecksFinishedFilesAndRefetchesDamagedOnes) {
+  const auto a = repo_with_file("a");
+  start();
+  submit("a", a);
+  ASSERT_TRUE(wait_state("a", DownloadState::completed));
+  {
+    auto log = manager_->log("a", 0);
+    ASSERT_TRUE(log);
+    EXPECT_NE(log->find("ready: 1 files"), std::string::npos) << *log;
+    EXPECT_NE(log->find("completed: flushed to disk in"), std::string::npos) << *log;
+  }
+  manager_->stop();
+  manager_.reset();
+  // As a crash between "ready" and the end of the flush leaves it: the row still downloading,
+  // and a finished file whose last bytes never reached the disk.
+  auto rows = store_->downloads().list({});
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->items.size(), 1u);
+  auto row = rows->items[0];
+  row.state = DownloadState::downloading;
+  ASSERT_TRUE(store_->downloads().update(row));
+  {
+    std::fstream io(dir_ / "models/a/a.bin", std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(200000);
+    io.write("\0\0\0\0\0\0\0\0", 8);
+  }
+  start();
+  ASSERT_TRUE(wait_until([&] {
+    auto v = manager_->get("a");
+    return v && v->download.state == DownloadState::completed &&
+           v->model.status == store::ModelStatus::ready;
+  }));
+  EXPECT_EQ(slurp(dir_ / "models/a/a.bin"), slurp(dir_ / "hub/org/a/a.bin"));
+  EXPECT_EQ(hub_->offsets("a.bin"), (std::vector<std::int64_t>{0, 0}));  // fetched again
+  auto log = manager_->log("a", 0);
+  ASSERT_TRUE(log);
+  EXPECT_NE(log->find("re-checking the files finished before the restart"), std::string::npos)
+      << *log;
+  EXPECT_NE(log->find("SHA-256 of a.bin"), std::string::npos) << *log;
+
+  // A good file is kept: another restart before the flush re-checks and fetches nothing.
+  manager_->stop();
+  manager_.reset();
+  row = store_->downloads().list({})->items[0];
+  row.state = DownloadState::downloading;
+  ASSERT_TRUE(store_->downloads().update(row));
+  start();
+  ASSERT_TRUE(wait_until([&] {
+    auto v = manager_->get("a");
+    return v && v->download.state == DownloadState::completed;
+  }));
+  EXPECT_EQ(hub_->offsets("a.bin"), (std::vector<std::int64_t>{0, 0}));
+  EXPECT_EQ(manager_->get("a")->model.status, store::ModelStatus::ready);
+}
+
 TEST_F(DownloadManagerTest, AFullDiskFailsBeforeDownloadingWithAClearError) {
   // A 1 MiB tmpfs as the model store (needs root; elsewhere the test says why it cannot run).
   if (::mount("tmpfs", (dir_ / "models").c_str(), "tmpfs", 0, "size=1m") != 0) {
