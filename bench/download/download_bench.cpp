@@ -1,16 +1,16 @@
 // bench/download: the hub client's throughput (libcurl ranges, SHA-256, .part + rename, as the
 // download queue runs it: FetchOptions::sync = false, the model is ready when its files are
 // verified, flush_files puts them on the disk after) against the curl command line fetching the
-// same files from the same fake hub in the same run. Two cases: one large file (one stream and parallel range
-// requests, one row per segment count) and many small files (one curl invocation fetching them
-// all over one connection, against fetch_file per file as the queue runs them), plus one file
-// from a hub that paces each connection (where parallel ranges are meant to pay). Each round runs
-// every peer once, in an order rotated from round to round; the report gives each peer's median
-// MB/s and the ratios against plain curl (target >= 0.95) and against curl followed by an fsync
-// of its files; rows marked "then flush_files" time ours until the files are on the disk too (the
-// same durability as curl + fsync), "synced as it goes" is FetchOptions::sync = true (the agent's
-// node sync); and the CPU seconds per GB each peer used, the fake hub's included (it shares the
-// two cores).
+// same files from the same fake hub in the same run. Two cases: one large file (one stream and
+// parallel range requests, one row per segment count) and many small files (one curl invocation
+// fetching them all over one connection, against fetch_file per file as the queue runs them), plus
+// one file from a hub that paces each connection (where parallel ranges are meant to pay). Each
+// round runs every peer once, in an order shuffled from round to round; the report gives each
+// peer's median MB/s and the ratios against plain curl (target >= 0.95) and against curl followed
+// by an fsync of its files; rows marked "then flush_files" time ours until the files are on the
+// disk too (the same durability as curl + fsync), "synced as it goes" is FetchOptions::sync = true
+// (the agent's node sync); and the CPU seconds per GB each peer used, the fake hub's included (it
+// shares the two cores).
 //
 //     os-download-bench [--size-mb 512] [--rounds 5] [--segments 1,2,4,8]
 //                       [--small-files 200] [--small-kb 256] [--dir /tmp/os-download-bench]
@@ -22,6 +22,7 @@
 #include "support/fake_hub.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +32,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -87,13 +89,24 @@ struct Peer {
   std::vector<double> cpu_per_gb{};  ///< CPU seconds per GB moved, hub included
 };
 
-/// Runs `peers` for `rounds` rounds, rotating their order, and prints the table.
+/// Before each timed run (untimed): `clear` removes the previous run's files, then everything
+/// dirty goes to the disk and the machine settles for a moment, so no run pays for another's
+/// writeback or freed memory.
+void settle(const std::function<void()>& clear) {
+  clear();
+  ::sync();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+}
+
+/// Runs `peers` for `rounds` rounds, each round in its own shuffled order (a fixed seed: the same
+/// orders every run; no peer always follows the same one), and prints the table.
 void run_case(const std::string& title, std::int64_t bytes, int rounds, std::vector<Peer>& peers,
-              const std::string& only) {
+              const std::string& only, const std::function<void()>& clear) {
   if (!only.empty()) {  // profiling one peer: no ratios
     std::erase_if(peers, [&](const Peer& p) { return p.name.find(only) == std::string::npos; });
     for (int r = 0; r < rounds; ++r) {
       for (auto& p : peers) {
+        settle(clear);
         const double s = p.run();
         std::printf("%s: %s %.0f MB/s\n", title.c_str(), p.name.c_str(),
                     static_cast<double>(bytes) / s / 1e6);
@@ -101,9 +114,14 @@ void run_case(const std::string& title, std::int64_t bytes, int rounds, std::vec
     }
     return;
   }
+  std::mt19937 shuffler(42);
+  std::vector<std::size_t> order(peers.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
   for (int r = 0; r < rounds; ++r) {
-    for (std::size_t k = 0; k < peers.size(); ++k) {
-      auto& p = peers[(k + static_cast<std::size_t>(r)) % peers.size()];
+    std::shuffle(order.begin(), order.end(), shuffler);
+    for (const std::size_t k : order) {
+      auto& p = peers[k];
+      settle(clear);
       const double cpu0 = cpu_seconds();
       const double s = p.run();
       if (s <= 0) {
@@ -187,6 +205,7 @@ int main(int argc, char** argv) {
       "%u CPUs, load average at start %.2f\n",
       std::thread::hardware_concurrency(), load_average());
 
+  const auto clear = [&] { fs::remove_all(out); };
   // curl with `args`, then (when `sync`) coreutils sync of the files it wrote.
   const auto curl_peer = [&](const std::string& name, std::string args,
                              std::vector<fs::path> written, bool sync) {
@@ -231,6 +250,32 @@ int main(int argc, char** argv) {
                 }};
   };
 
+  // Our rows of a one-file case: as the queue runs it (the default options: one stream, turned
+  // into segments if it proves slow; and `durable`: until flushed too), then fixed variants.
+  const auto add_ours = [&](std::vector<Peer>& peers, const std::string& repo,
+                            const std::vector<download::HubFile>& files, bool durable) {
+    download::FetchOptions queue;  // the download queue's options
+    queue.sync = false;
+    queue.segment_threshold = 1;
+    peers.push_back(ours("fetch_file as the queue runs it", repo, files, queue));
+    if (durable) {
+      peers.push_back(
+          ours("fetch_file as the queue runs it, then flush_files", repo, files, queue, true));
+    }
+    for (const int k : segments) {
+      auto o = queue;
+      o.segments = k;
+      o.segment_probe = std::chrono::milliseconds(0);
+      peers.push_back(ours(k <= 1 ? "fetch_file, one stream"
+                                  : "fetch_file, " + std::to_string(k) + " segments from the start",
+                           repo, files, o));
+      if (k <= 1 && durable) {  // the agent's node sync: synced as it goes (O_DIRECT writer)
+        o.sync = true;
+        peers.push_back(ours("fetch_file, one stream, synced as it goes", repo, files, o));
+      }
+    }
+  };
+
   if (size > 0) {
     auto files = client->list_files("org/bench", "main");
     if (!files || files->size() != 1) {
@@ -242,28 +287,8 @@ int main(int argc, char** argv) {
     const std::string args = "-o '" + dst.string() + "' '" + url + "'";
     std::vector<Peer> peers = {curl_peer("curl", args, {dst}, false),
                                curl_peer("curl + fsync", args, {dst}, true)};
-    for (const int k : segments) {
-      download::FetchOptions o;
-      o.sync = false;
-      o.segments = k;
-      o.segment_threshold = 1;
-      const std::string name =
-          k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments";
-      peers.push_back(ours(name, "org/bench", *files, o));
-      if (k == download::FetchOptions{}.segments) {  // the default: also until on the disk
-        peers.push_back(ours(name + ", then flush_files", "org/bench", *files, o, true));
-      }
-      if (k <= 1) {  // the same through the page cache, and synced as it goes, for comparison
-        auto paged = o;
-        paged.direct_io = false;
-        peers.push_back(ours("fetch_file, one stream, page cache", "org/bench", *files, paged));
-        auto synced = o;
-        synced.sync = true;
-        peers.push_back(
-            ours("fetch_file, one stream, synced as it goes", "org/bench", *files, synced));
-      }
-    }
-    run_case("one file of " + std::to_string(size_mb) + " MiB", size, rounds, peers, only);
+    add_ours(peers, "org/bench", *files, true);
+    run_case("one file of " + std::to_string(size_mb) + " MiB", size, rounds, peers, only, clear);
   }
 
   if (limited_mb > 0) {
@@ -283,17 +308,9 @@ int main(int argc, char** argv) {
     const std::string args = "-o '" + dst.string() + "' '" + url + "'";
     std::vector<Peer> peers = {curl_peer("curl", args, {dst}, false),
                                curl_peer("curl + fsync", args, {dst}, true)};
-    for (const int k : segments) {
-      download::FetchOptions o;
-      o.sync = false;
-      o.segments = k;
-      o.segment_threshold = 1;
-      peers.push_back(
-          ours(k <= 1 ? "fetch_file, one stream" : "fetch_file, " + std::to_string(k) + " segments",
-               "org/limited", *files, o));
-    }
+    add_ours(peers, "org/limited", *files, false);
     run_case("one file of " + std::to_string(limited_mb) + " MiB from a hub pacing each connection",
-             limited_mb << 20, limited_rounds, peers, only);
+             limited_mb << 20, limited_rounds, peers, only, clear);
     hub.clear_faults();
   }
 
@@ -317,13 +334,12 @@ int main(int argc, char** argv) {
     const std::string args = "-K '" + config.string() + "'";
     download::FetchOptions unsynced;
     unsynced.sync = false;
-    std::vector<Peer> peers = {curl_peer("curl", args, written, false),
-                               curl_peer("curl + fsync", args, written, true),
-                               ours("fetch_file per file", "org/small", *files, unsynced),
-                               ours("fetch_file per file, then flush_files", "org/small", *files,
-                                    unsynced, true)};
+    std::vector<Peer> peers = {
+        curl_peer("curl", args, written, false), curl_peer("curl + fsync", args, written, true),
+        ours("fetch_file per file", "org/small", *files, unsynced),
+        ours("fetch_file per file, then flush_files", "org/small", *files, unsynced, true)};
     run_case(std::to_string(small_files) + " files of " + std::to_string(small_kb) + " KiB",
-             static_cast<std::int64_t>(small_files) * small_kb * 1024, rounds, peers, only);
+             static_cast<std::int64_t>(small_files) * small_kb * 1024, rounds, peers, only, clear);
   }
   std::printf("\nload average at the end: %.2f\n", load_average());
   fs::remove_all(dir);

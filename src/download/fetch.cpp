@@ -19,8 +19,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -239,6 +239,100 @@ core::Result<void> write_layout(const fs::path& sidecar, const Layout& l, const 
   return {};
 }
 
+/// Where fetch_stream puts the bytes: write takes each chunk in order (0 or an errno), finish
+/// waits until everything taken is written and hashed (0 or the first errno).
+class ChunkWriter {
+ public:
+  virtual ~ChunkWriter() = default;
+  virtual int write(std::string_view b) = 0;
+  virtual int finish() = 0;
+};
+
+/// FetchOptions::sync = false: the receiving thread writes each chunk straight into the page
+/// cache (as a plain download does: one copy, from a buffer still in the CPU's cache), and a
+/// hasher thread reads the bytes back behind it (from the page cache) and hashes them in order,
+/// so the hash costs the receiving thread nothing. Nothing is synced here (flush_files does it).
+class ReadBackWriter final : public ChunkWriter {
+ public:
+  static constexpr std::size_t kReadBytes = 1u << 20;
+
+  ReadBackWriter(int fd, int read_fd, std::int64_t offset, Sha256& hash)
+      : fd_(fd),
+        read_fd_(read_fd),
+        offset_(offset),
+        written_(offset),
+        hashed_(offset),
+        hash_(hash) {
+    hasher_ = std::thread([this] { hash_loop(); });
+  }
+  ~ReadBackWriter() override { ReadBackWriter::finish(); }
+  ReadBackWriter(const ReadBackWriter&) = delete;
+  ReadBackWriter& operator=(const ReadBackWriter&) = delete;
+
+  int write(std::string_view b) override {
+    if (const int e = error_.load(); e != 0) return e;
+    if (const int e = pwrite_all(fd_, b, offset_); e != 0) return e;
+    offset_ += static_cast<std::int64_t>(b.size());
+    written_.store(offset_);
+    if (waiting_.load()) {
+      std::lock_guard lock(mu_);
+      cv_.notify_one();
+    }
+    return 0;
+  }
+
+  int finish() override {
+    if (hasher_.joinable()) {
+      {
+        std::lock_guard lock(mu_);
+        closing_ = true;
+      }
+      cv_.notify_one();
+      hasher_.join();
+    }
+    return error_.load();
+  }
+
+ private:
+  void hash_loop() {
+    std::vector<char> buf(kReadBytes);
+    for (;;) {
+      const std::int64_t ready = written_.load();
+      if (hashed_ >= ready) {
+        std::unique_lock lock(mu_);
+        waiting_.store(true);
+        cv_.wait(lock, [&] { return closing_ || written_.load() > hashed_; });
+        waiting_.store(false);
+        if (written_.load() <= hashed_) return;  // closing, all hashed
+        continue;
+      }
+      const auto want = static_cast<std::size_t>(
+          std::min<std::int64_t>(ready - hashed_, static_cast<std::int64_t>(kReadBytes)));
+      const auto got = ::pread(read_fd_, buf.data(), want, hashed_);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        error_ = got < 0 ? errno : EIO;
+        return;
+      }
+      hash_.update(std::string_view(buf.data(), static_cast<std::size_t>(got)));
+      hashed_ += got;
+    }
+  }
+
+  int fd_;
+  int read_fd_;
+  std::int64_t offset_;                // the receiving thread's: where the next byte goes
+  std::atomic<std::int64_t> written_;  // published by the receiving thread (seq_cst with waiting_)
+  std::int64_t hashed_;                // the hasher's
+  Sha256& hash_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> waiting_{false};
+  bool closing_ = false;
+  std::atomic<int> error_{0};
+  std::thread hasher_;
+};
+
 /// Writes one stream of bytes into a file from `offset` on and hashes them in order, with the
 /// durability work overlapped with the transfer. With a direct descriptor (O_DIRECT) the bytes
 /// are gathered into aligned buffers; a writer thread writes each straight to the device while a
@@ -248,20 +342,15 @@ core::Result<void> write_layout(const fs::path& sidecar, const Layout& l, const 
 /// the page cache. Without one (a file system that refuses O_DIRECT, e.g. tmpfs), writes go
 /// through the page cache with the writeback of every 32 MiB started at once (sync_file_range)
 /// and hashing inline.
-class StreamWriter {
+class StreamWriter final : public ChunkWriter {
  public:
   static constexpr std::int64_t kAlign = 4096;
   static constexpr std::size_t kBufferBytes = 8u << 20;
   static constexpr int kBuffers = 4;
   static constexpr std::int64_t kSyncStep = 64ll << 20;
 
-  StreamWriter(int fd, int direct_fd, std::int64_t offset, Sha256& hash, bool sync)
-      : fd_(fd),
-        direct_fd_(direct_fd),
-        offset_(offset),
-        flushed_(offset),
-        sync_(sync),
-        hash_(hash) {
+  StreamWriter(int fd, int direct_fd, std::int64_t offset, Sha256& hash)
+      : fd_(fd), direct_fd_(direct_fd), offset_(offset), flushed_(offset), hash_(hash) {
     if (direct_fd_ >= 0) {
       for (int i = 0; i < kBuffers; ++i) {
         void* p = nullptr;
@@ -281,8 +370,8 @@ class StreamWriter {
       syncer_ = std::thread([this] { sync_loop(); });
     }
   }
-  ~StreamWriter() {
-    finish();
+  ~StreamWriter() override {
+    StreamWriter::finish();
     for (auto& slot : slots_) std::free(slot.data);
   }
   StreamWriter(const StreamWriter&) = delete;
@@ -290,7 +379,7 @@ class StreamWriter {
 
   /// Takes `b` (copied, or written before returning). 0, or the errno of a failed write (this
   /// one or an earlier one on the writer thread).
-  int write(std::string_view b) {
+  int write(std::string_view b) override {
     if (direct_fd_ < 0) return write_buffered(b);
     if (const int e = error_.load(); e != 0) return e;
     // Until the offset is aligned the bytes go through the page cache (a resumed .part); only
@@ -326,7 +415,7 @@ class StreamWriter {
   }
 
   /// Writes out and hashes everything taken so far and stops the threads. 0 or the first errno.
-  int finish() {
+  int finish() override {
     if (direct_fd_ >= 0 && writer_.joinable()) {
       if (cur_ >= 0 && slots_[cur_].size > 0) {
         submit();
@@ -359,7 +448,7 @@ class StreamWriter {
     if (const int e = pwrite_all(fd_, b, offset_); e != 0) return e;
     hash_.update(b);
     offset_ += static_cast<std::int64_t>(b.size());
-    if (sync_ && offset_ - flushed_ >= kWritebackStep) {
+    if (offset_ - flushed_ >= kWritebackStep) {
       ::sync_file_range(fd_, flushed_, offset_ - flushed_, SYNC_FILE_RANGE_WRITE);
       flushed_ = offset_;
     }
@@ -420,7 +509,7 @@ class StreamWriter {
         if (e != 0) error_ = e;
         // Have the syncer flush the device's cache now and then, so the fsync before the rename
         // is short; the writer goes on meanwhile.
-        if (e == 0 && sync_ && (unsynced_ += static_cast<std::int64_t>(b.size)) >= kSyncStep) {
+        if (e == 0 && (unsynced_ += static_cast<std::int64_t>(b.size)) >= kSyncStep) {
           unsynced_ = 0;
           std::lock_guard lock(mu_);
           sync_wanted_ = true;
@@ -439,7 +528,6 @@ class StreamWriter {
   std::int64_t offset_;        // where the next taken byte goes
   std::int64_t flushed_;       // page-cache mode: writeback started up to here
   std::int64_t unsynced_ = 0;  // direct mode: bytes written since the last sync request
-  bool sync_;                  // FetchOptions::sync: writeback and syncs along the way
   bool sync_wanted_ = false;
   Sha256& hash_;
   std::vector<Slot> slots_;
@@ -481,10 +569,22 @@ core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::stri
   std::optional<core::Error> write_error;
   if (written < file.size) {
     // Large enough to be worth a writer thread: straight to the device (see StreamWriter).
-    Fd direct(options.direct_io && file.size - have >= kDirectMin
+    // Without sync the page cache takes the bytes faster than a device would (as for any plain
+    // download), and a reader thread hashes them behind the writes (see ReadBackWriter).
+    const bool large = file.size - have >= kDirectMin;
+    const bool read_back = large && !options.sync;
+    Fd reader(read_back ? ::open(part.c_str(), O_RDONLY | O_CLOEXEC) : -1);
+    if (read_back && reader.get() < 0) return io_failure("read", part, errno);
+    Fd direct(options.direct_io && options.sync && large
                   ? ::open(part.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT)
                   : -1);
-    StreamWriter writer(out.get(), direct.get(), have, hash, options.sync);
+    // Declared after the descriptors it uses: destroyed (its threads joined) before they close.
+    std::unique_ptr<ChunkWriter> writer;
+    if (read_back) {
+      writer = std::make_unique<ReadBackWriter>(out.get(), reader.get(), have, hash);
+    } else {
+      writer = std::make_unique<StreamWriter>(out.get(), direct.get(), have, hash);
+    }
     auto fetched = hub.fetch(
         repo, revision, file.path, written,
         [&](std::string_view b) {
@@ -495,7 +595,7 @@ core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::stri
                                           " bytes it listed for " + file.path);
             return false;
           }
-          if (const int err = writer.write(b); err != 0) {
+          if (const int err = writer->write(b); err != 0) {
             write_error = io_failure("write", part, err);
             return false;
           }
@@ -506,7 +606,7 @@ core::Result<void> fetch_stream(HubClient& hub, std::string_view repo, std::stri
         keep_going);
     // Everything taken is written before anything else happens: the .part's size is the resume
     // point.
-    if (const int err = writer.finish(); err != 0 && !write_error) {
+    if (const int err = writer->finish(); err != 0 && !write_error) {
       write_error = io_failure("write", part, err);
     }
     if (write_error) {
@@ -775,13 +875,41 @@ core::Result<void> fetch_file(HubClient& hub, std::string_view repo, std::string
   if (ec) return io_failure("create", dest.parent_path(), ec.value());
 
   // A download that started segmented stays segmented (its .part has holes).
-  const bool segmented =
-      fs::exists(segments_path(target, file), ec) ||
-      (options.segments > 1 && file.size >= options.segment_threshold && hub.concurrent_fetches());
-  if (segmented) {
+  const bool segmentable =
+      options.segments > 1 && file.size >= options.segment_threshold && hub.concurrent_fetches();
+  if (fs::exists(segments_path(target, file), ec) ||
+      (segmentable && options.segment_probe.count() <= 0)) {
     return fetch_segments(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
   }
-  return fetch_stream(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
+  if (!segmentable) {
+    return fetch_stream(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
+  }
+  // One stream first; a slow one stops after the probe and the segments take over from its
+  // bytes (see FetchOptions::segment_probe).
+  const auto started = std::chrono::steady_clock::now();
+  std::int64_t moved = 0;
+  bool decided = false;
+  bool too_slow = false;
+  const auto counting = [&](std::int64_t n) {
+    moved += n;
+    on_bytes(n);
+  };
+  const auto probing = [&] {
+    if (!keep_going()) return false;
+    if (!decided) {
+      const auto elapsed = std::chrono::steady_clock::now() - started;
+      if (elapsed >= options.segment_probe) {
+        decided = true;
+        const double secs = std::chrono::duration<double>(elapsed).count();
+        too_slow =
+            static_cast<double>(moved) / secs < static_cast<double>(options.segment_below_rate);
+      }
+    }
+    return !too_slow;
+  };
+  auto r = fetch_stream(hub, repo, revision, file, part, dest, counting, probing, options);
+  if (r || !too_slow || !keep_going()) return r;
+  return fetch_segments(hub, repo, revision, file, part, dest, on_bytes, keep_going, options);
 }
 
 core::Result<void> flush_files(const fs::path& dir, const std::vector<HubFile>& files) {

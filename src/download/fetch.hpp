@@ -8,8 +8,9 @@
 ///     <dest>/<path>           rename(2): atomic, staging and dest are on one file system
 ///
 /// Large files (FetchOptions::segment_threshold and up, on a hub that allows concurrent
-/// fetches) come as FetchOptions::segments parallel range requests instead, each written with
-/// pwrite at its offset into the same .part:
+/// fetches, when one stream proves slow: FetchOptions::segment_probe) come as
+/// FetchOptions::segments parallel range requests instead, each written with pwrite at its
+/// offset into the same .part:
 ///
 ///     <staging>/<path>.part            segments' bytes at their offsets (holes where not yet)
 ///     <staging>/<path>.part.segments   the layout and, per segment, how many bytes from its start
@@ -86,6 +87,14 @@ struct FetchOptions {
   /// from bench/download (docs/performance-download.md): 3.5x one stream from a hub that paces
   /// each connection, within the noise of one stream on loopback.
   int segments = 4;
+  /// Whether parallel ranges pay is found out, not assumed: a file that could be segmented starts
+  /// as one stream, and if after `segment_probe` it moves slower than `segment_below_rate` bytes
+  /// a second (a hub or mirror that caps each connection), the stream stops and the rest comes
+  /// as segments, seeded with the stream's bytes. A fast stream (a local mirror, loopback: where
+  /// the disk or the CPU is the limit and more connections only cost more) stays one stream.
+  /// 0 ms: segments from the start.
+  std::chrono::milliseconds segment_probe{1000};
+  std::int64_t segment_below_rate = 200ll << 20;
   /// Seconds between checkpoints of a segmented download (fdatasync, then the sidecar): what a
   /// crash may cost. A stop, a cut or any other error checkpoints at once.
   std::chrono::milliseconds checkpoint_interval{5000};

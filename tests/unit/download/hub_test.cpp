@@ -74,6 +74,7 @@ class HubTest : public ::testing::TestWithParam<HubKind> {
     FetchOptions o;
     o.segment_threshold = 1 << 20;
     o.segments = segments;
+    o.segment_probe = std::chrono::milliseconds(0);  // segments from the start
     return fetch_file(
         *c, "org/tiny", default_revision(GetParam()), f, target_,
         [&](std::int64_t n) {
@@ -377,6 +378,45 @@ TEST_P(HubTest, WithoutSyncEveryPathGivesTheSameVerifiedFilesAndFlushMakesThemDu
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, "download.io");
   EXPECT_NE(missing.error().message.find("big.bin"), std::string::npos) << missing.error().message;
+}
+
+TEST_P(HubTest, ASlowStreamTurnsIntoSegmentsAfterTheProbeAndAFastOneDoesNot) {
+  const auto f = listed("model.safetensors");  // 3 MiB
+  FetchOptions o;
+  o.sync = false;
+  o.segment_threshold = 1 << 20;
+  o.segments = 4;
+  o.segment_probe = std::chrono::milliseconds(150);
+  o.segment_below_rate = 64ll << 20;
+  const auto run = [&] {
+    auto c = client();
+    std::int64_t counted = 0;
+    auto r = fetch_file(
+        *c, "org/tiny", default_revision(GetParam()), f, target_,
+        [&](std::int64_t n) { counted += n; }, [] { return true; }, o);
+    EXPECT_TRUE(r) << r.error().message;
+    EXPECT_EQ(counted, f.size);
+    EXPECT_EQ(slurp(target_.dest_dir / f.path), original(f));
+  };
+  // A hub pacing the connection (about 3.5 MB/s): the stream stops after the probe and four
+  // ranges fetch the rest, the first of them going on from the stream's bytes.
+  FakeHubFault paced;
+  paced.trickle_delay = std::chrono::milliseconds(1);
+  hub_->set_fault(f.path, paced);
+  run();
+  const auto slow = hub_->offsets(f.path);
+  ASSERT_GE(slow.size(), 2u);
+  EXPECT_EQ(slow.front(), 0);
+  EXPECT_GT(slow.size(), 2u) << "the rest in several ranges";
+  EXPECT_FALSE(fs::exists(segments_path(target_, f)));
+
+  // The same file at loopback speed stays one stream.
+  hub_->clear_faults();
+  fs::remove_all(target_.dest_dir);
+  const auto before = hub_->offsets(f.path).size();
+  o.segment_probe = std::chrono::milliseconds(10000);  // ends before the probe does
+  run();
+  EXPECT_EQ(hub_->offsets(f.path).size(), before + 1);
 }
 
 TEST_P(HubTest, VerifyInPlaceKeepsGoodFilesAndDiscardsDamagedOnes) {
