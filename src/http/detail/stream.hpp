@@ -9,7 +9,13 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <array>
+#include <cerrno>
 #include <optional>
+#include <span>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -72,6 +78,12 @@ class DualStream {
 
   /// Writes all of `buffers`: one gathered write on a plain socket. Over TLS the sequence goes
   /// out flattened into one buffer: gathered writes through Beast's ssl_stream have lost data.
+  ///
+  /// A plain socket is first written directly (one non-blocking sendmsg); only what the kernel
+  /// did not take goes through the asynchronous write. Asio's own async_write also tries the
+  /// send at once, but then posts the completion, which costs a trip through the scheduler and
+  /// a reactor poll (epoll_wait with a zero timeout) per write. Errors are the ones async_write
+  /// reports (errno values in the system category).
   template <class Buffers>
   asio::awaitable<beast::error_code> write_raw(const Buffers& buffers) {
     beast::error_code ec;
@@ -84,13 +96,75 @@ class DualStream {
         flat.append(static_cast<const char*>(one.data()), one.size());
       }
       std::tie(ec, n) = co_await asio::async_write(*tls_, asio::buffer(flat), use_tuple);
-    } else {
-      std::tie(ec, n) = co_await asio::async_write(plain_->socket(), buffers, use_tuple);
+      co_return ec;
     }
+    auto& socket = plain_->socket();
+    std::array<asio::const_buffer, kMaxDirectBuffers> parts;
+    std::size_t count = 0;
+    std::size_t total = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+      const asio::const_buffer one(*it);
+      if (one.size() == 0) continue;
+      if (count == parts.size()) {  // too many pieces for the direct send: all asynchronous
+        std::tie(ec, n) = co_await asio::async_write(socket, buffers, use_tuple);
+        co_return ec;
+      }
+      parts[count++] = one;
+      total += one.size();
+    }
+    if (total == 0 || !socket.is_open()) {
+      std::tie(ec, n) = co_await asio::async_write(socket, buffers, use_tuple);
+      co_return ec;
+    }
+    std::size_t sent = 0;
+    if (!send_direct(parts.data(), count, sent, ec)) co_return ec;
+    if (sent == total) co_return ec;
+    // The kernel took part (or none) of it: the rest waits for the socket to be writable.
+    std::size_t first = 0;
+    while (sent >= parts[first].size()) {
+      sent -= parts[first].size();
+      ++first;
+    }
+    parts[first] += sent;
+    std::tie(ec, n) = co_await asio::async_write(
+        socket, std::span<const asio::const_buffer>(parts.data() + first, count - first),
+        use_tuple);
     co_return ec;
   }
 
  private:
+  static constexpr std::size_t kMaxDirectBuffers = 8;
+
+  /// One non-blocking gathered send on the plain socket. Returns false with `ec` set on a hard
+  /// error; true otherwise, with `sent` bytes taken (0 when the socket buffer is full).
+  bool send_direct(const asio::const_buffer* parts, std::size_t count, std::size_t& sent,
+                   beast::error_code& ec) {
+    std::array<iovec, kMaxDirectBuffers> iov;
+    for (std::size_t i = 0; i < count; ++i) {
+      iov[i].iov_base = const_cast<void*>(parts[i].data());
+      iov[i].iov_len = parts[i].size();
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = count;
+    for (;;) {
+      const ssize_t r =
+          ::sendmsg(plain_->socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (r >= 0) {
+        sent = static_cast<std::size_t>(r);
+        return true;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        sent = 0;
+        return true;
+      }
+      ec.assign(errno, asio::error::get_system_category());
+      return false;
+    }
+  }
+
   std::optional<beast::tcp_stream> plain_;
   std::optional<TlsStream> tls_;
 };
