@@ -467,37 +467,69 @@ struct Gateway::Impl {
     }
   }
 
+  /// Records a broken engine stream; returns the error event the client gets.
+  std::string stream_broke(const Upstream& u, Outcome& o, const core::Error& error) {
+    mark_failed(u, steady_ms(clock), options.failure_cooldown);
+    o.status = 502;
+    o.error = "the engine's stream broke: " + error.message;
+    OpenAiError e{
+        502, "The model's engine stopped in the middle of the response (" + error.message + ")",
+        "server_error", "upstream_error", ""};
+    return e.sse_event();
+  }
+
+  /// Appends `event` to `batch` in its wire form, unless it is a comment or the meter drops it.
+  void add_event(const http::SseEvent& event, const Upstream& u, StreamMeter& meter, Outcome& o,
+                 std::chrono::steady_clock::time_point sent_at, std::string& batch) {
+    if (event.is_comment()) return;
+    if (meter.on_data(event.data) == StreamMeter::Verdict::drop) return;
+    if (!o.first_token && event.data != "[DONE]") {
+      o.first_token = clock.steady_now();
+      record_latency(
+          u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
+    }
+    batch += http::format_sse(event);
+  }
+
   /// Relays the engine's events to the client until the engine ends the body, the engine's
-  /// stream breaks (an error event is sent), or the client goes away.
+  /// stream breaks (an error event is sent), or the client goes away. The events that one read
+  /// from the engine brought go to the client in one write (whole events only, so a keep-alive
+  /// comment never lands inside one); when the body ends in that same read they are left in
+  /// `tail` instead, for the caller to send together with the end of the stream.
   http::Awaitable<StreamEnd> relay_events(http::Connection& conn, const Upstream& u,
                                           StreamMeter& meter, http::ResponseStream& out, Outcome& o,
                                           std::chrono::steady_clock::time_point sent_at,
-                                          Pacer* pacer) {
+                                          Pacer* pacer, std::string& tail) {
+    std::string batch;
     for (;;) {
       auto ev = co_await conn.read_event(options.config.stream_read_timeout);
       if (!ev) {
-        mark_failed(u, steady_ms(clock), options.failure_cooldown);
-        o.status = 502;
-        o.error = "the engine's stream broke: " + ev.error().message;
-        OpenAiError e{
-            502,
-            "The model's engine stopped in the middle of the response (" + ev.error().message + ")",
-            "server_error", "upstream_error", ""};
-        (void)co_await write_paced(out, pacer, e.sse_event());
+        (void)co_await write_paced(out, pacer, stream_broke(u, o, ev.error()));
         co_return StreamEnd::broke;
       }
       if (!*ev) break;  // the engine ended the body
-      const auto& event = **ev;
-      if (event.is_comment()) continue;
-      if (meter.on_data(event.data) == StreamMeter::Verdict::drop) continue;
-      if (!o.first_token && event.data != "[DONE]") {
-        o.first_token = clock.steady_now();
-        record_latency(
-            u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
+      batch.clear();
+      add_event(**ev, u, meter, o, sent_at, batch);
+      bool ended = false;
+      for (;;) {
+        auto more = conn.buffered_event();
+        if (!more) {
+          batch += stream_broke(u, o, more.error());
+          (void)co_await write_paced(out, pacer, batch);
+          co_return StreamEnd::broke;
+        }
+        if (!*more) {
+          ended = conn.body_done();
+          break;
+        }
+        add_event(**more, u, meter, o, sent_at, batch);
       }
-      if (!co_await write_paced(out, pacer, http::format_sse(event))) {
-        co_return StreamEnd::client_gone;
+      if (ended) {
+        tail = std::move(batch);
+        break;
       }
+      if (batch.empty()) continue;
+      if (!co_await write_paced(out, pacer, batch)) co_return StreamEnd::client_gone;
     }
     co_await idle_writer(pacer);
     co_return StreamEnd::done;
@@ -515,15 +547,16 @@ struct Gateway::Impl {
       co_return;
     }
     StreamEnd end = StreamEnd::done;
+    std::string tail;  // the last events, sent with the end of the stream
     const auto every = options.config.sse_keepalive_interval;
     if (every.count() > 0) {
       using namespace boost::asio::experimental::awaitable_operators;
       Pacer pacer(co_await boost::asio::this_coro::executor);
-      auto first = co_await (relay_events(conn, u, meter, out, o, sent_at, &pacer) ||
+      auto first = co_await (relay_events(conn, u, meter, out, o, sent_at, &pacer, tail) ||
                              keep_alive(out, pacer, every));
       end = first.index() == 0 ? std::get<0>(first) : StreamEnd::client_gone;
     } else {
-      end = co_await relay_events(conn, u, meter, out, o, sent_at, nullptr);
+      end = co_await relay_events(conn, u, meter, out, o, sent_at, nullptr, tail);
     }
     o.usage = meter.usage();
     o.content_events = meter.content_events();
@@ -545,7 +578,10 @@ struct Gateway::Impl {
       o.status = 502;
       o.error = "the engine ended the stream without [DONE]";
     }
-    co_await out.finish();
+    if (!co_await out.write_and_finish(tail) && !tail.empty()) {
+      o.status = 499;  // the client left before the last events reached it
+      o.error = "the client went away";
+    }
     co_await give_back(u, std::move(conn));
   }
 };

@@ -12,6 +12,8 @@
 #include <array>
 #include <charconv>
 #include <limits>
+#include <string_view>
+#include <tuple>
 
 namespace openstation::http {
 
@@ -29,6 +31,14 @@ core::Error net_error(std::string code, std::string what, const beast::error_cod
                        what + ": timed out after " + std::to_string(timeout.count()) + " ms");
   }
   return core::Error(core::Errc::unavailable, std::move(code), what + ": " + ec.message());
+}
+
+/// `host` without the brackets of an "[IPv6]" form.
+std::string_view literal_host(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    return host.substr(1, host.size() - 2);
+  }
+  return host;
 }
 
 }  // namespace
@@ -126,6 +136,51 @@ struct Connection::Impl {
     return stream.write_raw(b);
   }
 
+  /// Decodes the body bytes already received into `piece` (appended; possibly nothing when only
+  /// framing arrived), setting `done` at the end of the body. No I/O.
+  core::Result<void> take_buffered(std::string& piece) {
+    const std::string_view avail = unread();
+    if (avail.empty()) return {};
+    std::string why;
+    switch (framing.kind) {
+      case wire::Framing::sized: {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, avail.size()));
+        piece.append(avail.substr(0, n));
+        consume(n);
+        remaining -= n;
+        if (remaining == 0) done = true;
+        break;
+      }
+      case wire::Framing::chunked: {
+        auto used = chunked.feed(avail, piece, why);
+        if (!used) {
+          broken = true;
+          return core::Error(core::Errc::unavailable, "http.read",
+                             "reading the response body: " + why);
+        }
+        consume(*used);
+        if (chunked.done()) done = true;
+        break;
+      }
+      case wire::Framing::until_close:
+        piece.append(avail);
+        consume(avail.size());
+        break;
+      case wire::Framing::none: done = true; break;
+    }
+    return {};
+  }
+
+  /// Hands body bytes to the SSE parser.
+  core::Result<void> feed_sse(std::string_view piece) {
+    if (!sse.feed(piece)) {
+      broken = true;
+      return core::Error(core::Errc::unavailable, "http.sse_too_large",
+                         "an SSE event exceeds the parser's buffer");
+    }
+    return {};
+  }
+
   /// An I/O error as the caller sees it: a timeout when the deadline closed the socket.
   core::Error io_error(std::string code, std::string what, const beast::error_code& ec,
                        std::chrono::milliseconds timeout) {
@@ -153,11 +208,20 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
     impl = std::make_unique<Impl>(ex);
   }
   const std::string where = host + ":" + std::to_string(port);
-  tcp::resolver resolver(ex);
-  auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
-  if (rec) {
-    co_return core::Error(core::Errc::unavailable, "http.resolve",
-                          "cannot resolve " + host + ": " + rec.message(), "host");
+  // An address literal needs no resolver: async_resolve runs getaddrinfo on Asio's private
+  // resolver thread and hops back, on every new upstream connection.
+  const std::string_view bare = literal_host(host);
+  beast::error_code aec;
+  const auto address = asio::ip::make_address(bare, aec);
+  tcp::resolver::results_type results;
+  if (aec) {
+    tcp::resolver resolver(ex);
+    auto [rec, found] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
+    if (rec) {
+      co_return core::Error(core::Errc::unavailable, "http.resolve",
+                            "cannot resolve " + host + ": " + rec.message(), "host");
+    }
+    results = std::move(found);
   }
   auto& tcp_layer = impl->stream.tcp_layer();
   // One deadline for connecting and the TLS handshake.
@@ -166,13 +230,17 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
   } else {
     tcp_layer.expires_never();
   }
-  auto [ec, ep] = co_await tcp_layer.async_connect(results, use_tuple);
-  (void)ep;
+  beast::error_code ec;
+  if (aec) {
+    std::tie(ec, std::ignore) = co_await tcp_layer.async_connect(results, use_tuple);
+  } else {
+    std::tie(ec) = co_await tcp_layer.async_connect(tcp::endpoint(address, port), use_tuple);
+  }
   if (ec) co_return net_error("http.connect", "cannot connect to " + where, ec, timeout);
   beast::error_code ignored;
   tcp_layer.socket().set_option(tcp::no_delay(true), ignored);
   if (auto* ts = impl->stream.tls()) {
-    detail::prepare_client_ssl(ts->native_handle(), *tls, host);
+    detail::prepare_client_ssl(ts->native_handle(), *tls, std::string(bare));
     auto [hs] = co_await ts->async_handshake(asio::ssl::stream_base::client, use_tuple);
     if (hs == beast::error::timeout) {
       co_return net_error("http.timeout", "TLS handshake with " + where, hs, timeout);
@@ -186,7 +254,8 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
   }
   // From here on the connection's own deadline applies (Beast's would arm a timer per operation).
   tcp_layer.expires_never();
-  impl->host_header = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  impl->host_header =
+      bare.find(':') != std::string_view::npos ? "[" + std::string(bare) + "]" : std::string(bare);
   impl->host_header += ":" + std::to_string(port);
   co_return Connection(std::move(impl));
 }
@@ -281,39 +350,9 @@ Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::millisec
   auto& im = *impl_;
   if (im.done) co_return std::string();
   std::string piece;
-  std::string why;
   for (;;) {
-    const std::string_view avail = im.unread();
-    if (!avail.empty()) {
-      switch (im.framing.kind) {
-        case wire::Framing::sized: {
-          const auto n =
-              static_cast<std::size_t>(std::min<std::uint64_t>(im.remaining, avail.size()));
-          piece.assign(avail.substr(0, n));
-          im.consume(n);
-          im.remaining -= n;
-          if (im.remaining == 0) im.done = true;
-          break;
-        }
-        case wire::Framing::chunked: {
-          auto used = im.chunked.feed(avail, piece, why);
-          if (!used) {
-            im.broken = true;
-            co_return core::Error(core::Errc::unavailable, "http.read",
-                                  "reading the response body: " + why);
-          }
-          im.consume(*used);
-          if (im.chunked.done()) im.done = true;
-          break;
-        }
-        case wire::Framing::until_close:
-          piece.assign(avail);
-          im.consume(avail.size());
-          break;
-        case wire::Framing::none: im.done = true; break;
-      }
-      if (!piece.empty() || im.done) co_return piece;
-    }
+    if (auto r = im.take_buffered(piece); !r) co_return r.error();
+    if (!piece.empty() || im.done) co_return piece;
     im.deadline.set(timeout);
     auto ec = co_await im.read_more();
     im.deadline.clear();
@@ -338,11 +377,20 @@ Awaitable<core::Result<std::optional<SseEvent>>> Connection::read_event(
     if (im.done) co_return std::optional<SseEvent>();
     auto piece = co_await read_some(timeout);
     if (!piece) co_return piece.error();
-    if (!im.sse.feed(*piece)) {
-      im.broken = true;
-      co_return core::Error(core::Errc::unavailable, "http.sse_too_large",
-                            "an SSE event exceeds the parser's buffer");
-    }
+    if (auto fed = im.feed_sse(*piece); !fed) co_return fed.error();
+  }
+}
+
+core::Result<std::optional<SseEvent>> Connection::buffered_event() {
+  auto& im = *impl_;
+  std::string piece;
+  for (;;) {
+    if (auto e = im.sse.next()) return std::optional<SseEvent>(std::move(*e));
+    if (im.done) return std::optional<SseEvent>();
+    piece.clear();
+    if (auto r = im.take_buffered(piece); !r) return r.error();
+    if (piece.empty() && !im.done) return std::optional<SseEvent>();  // needs the network
+    if (auto fed = im.feed_sse(piece); !fed) return fed.error();
   }
 }
 

@@ -53,8 +53,10 @@ struct ResponseHead {
 /// "http.connect", "http.timeout", "http.send", "http.read"; a non-2xx status is not an error.
 class Connection {
  public:
-  /// Resolves `host` and connects, within `timeout`. With `tls` set, also completes a TLS
-  /// handshake and checks the server's certificate by those rules (same deadline).
+  /// Connects to `host` (an IP address literal, "[v6]" brackets allowed, is used as it is; a
+  /// name is resolved first: "http.resolve" when it does not resolve), within `timeout`. With `tls`
+  /// set, also completes a TLS handshake and checks the server's certificate by those rules (same
+  /// deadline).
   static Awaitable<core::Result<Connection>> connect(
       asio::any_io_executor ex, std::string host, std::uint16_t port,
       std::chrono::milliseconds timeout, std::optional<TlsClientOptions> tls = std::nullopt);
@@ -70,6 +72,11 @@ class Connection {
   Awaitable<core::Result<std::string>> read_some(std::chrono::milliseconds timeout);
   /// The next SSE event or comment of the body; nullopt at the end of the body.
   Awaitable<core::Result<std::optional<SseEvent>>> read_event(std::chrono::milliseconds timeout);
+  /// The next SSE event or comment if it is already here: parsed from bytes received by earlier
+  /// reads, with no I/O. nullopt when more bytes are needed, or at the end of the body (then
+  /// body_done() is true). Errors as read_event's. Lets a relay gather the events that came in
+  /// one read and forward them with one write.
+  core::Result<std::optional<SseEvent>> buffered_event();
   /// send() and read the whole body (refused with "http.body_too_large" beyond `body_limit`).
   Awaitable<core::Result<Response>> request(const Request& req, std::chrono::milliseconds timeout,
                                             std::uint64_t body_limit = 64ull << 20);

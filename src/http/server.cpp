@@ -205,6 +205,27 @@ class StreamImpl final : public ResponseStream {
     co_return true;
   }
 
+  Awaitable<bool> write_and_finish(std::string_view data) override {
+    if (!started_ && !co_await start(200, {})) co_return false;
+    if (data.empty() || !chunked_) {
+      if (!co_await write(data)) co_return false;
+      co_return co_await finish();
+    }
+    if (finished_ || disconnected_) co_return false;
+    finished_ = true;
+    chunk_head_.clear();
+    wire::append_chunk_size(chunk_head_, data.size());
+    const std::array<asio::const_buffer, 3> bufs{asio::buffer(chunk_head_), asio::buffer(data),
+                                                 asio::buffer("\r\n0\r\n\r\n", 7)};
+    const bool ok = co_await timed_write(bufs);
+    gone_.notify();
+    if (!ok) {
+      disconnected_ = true;
+      co_return false;
+    }
+    co_return true;
+  }
+
   bool disconnected() const override { return disconnected_; }
   bool started() const override { return started_; }
   bool finished() const { return finished_; }

@@ -41,7 +41,8 @@
 namespace openstation::http {
 
 /// Lets a streaming handler write its response piece by piece. Every write is flushed to the
-/// socket before it completes: nothing is coalesced. All calls must come from the handler's
+/// socket before it completes: the stream itself coalesces nothing (a caller may pass several
+/// events in one write). All calls must come from the handler's
 /// coroutine (the session's I/O thread). Writes return false once the client has gone.
 class ResponseStream {
  public:
@@ -59,6 +60,9 @@ class ResponseStream {
   Awaitable<bool> write_event(const SseEvent& event);
   /// Ends the body. Called by the server if the handler did not.
   virtual Awaitable<bool> finish() = 0;
+  /// write(data) then finish(), with one write to the socket (the last chunk and the chunked
+  /// body's terminator together). Returns false if either fails or the stream is not open.
+  virtual Awaitable<bool> write_and_finish(std::string_view data) = 0;
   /// True once the client closed the connection or a write failed.
   virtual bool disconnected() const = 0;
   /// Completes when the client disconnects (or when the stream finishes). Combine with the

@@ -51,7 +51,8 @@ class MemorySink final : public CallLogSink {
 /// A stand-in engine with switchable behaviour.
 class Engine {
  public:
-  enum class Mode { ok, unavailable, bad_request, break_mid_stream, hold };
+  /// burst: the whole stream (three tokens, usage, [DONE] and the body's end) in one write.
+  enum class Mode { ok, unavailable, bad_request, break_mid_stream, hold, burst };
   std::atomic<Mode> mode{Mode::ok};
   std::atomic<int> requests{0};
   std::atomic<int> released{1000};  ///< stream events sent only while index < released
@@ -117,6 +118,18 @@ class Engine {
       usage = so->as_object().contains("include_usage") &&
               so->as_object().at("include_usage").as_bool();
     co_await s.start_sse();
+    if (m == Mode::burst) {
+      std::string all;
+      for (int i = 0; i < 3; ++i) {
+        all += http::format_sse_data(R"({"choices":[{"index":0,"delta":{"content":"t)" +
+                                     std::to_string(i) + R"("}}]})");
+      }
+      all += http::format_sse_data(
+          R"({"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}})");
+      all += http::format_sse_data("[DONE]");
+      co_await s.write_and_finish(all);
+      co_return;
+    }
     for (int i = 0; i < 3; ++i) {
       while (released.load() <= i) co_await sleep(1ms);
       co_await s.write(http::format_sse_data(R"({"choices":[{"index":0,"delta":{"content":"t)" +
@@ -426,6 +439,29 @@ TEST_F(GatewayTest, StreamsEventByEventAndStripsTheUsageItAskedFor) {
                   [](std::size_t) {});
   ASSERT_EQ(k.data.size(), 5u);
   EXPECT_NE(k.data[3].find("\"usage\""), std::string::npos);
+}
+
+TEST_F(GatewayTest, EventsThatArriveTogetherAreRelayedWholeAndInOrder) {
+  Engine e;
+  e.mode = Engine::Mode::burst;
+  route({&e});
+  start();
+  for (int round = 0; round < 2; ++round) {  // the second reuses the pooled engine connection
+    auto r = stream(gw_->port(), key_, R"({"model":"m","stream":true})", [](std::size_t) {});
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.status, 200);
+    ASSERT_EQ(r.data.size(), 4u);  // three tokens and [DONE]; the usage chunk was stripped
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(r.data[static_cast<std::size_t>(i)],
+                R"({"choices":[{"index":0,"delta":{"content":"t)" + std::to_string(i) + R"("}}]})");
+    }
+    EXPECT_EQ(r.data.back(), "[DONE]");
+  }
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 2; }, 5s));
+  for (const auto& log : sink_.logs()) {
+    EXPECT_EQ(log.status, 200);
+    EXPECT_EQ(log.completion_tokens, 3);
+  }
 }
 
 TEST_F(GatewayTest, MidStreamFailureEndsWithAnErrorEventAndNoDone) {

@@ -421,6 +421,45 @@ TEST_F(ServerTest, StreamedEventsArriveOneByOne) {
   });
 }
 
+TEST_F(ServerTest, EventsWrittenTogetherAreTakenFromTheBufferWithoutAnotherRead) {
+  extra_streams_.emplace_back(
+      "GET", "/burst", [](Request&, ResponseStream& out) -> Awaitable<void> {
+        co_await out.start_sse();
+        // Three events and the end of the body in one write.
+        co_await out.write_and_finish("data: a\n\ndata: b\n\nevent: c\ndata: x\ndata: y\n\n");
+      });
+  start();
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+    EXPECT_TRUE(c);
+    if (!c) co_return;
+    Request req;
+    req.method = "GET";
+    req.target = "/burst";
+    auto head = co_await c->send(req, 5s);
+    EXPECT_TRUE(head && head->status == 200);
+    if (!head) co_return;
+    auto first = co_await c->read_event(5s);
+    EXPECT_TRUE(first && *first && (*first)->data == "a");
+    // The rest came with the same write: no I/O needed for it.
+    auto second = c->buffered_event();
+    EXPECT_TRUE(second && *second && (*second)->data == "b");
+    auto third = c->buffered_event();
+    EXPECT_TRUE(third && *third);
+    if (third && *third) {
+      EXPECT_EQ((*third)->event, "c");
+      EXPECT_EQ((*third)->data, "x\ny");
+    }
+    auto end = c->buffered_event();
+    EXPECT_TRUE(end && !*end);
+    EXPECT_TRUE(c->body_done());
+    EXPECT_TRUE(c->reusable());
+    req.target = "/hello";
+    auto r = co_await c->request(req, 5s);
+    EXPECT_TRUE(r && r->status == 200);
+  });
+}
+
 TEST_F(ServerTest, StreamLearnsClientDisconnect) {
   std::promise<bool> gone;
   auto gone_future = gone.get_future();
@@ -579,6 +618,25 @@ TEST(Client, ConnectionRefusedAndBadUrl) {
   auto tls = c.get("https://127.0.0.1:" + std::to_string(port) + "/", 2s);
   ASSERT_FALSE(tls);
   EXPECT_EQ(tls.error().code, "http.connect");
+}
+
+TEST(Client, AddressLiteralsConnectAndAnUnknownNameIsAResolveError) {
+  ServerOptions o;
+  o.host = "::1";
+  Server v6(o);
+  if (!v6.start()) GTEST_SKIP() << "no IPv6 loopback here";
+  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+    for (const char* host : {"::1", "[::1]"}) {
+      auto c = co_await Connection::connect(ex, host, v6.port(), 5s);
+      EXPECT_TRUE(c) << host << ": " << (c ? "" : c.error().message);
+    }
+    auto bad = co_await Connection::connect(ex, "no-such-host.invalid", v6.port(), 5s);
+    EXPECT_FALSE(bad);
+    if (!bad) {
+      EXPECT_EQ(bad.error().code, "http.resolve");
+    }
+  });
+  v6.stop(0ms);
 }
 
 TEST_F(ServerTest, ClientTimeoutOnSlowServer) {
