@@ -240,7 +240,11 @@ class LocalGateway final : public server::InFlightSource {
                                                            std::chrono::seconds(1));
     source_owner_->start();
     source_.store(source_owner_.get());
-    writer_ = std::make_unique<gateway::CallLogWriter>(store, gateway::CallLogWriter::Options{});
+    // Larger transactions than the default: under load a commit (WAL frames, checkpoints) cost
+    // as much as the rows; the logs still reach the store within flush_interval (1 s).
+    gateway::CallLogWriter::Options logs;
+    logs.batch_size = 4096;
+    writer_ = std::make_unique<gateway::CallLogWriter>(store, logs);
     gateway::GatewayOptions o;
     o.config = config_.gateway;
     gateway_ = std::make_unique<gateway::Gateway>(o, keys_, routes_, loads_, *writer_, clock_);
