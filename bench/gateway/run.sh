@@ -354,7 +354,7 @@ def med(mode, path, key):
     vals = [r[key] for r in pick(mode, path) if r.get(key) is not None]
     return statistics.median(vals) if vals else None
 def ratio(a, b):
-    return "—" if a is None or not b else "%.2f" % (a / b)
+    return "—" if a is None or b is None or b <= 0 else "%.2f" % (a / b)
 def ms(us):
     return "—" if us is None else "%.2f" % (us / 1000)
 print("Machine: %s CPUs; gateway threads = nginx workers = engine threads = %s; nginx access log: %s"
