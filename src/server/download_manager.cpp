@@ -303,6 +303,15 @@ core::Result<DownloadView> DownloadManager::command(std::string_view id_or_model
       cv_.wait(lock, [&] { return active_id_ != row.id; });
       auto fresh = options_.store->downloads().get(row.id);
       if (fresh) row = *fresh;
+      // The worker may have finished meanwhile (the command came while it flushed a ready
+      // model): the model is whole, nothing to pause or cancel.
+      if (row.state == DownloadState::completed && command != QueueCommand::resume) {
+        return core::Error(core::Errc::conflict, "download.bad_state",
+                           "cannot " + std::string(download::to_string(command)) + " download " +
+                               row.id + ": it completed before the " +
+                               std::string(download::to_string(command)) +
+                               " took effect; delete the model to remove its files");
+      }
     }
     append_log(row.id, std::string(download::to_string(command)) + " by " + std::string(actor));
     if (command == QueueCommand::cancel) {
