@@ -82,6 +82,21 @@ core::Result<void> hash_prefix(const fs::path& p, std::int64_t n, Sha256& h) {
   return {};
 }
 
+/// Reads [hashed, until) of `fd` back (from the page cache, behind the writes) into `buf` and
+/// hashes it in order, advancing `hashed`: 0, or the errno of a failed read.
+int hash_back(int fd, std::int64_t& hashed, std::int64_t until, Sha256& hash, std::string& buf) {
+  while (hashed < until) {
+    const auto want = static_cast<std::size_t>(
+        std::min<std::int64_t>(until - hashed, static_cast<std::int64_t>(buf.size())));
+    const auto got = ::pread(fd, buf.data(), want, hashed);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return got < 0 ? errno : EIO;
+    hash.update(std::string_view(buf.data(), static_cast<std::size_t>(got)));
+    hashed += got;
+  }
+  return 0;
+}
+
 }  // namespace
 
 core::Result<std::string> sha256_file(const fs::path& path) {
@@ -295,7 +310,7 @@ class ReadBackWriter final : public ChunkWriter {
 
  private:
   void hash_loop() {
-    std::vector<char> buf(kReadBytes);
+    std::string buf(kReadBytes, '\0');
     for (;;) {
       const std::int64_t ready = written_.load();
       if (hashed_ >= ready) {
@@ -306,16 +321,10 @@ class ReadBackWriter final : public ChunkWriter {
         if (written_.load() <= hashed_) return;  // closing, all hashed
         continue;
       }
-      const auto want = static_cast<std::size_t>(
-          std::min<std::int64_t>(ready - hashed_, static_cast<std::int64_t>(kReadBytes)));
-      const auto got = ::pread(read_fd_, buf.data(), want, hashed_);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        error_ = got < 0 ? errno : EIO;
+      if (const int e = hash_back(read_fd_, hashed_, ready, hash_, buf); e != 0) {
+        error_ = e;
         return;
       }
-      hash_.update(std::string_view(buf.data(), static_cast<std::size_t>(got)));
-      hashed_ += got;
     }
   }
 
@@ -781,16 +790,10 @@ core::Result<void> fetch_segments(HubClient& hub, std::string_view repo, std::st
       while (s + 1 < n && layout->end[s] <= hashed) ++s;
       const std::int64_t avail = layout->begin[s] + done[s].load();
       if (avail <= hashed) return;
-      const auto want = static_cast<std::size_t>(
-          std::min<std::int64_t>(avail - hashed, static_cast<std::int64_t>(buf.size())));
-      const auto got = ::pread(fd.get(), buf.data(), want, hashed);
-      if (got <= 0) {
-        if (got < 0 && errno == EINTR) continue;
-        read_error = io_failure("read", part, got < 0 ? errno : EIO);
+      if (const int e = hash_back(fd.get(), hashed, avail, hash, buf); e != 0) {
+        read_error = io_failure("read", part, e);
         return;
       }
-      hash.update(std::string_view(buf.data(), static_cast<std::size_t>(got)));
-      hashed += got;
     }
   };
   auto last_checkpoint = std::chrono::steady_clock::now();

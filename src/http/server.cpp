@@ -162,13 +162,7 @@ class StreamImpl final : public ResponseStream {
     format_head(s_.out, res.status, minor_, opt_.server_header, res.headers, keep_alive_, false,
                 res.body.size());
     const std::array<asio::const_buffer, 2> bufs{asio::buffer(s_.out), asio::buffer(res.body)};
-    const bool ok = co_await timed_write(bufs);
-    gone_.notify();
-    if (!ok) {
-      disconnected_ = true;
-      co_return false;
-    }
-    co_return true;
+    co_return ended(co_await timed_write(bufs));
   }
 
   Awaitable<bool> write(std::string_view data) override {
@@ -197,12 +191,7 @@ class StreamImpl final : public ResponseStream {
     finished_ = true;
     bool ok = true;
     if (chunked_) ok = co_await timed_write(asio::buffer("0\r\n\r\n", 5));
-    gone_.notify();  // wakes wait_disconnected(): the stream is over
-    if (!ok) {
-      disconnected_ = true;
-      co_return false;
-    }
-    co_return true;
+    co_return ended(ok);
   }
 
   Awaitable<bool> write_and_finish(std::string_view data) override {
@@ -217,13 +206,7 @@ class StreamImpl final : public ResponseStream {
     wire::append_chunk_size(chunk_head_, data.size());
     const std::array<asio::const_buffer, 3> bufs{asio::buffer(chunk_head_), asio::buffer(data),
                                                  asio::buffer("\r\n0\r\n\r\n", 7)};
-    const bool ok = co_await timed_write(bufs);
-    gone_.notify();
-    if (!ok) {
-      disconnected_ = true;
-      co_return false;
-    }
-    co_return true;
+    co_return ended(co_await timed_write(bufs));
   }
 
   bool disconnected() const override { return disconnected_; }
@@ -261,6 +244,14 @@ class StreamImpl final : public ResponseStream {
   void mark_gone() {
     disconnected_ = true;
     gone_.notify();
+  }
+
+  /// After the stream's last write (`ok`: it went out): wakes wait_disconnected(), since the
+  /// stream is over either way, and marks the client gone when the write failed.
+  bool ended(bool ok) {
+    if (!ok) disconnected_ = true;
+    gone_.notify();
+    return ok;
   }
 
   /// Reads from the connection while the handler streams: an error or EOF means the client left.
