@@ -58,6 +58,14 @@ class UpstreamPool {
   std::unordered_map<std::string, std::vector<http::Connection>> idle_;
 };
 
+/// What one I/O thread keeps for itself, touched by that thread only: its idle upstream
+/// connections and the keys its clients authenticated with lately.
+struct PerThread {
+  explicit PerThread(std::size_t max_idle) : pool(max_idle) {}
+  UpstreamPool pool;
+  server::auth::AuthMemo auth;
+};
+
 std::int64_t steady_ms(const core::Clock& c) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(c.steady_now().time_since_epoch())
       .count();
@@ -110,10 +118,9 @@ struct Gateway::Impl {
   CallLogSink& sink;
   const core::Clock& clock;
   RateLimiter limiter;
-  /// One pool per I/O thread, keyed by that thread's io_context; filled before the server
-  /// starts, read-only afterwards (each pool is touched only by its own thread).
-  std::vector<std::pair<const boost::asio::execution_context*, std::unique_ptr<UpstreamPool>>>
-      pools;
+  /// One PerThread per I/O thread, keyed by that thread's io_context; filled before the server
+  /// starts, read-only afterwards (each is touched only by its own thread).
+  std::vector<std::pair<const boost::asio::execution_context*, std::unique_ptr<PerThread>>> threads;
   Metrics metrics;
   std::atomic<bool> draining{false};
   std::unique_ptr<http::Server> server;
@@ -158,37 +165,19 @@ struct Gateway::Impl {
 
   static std::string key_of(const Upstream& u) { return u.host + ":" + std::to_string(u.port); }
 
-  /// The pool of the I/O thread that runs `ex` (null for an executor that is not one of the
-  /// server's: nothing is pooled then).
-  UpstreamPool* pool_of(const boost::asio::any_io_executor& ex) {
+  /// The state of the I/O thread that runs `ex` (null for an executor that is not one of the
+  /// server's: nothing is pooled or remembered then).
+  PerThread* thread_of(const boost::asio::any_io_executor& ex) {
     const auto* ctx = &ex.context();
-    for (auto& [c, p] : pools) {
-      if (c == ctx) return p.get();
+    for (auto& [c, t] : threads) {
+      if (c == ctx) return t.get();
     }
     return nullptr;
   }
 
   /// Returns a connection to the pool of the current I/O thread.
-  http::Awaitable<void> give_back(const Upstream& u, http::Connection conn) {
-    if (auto* p = pool_of(co_await boost::asio::this_coro::executor)) {
-      p->give(key_of(u), std::move(conn));
-    }
-  }
-
-  /// A connection to `u`: an idle pooled one (`reused` set), or a new one.
-  http::Awaitable<core::Result<http::Connection>> connect(const Upstream& u, bool fresh,
-                                                          bool& reused) {
-    reused = false;
-    auto ex = co_await boost::asio::this_coro::executor;
-    if (!fresh) {
-      auto* p = pool_of(ex);
-      if (auto c = p != nullptr ? p->take(key_of(u)) : std::nullopt) {
-        reused = true;
-        co_return std::move(*c);
-      }
-    }
-    co_return co_await http::Connection::connect(ex, u.host, u.port,
-                                                 options.config.upstream_connect_timeout);
+  static void give_back(PerThread* local, const Upstream& u, http::Connection conn) {
+    if (local != nullptr) local->pool.give(key_of(u), std::move(conn));
   }
 
   /// Sends the request to `u` and reads the head. A pooled connection the engine closed in the
@@ -196,10 +185,21 @@ struct Gateway::Impl {
   /// write lands in the kernel before the engine's FIN or RST is seen), as end of stream or a
   /// reset before any byte of the response: both retry on a fresh connection; a timeout does not.
   http::Awaitable<core::Result<std::pair<http::Connection, http::ResponseHead>>> send(
-      const Upstream& u, const http::Request& upstream_req) {
+      PerThread* local, const Upstream& u, const http::Request& upstream_req) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      bool reused = false;
-      auto conn = co_await connect(u, attempt > 0, reused);
+      // An idle pooled connection first (no coroutine of its own), else a new one.
+      std::optional<http::Connection> pooled;
+      if (attempt == 0 && local != nullptr) pooled = local->pool.take(key_of(u));
+      const bool reused = pooled.has_value();
+      core::Result<http::Connection> conn =
+          core::Error(core::Errc::unavailable, "http.connect", "");
+      if (reused) {
+        conn = std::move(*pooled);
+      } else {
+        auto ex = co_await boost::asio::this_coro::executor;
+        conn = co_await http::Connection::connect(ex, u.host, u.port,
+                                                  options.config.upstream_connect_timeout);
+      }
       if (!conn) co_return conn.error();
       auto head = co_await conn->send(upstream_req, options.config.upstream_read_timeout);
       if (head) co_return std::pair{std::move(*conn), std::move(*head)};
@@ -271,8 +271,11 @@ struct Gateway::Impl {
   http::Awaitable<void> proxy(http::Request& req, http::ResponseStream& out) {
     const auto started = clock.steady_now();
     Outcome o;
+    PerThread* local = thread_of(co_await boost::asio::this_coro::executor);
     auto snapshot = keys.load();
-    auto who = snapshot->authenticate(req.headers.get_or("Authorization", ""), clock.now());
+    const auto authorization = req.headers.get_or("Authorization", "");
+    auto who = local != nullptr ? local->auth.authenticate(snapshot, authorization, clock.now())
+                                : snapshot->authenticate(authorization, clock.now());
     if (!who) {
       co_await respond_error(out, from_error(401, who.error()), o);
       finish(o, started);
@@ -352,7 +355,7 @@ struct Gateway::Impl {
       o.instance_id = u->instance_id;
       InFlight counting(u->load);
       const auto sent_at = clock.steady_now();
-      auto sent = co_await send(*u, up);
+      auto sent = co_await send(local, *u, up);
       if (!sent) {
         mark_failed(*u, steady_ms(clock), options.failure_cooldown);
         spdlog::warn("gateway: instance {} of {} failed: {}", u->instance_id, o.model,
@@ -378,7 +381,7 @@ struct Gateway::Impl {
         }
         record_latency(*u, std::chrono::duration_cast<std::chrono::microseconds>(
                                clock.steady_now() - sent_at));
-        co_await give_back(*u, std::move(conn));
+        give_back(local, *u, std::move(conn));
         if (head.status >= 400) {
           co_await respond_error(out, normalise_engine_error(head.status, *body), o);
           finish(o, started);
@@ -582,7 +585,7 @@ struct Gateway::Impl {
       o.status = 499;  // the client left before the last events reached it
       o.error = "the client went away";
     }
-    co_await give_back(u, std::move(conn));
+    give_back(thread_of(co_await boost::asio::this_coro::executor), u, std::move(conn));
   }
 };
 
@@ -598,10 +601,10 @@ Gateway::~Gateway() {
 core::Result<void> Gateway::start() {
   auto& im = *impl_;
   im.server = std::make_unique<http::Server>(im.server_options());
-  im.pools.clear();
+  im.threads.clear();
   for (std::size_t i = 0; i < im.server->io_threads(); ++i) {
-    im.pools.emplace_back(&im.server->executor(i).context(),
-                          std::make_unique<UpstreamPool>(im.options.max_idle_per_upstream));
+    im.threads.emplace_back(&im.server->executor(i).context(),
+                            std::make_unique<PerThread>(im.options.max_idle_per_upstream));
   }
   im.server->route("GET", "/health", [&im](http::Request&) -> http::Awaitable<http::Response> {
     if (im.draining.load()) {
@@ -636,7 +639,7 @@ void Gateway::stop(std::chrono::milliseconds grace) {
   im.draining.store(true);
   if (im.server) {
     im.server->stop(grace);
-    im.pools.clear();  // the pooled sockets belong to the server's io_contexts
+    im.threads.clear();  // the pooled sockets belong to the server's io_contexts
     im.server.reset();
   }
 }

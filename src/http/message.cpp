@@ -41,6 +41,14 @@ void Headers::add(std::string name, std::string value) {
   fields_.emplace_back(std::move(name), std::move(value));
 }
 
+void Headers::assign(std::span<const std::pair<std::string_view, std::string_view>> fields) {
+  fields_.resize(fields.size());
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    fields_[i].first.assign(fields[i].first);
+    fields_[i].second.assign(fields[i].second);
+  }
+}
+
 bool Headers::erase(std::string_view name) {
   const auto before = fields_.size();
   std::erase_if(fields_, [&](const Field& f) { return iequals(f.first, name); });

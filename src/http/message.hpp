@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,6 +34,9 @@ class Headers {
   void add(std::string name, std::string value);
   /// Removes every field called `name`; true if one was there.
   bool erase(std::string_view name);
+  /// Replaces every field with copies of `fields`, reusing this object's storage (a server that
+  /// keeps one Request per connection allocates nothing for a new request's usual headers).
+  void assign(std::span<const std::pair<std::string_view, std::string_view>> fields);
 
   const std::vector<Field>& fields() const { return fields_; }
   std::size_t size() const { return fields_.size(); }

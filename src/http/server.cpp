@@ -525,7 +525,7 @@ struct Server::Impl {
     // Copy what the handler sees before reading the body moves the buffer.
     req.method.assign(head.method);
     req.target.assign(head.target);
-    for (const auto& [k, v] : head.fields) req.headers.add(std::string(k), std::string(v));
+    req.headers.assign(head.fields);
     const bool expect_continue = [&] {
       auto e = head.get("Expect");
       return e && iequals(*e, "100-continue");
@@ -582,10 +582,17 @@ struct Server::Impl {
       if (!ec) remote = ep.address().to_string();
     }
     std::size_t served = 0;
+    // One Request per connection, emptied for each new request: its strings and header fields
+    // keep their storage, so a keep-alive client's requests reuse it.
+    Request req;
     for (;;) {
       s.busy = false;
       if (stopping) break;
-      Request req;
+      req.method.clear();
+      req.target.clear();
+      req.body.clear();
+      req.params.clear();
+      req.headers.assign({});
       unsigned minor = 1;
       bool keep_alive = true;
       const Got got = co_await read_request(s, req, minor, keep_alive, served);

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -140,7 +141,9 @@ class LogRepo {
   /// Appends one entry; stamps `time` when at the epoch; returns it with its id.
   virtual core::Result<T> append(T entry) = 0;
   /// Appends several in one transaction (all or none); for the gateway's batched call logs.
-  virtual core::Result<void> append_all(std::vector<T> entries) = 0;
+  /// Entries at the epoch are stamped with the current time in the database only: `entries`
+  /// is not changed (a writer that must retry keeps its batch as it was).
+  virtual core::Result<void> append_all(std::span<const T> entries) = 0;
   /// Matching entries, newest first.
   virtual core::Result<Page<T>> list(const Filter& filter, const PageRequest& page = {}) = 0;
   /// Deletes entries older than `before` (retention); returns how many.

@@ -109,6 +109,29 @@ KeySnapshot::KeySnapshot(std::vector<KeyRecord> records) {
   }
 }
 
+namespace {
+
+/// A key whose secret matched, if it may be used at `now`.
+core::Result<Principal> usable(std::shared_ptr<const KeyRecord> match, std::string_view prefix,
+                               core::Clock::TimePoint now) {
+  if (match->revoked) {
+    return key_error("auth.key_revoked", "The API key " + redacted(prefix) +
+                                             " was revoked; ask for a new key or create one");
+  }
+  if (match->user_disabled) {
+    return key_error("auth.user_disabled", "The user '" + match->username +
+                                               "' who owns this API key is disabled; an "
+                                               "administrator can enable the user again");
+  }
+  if (match->expires_at && now >= *match->expires_at) {
+    return key_error("auth.key_expired", "The API key " + redacted(prefix) +
+                                             " has expired; create a new key or extend its expiry");
+  }
+  return Principal{std::move(match)};
+}
+
+}  // namespace
+
 core::Result<Principal> KeySnapshot::authenticate(std::string_view authorization,
                                                   core::Clock::TimePoint now) const {
   auto parsed = parse_api_key(authorization);
@@ -127,20 +150,28 @@ core::Result<Principal> KeySnapshot::authenticate(std::string_view authorization
     if (constant_time_equal(hash, it->second->hash)) match = it->second;
   }
   if (!match) return unknown();
-  if (match->revoked) {
-    return key_error("auth.key_revoked", "The API key " + redacted(parsed->prefix) +
-                                             " was revoked; ask for a new key or create one");
+  return usable(std::move(match), parsed->prefix, now);
+}
+
+core::Result<Principal> AuthMemo::authenticate(const std::shared_ptr<const KeySnapshot>& snapshot,
+                                               std::string_view authorization,
+                                               core::Clock::TimePoint now) {
+  if (snapshot != snapshot_) {
+    snapshot_ = snapshot;
+    for (auto& e : entries_) e = {};
+    next_ = 0;
   }
-  if (match->user_disabled) {
-    return key_error("auth.user_disabled", "The user '" + match->username +
-                                               "' who owns this API key is disabled; an "
-                                               "administrator can enable the user again");
+  for (const auto& e : entries_) {
+    if (e.key && e.authorization == authorization) return usable(e.key, e.key->prefix, now);
   }
-  if (match->expires_at && now >= *match->expires_at) {
-    return key_error("auth.key_expired", "The API key " + redacted(parsed->prefix) +
-                                             " has expired; create a new key or extend its expiry");
+  auto r = snapshot->authenticate(authorization, now);
+  if (r) {
+    auto& e = entries_[next_];
+    next_ = (next_ + 1) % entries_.size();
+    e.authorization.assign(authorization);
+    e.key = r->key;
   }
-  return Principal{std::move(match)};
+  return r;
 }
 
 KeySnapshotHolder::KeySnapshotHolder() : current_(std::make_shared<const KeySnapshot>()) {}

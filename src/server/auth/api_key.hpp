@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "server/auth/role.hpp"
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -120,6 +121,30 @@ class KeySnapshot {
 
  private:
   std::unordered_multimap<std::string, std::shared_ptr<const KeyRecord>> by_prefix_;
+};
+
+/// Remembers which key the last few `Authorization` values matched in one snapshot, so a client
+/// that sends the same key with every request (keep-alive connections, the SDKs) is parsed and
+/// hashed once per snapshot instead of once per request. A hit still checks revocation, the
+/// user and expiry at `now`; a new snapshot forgets everything; failures are never remembered.
+/// Holds up to kEntries header values (bearer keys) in memory. Not thread-safe: the gateway keeps
+/// one per I/O thread.
+class AuthMemo {
+ public:
+  static constexpr std::size_t kEntries = 8;
+
+  /// The same result as `snapshot->authenticate(authorization, now)`.
+  core::Result<Principal> authenticate(const std::shared_ptr<const KeySnapshot>& snapshot,
+                                       std::string_view authorization, core::Clock::TimePoint now);
+
+ private:
+  struct Entry {
+    std::string authorization;
+    std::shared_ptr<const KeyRecord> key;
+  };
+  std::shared_ptr<const KeySnapshot> snapshot_;
+  std::array<Entry, kEntries> entries_{};
+  std::size_t next_ = 0;
 };
 
 /// The current snapshot, replaced as a whole by the server and read by every gateway request.

@@ -74,7 +74,8 @@ class SqliteConnection final : public Connection {
         rc = sqlite3_bind_double(stmt, idx, *d);
       } else {
         const auto& s = std::get<std::string>(v);
-        rc = sqlite3_bind_text64(stmt, idx, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+        // Not copied: `params` outlives the statement's use of it (Reset clears the bindings).
+        rc = sqlite3_bind_text64(stmt, idx, s.data(), s.size(), SQLITE_STATIC, SQLITE_UTF8);
       }
       if (rc != SQLITE_OK) return sqlite_error(db_, rc, "bind");
     }

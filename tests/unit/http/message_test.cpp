@@ -20,6 +20,24 @@ TEST(Headers, CaseInsensitiveLookupSetErase) {
   EXPECT_FALSE(h.has("content-type"));
 }
 
+TEST(Headers, AssignReplacesEveryField) {
+  Headers h{{"Content-Type", "application/json"}, {"X-A", "1"}, {"X-B", "2"}};
+  const std::pair<std::string_view, std::string_view> two[] = {{"Host", "h"}, {"X-C", "3"}};
+  h.assign(two);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h.fields()[0], (Headers::Field{"Host", "h"}));
+  EXPECT_EQ(h.fields()[1], (Headers::Field{"X-C", "3"}));
+  EXPECT_FALSE(h.has("x-a"));
+  const std::pair<std::string_view, std::string_view> three[] = {
+      {"A", "a long value that does not fit in a small string"}, {"B", ""}, {"C", "c"}};
+  h.assign(three);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.get("a").value(), "a long value that does not fit in a small string");
+  EXPECT_EQ(h.get("b").value(), "");
+  h.assign({});
+  EXPECT_TRUE(h.empty());
+}
+
 TEST(Request, PathQueryAndParams) {
   Request r;
   r.target = "/api/v1/logs?follow=true&name=a%20b+c&empty";

@@ -222,6 +222,39 @@ TEST_F(ServerTest, KeepAliveReusesOneConnection) {
   });
 }
 
+TEST_F(ServerTest, KeepAliveRequestsSeeNothingOfThePreviousOne) {
+  // The server reuses one Request per connection: a later request with fewer headers, no body
+  // and no path parameter must not see the earlier request's.
+  extra_.emplace_back("*", "/show/*", [](Request& r) -> Awaitable<Response> {
+    std::string seen = r.method + " " + std::string(r.param("*")) + " body=" + r.body +
+                       " fields=" + std::to_string(r.headers.size());
+    for (const auto& [k, v] : r.headers.fields()) seen += " " + k + ":" + v;
+    co_return Response::text(200, seen);
+  });
+  extra_.emplace_back("GET", "/plain", [](Request& r) -> Awaitable<Response> {
+    co_return Response::text(
+        200, "param=" + std::string(r.param("*")) + " fields=" + std::to_string(r.headers.size()));
+  });
+  start();
+  RawSocket s(server_->port());
+  ASSERT_TRUE(s.connected());
+  s.send(
+      "POST /show/first/part HTTP/1.1\r\nHost: x\r\nX-One: 1111111111111111111111\r\n"
+      "X-Two: 2\r\nContent-Length: 5\r\n\r\nhello"
+      "GET /show/2 HTTP/1.1\r\nHost: y\r\n\r\n"
+      "GET /plain HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n");
+  bool closed = false;
+  const auto reply = s.read_all(5s, &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_NE(reply.find("POST first/part body=hello fields=4 Host:x X-One:1111111111111111111111 "
+                       "X-Two:2 Content-Length:5"),
+            std::string::npos)
+      << reply;
+  // The body ends where the next response begins.
+  EXPECT_NE(reply.find("GET 2 body= fields=1 Host:yHTTP/1.1 200"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("param= fields=2"), std::string::npos) << reply;
+}
+
 TEST_F(ServerTest, BodyOverLimitIs413) {
   ServerOptions o;
   o.body_limit = 1000;

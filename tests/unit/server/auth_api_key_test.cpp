@@ -200,6 +200,64 @@ TEST(KeySnapshot, AllowListLimitsModels) {
   EXPECT_FALSE(allows_model(Principal{}, "qwen-7b"));
 }
 
+TEST(AuthMemo, GivesTheSnapshotsAnswerAndRechecksStatusOnEveryHit) {
+  const auto key = generate_api_key();
+  auto rec = record_for(key);
+  rec.expires_at = kNow + 1s;
+  auto snap = std::make_shared<const KeySnapshot>(std::vector<KeyRecord>{rec});
+  AuthMemo memo;
+  const auto first = memo.authenticate(snap, "Bearer " + key.text, kNow);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->key_id(), "key-1");
+  // A hit is the same record; expiry is still checked at the request's time.
+  const auto again = memo.authenticate(snap, "Bearer " + key.text, kNow);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->key.get(), first->key.get());
+  const auto late = memo.authenticate(snap, "Bearer " + key.text, kNow + 1s);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, "auth.key_expired");
+
+  // A new snapshot that revokes the key: the memo forgets the old one.
+  rec.revoked = true;
+  auto revoked = std::make_shared<const KeySnapshot>(std::vector<KeyRecord>{rec});
+  const auto refused = memo.authenticate(revoked, "Bearer " + key.text, kNow);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, "auth.key_revoked");
+  // An empty snapshot (the key deleted): unknown.
+  auto empty = std::make_shared<const KeySnapshot>();
+  EXPECT_EQ(memo.authenticate(empty, "Bearer " + key.text, kNow).error().code,
+            "auth.invalid_api_key");
+}
+
+TEST(AuthMemo, NeverRemembersAFailureAndKeepsManyKeysApart) {
+  const auto key = generate_api_key();
+  auto snap = std::make_shared<const KeySnapshot>(std::vector<KeyRecord>{record_for(key)});
+  AuthMemo memo;
+  auto forged = key.text;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(memo.authenticate(snap, forged, kNow).error().code, "auth.invalid_api_key");
+  }
+  EXPECT_TRUE(memo.authenticate(snap, key.text, kNow));
+  EXPECT_EQ(memo.authenticate(snap, forged, kNow).error().code, "auth.invalid_api_key");
+
+  // More keys than entries: every one still authenticates as itself, evicted or not.
+  std::vector<GeneratedApiKey> keys;
+  std::vector<KeyRecord> records;
+  for (std::size_t i = 0; i < AuthMemo::kEntries + 3; ++i) {
+    keys.push_back(generate_api_key());
+    records.push_back(record_for(keys.back(), "k" + std::to_string(i)));
+  }
+  auto many = std::make_shared<const KeySnapshot>(records);
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const auto r = memo.authenticate(many, "Bearer " + keys[i].text, kNow);
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->key_id(), "k" + std::to_string(i));
+    }
+  }
+}
+
 TEST(KeySnapshotHolder, SwapsSnapshotsAtomically) {
   KeySnapshotHolder holder;
   ASSERT_NE(holder.load(), nullptr);

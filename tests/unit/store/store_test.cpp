@@ -632,6 +632,23 @@ TEST_P(StoreTest, LargeCallLogBatchesKeepEveryRowAndValue) {
   }
 }
 
+TEST_P(StoreTest, CallLogBatchesAreStampedInTheDatabaseOnly) {
+  // A row at the epoch gets the store's time; the caller's batch stays as it was (a writer that
+  // must retry sends the same rows again).
+  const std::vector<CallLog> batch{{.service = "stamped", .status = 200},
+                                   {.time = clock_.now() - 1h, .service = "kept", .status = 201}};
+  const auto before = batch;
+  ok(s().call_logs().append_all(batch));
+  EXPECT_EQ(batch[0].time, before[0].time);
+  EXPECT_EQ(batch[0].id, 0);
+  const auto stamped = ok(s().call_logs().list({.service = "stamped"})).items;
+  ASSERT_EQ(stamped.size(), 1u);
+  EXPECT_EQ(stamped[0].time, clock_.now());
+  const auto kept = ok(s().call_logs().list({.service = "kept"})).items;
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].time, clock_.now() - 1h);
+}
+
 TEST_P(StoreTest, PutUpsertsAndRemoveAllFilters) {
   ok(s().settings().put({.key = "smtp.host", .value = "a"}));
   clock_.advance(1s);
