@@ -217,7 +217,11 @@ struct Gateway::Impl {
       auto piece = co_await c.read_some(options.config.upstream_read_timeout);
       if (!piece) co_return piece.error();
       if (piece->empty()) break;
-      body += *piece;
+      if (body.empty()) {
+        body = std::move(*piece);  // usually the whole body, already buffered
+      } else {
+        body += *piece;
+      }
       if (body.size() > (256ull << 20)) {
         co_return core::Error(core::Errc::unavailable, "gateway.upstream_body_too_large",
                               "the engine's response exceeds 256 MiB");

@@ -337,7 +337,7 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
   }
   ResponseHead head;
   head.status = h.status;
-  for (const auto& [k, v] : h.fields) head.headers.add(std::string(k), std::string(v));
+  head.headers.assign(h.fields);
   im.keep_alive = wire::keep_alive(h) && im.framing.kind != wire::Framing::until_close;
   im.consume(h.size);
   im.remaining = im.framing.length;
