@@ -146,7 +146,9 @@ class LogRepo {
   virtual core::Result<void> append_all(std::span<const T> entries) = 0;
   /// Matching entries, newest first.
   virtual core::Result<Page<T>> list(const Filter& filter, const PageRequest& page = {}) = 0;
-  /// Deletes entries older than `before` (retention); returns how many.
+  /// Retention: deletes the entries older than `before`, in append order: everything appended
+  /// before the first entry at or after `before` (an older entry appended after that one stays
+  /// until it is reached; a newer one is never deleted). Returns how many.
   virtual core::Result<std::size_t> remove_before(TimePoint before) = 0;
 };
 

@@ -459,8 +459,20 @@ class SqlLogRepo final : public LogRepo<T, Filter> {
     return t_.list(conditions(filter), page, true);
   }
 
+  /// Logs are appended in time order, so the cut is an id: everything below the first entry
+  /// at or after `before`, found by walking ids from the oldest (only the entries that go, and
+  /// one more, are read; no index on the time column is needed). An entry that arrived late
+  /// with an older time (a replica's delayed batch) stays until the entries before it go; an
+  /// entry at or after `before` never goes.
   core::Result<std::size_t> remove_before(TimePoint before) override {
-    return t_.remove_where({{std::string(t_.mapping().time_column) + " < ?", {param(before)}}});
+    const auto table = t_.table();
+    const auto id = t_.pk();
+    const std::string first_kept = "(SELECT " + id + " FROM " + table + " WHERE " +
+                                   std::string(t_.mapping().time_column) + " >= ? ORDER BY " + id +
+                                   " LIMIT 1)";
+    const std::string past_last = "(SELECT MAX(" + id + ") FROM " + table + ") + 1";
+    return t_.remove_where(
+        {{id + " < COALESCE(" + first_kept + ", " + past_last + ")", {param(before)}}});
   }
 
  private:

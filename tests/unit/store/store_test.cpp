@@ -632,6 +632,32 @@ TEST_P(StoreTest, LargeCallLogBatchesKeepEveryRowAndValue) {
   }
 }
 
+TEST_P(StoreTest, RetentionCutsInAppendOrderAndNeverDropsANewerEntry) {
+  const auto t0 = clock_.now();
+  // Appended in this order; the fourth arrived late from a replica with an older time.
+  const std::vector<CallLog> batch{{.time = t0, .service = "r", .status = 1},
+                                   {.time = t0 + 1s, .service = "r", .status = 2},
+                                   {.time = t0 + 2s, .service = "r", .status = 3},
+                                   {.time = t0 + 500ms, .service = "r", .status = 4},
+                                   {.time = t0 + 3s, .service = "r", .status = 5}};
+  ok(s().call_logs().append_all(batch));
+  const auto statuses = [&] {
+    std::vector<int> out;
+    for (const auto& l : ok(s().call_logs().list({.service = "r"})).items) out.push_back(l.status);
+    return out;
+  };
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 - 1s)), 0u);
+  // Older than t0 + 1.5 s: the first two go; the late one stays behind a newer entry.
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 1500ms)), 2u);
+  EXPECT_EQ(statuses(), (std::vector<int>{5, 4, 3}));
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 2500ms)), 2u);
+  EXPECT_EQ(statuses(), (std::vector<int>{5}));
+  // Everything older: all of it, and an empty table stays empty.
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 1h)), 1u);
+  EXPECT_TRUE(statuses().empty());
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 1h)), 0u);
+}
+
 TEST_P(StoreTest, CallLogBatchesAreStampedInTheDatabaseOnly) {
   // A row at the epoch gets the store's time; the caller's batch stays as it was (a writer that
   // must retry sends the same rows again).
