@@ -162,7 +162,10 @@ core::Result<Principal> AuthMemo::authenticate(const std::shared_ptr<const KeySn
     next_ = 0;
   }
   for (const auto& e : entries_) {
-    if (e.key && e.authorization == authorization) return usable(e.key, e.key->prefix, now);
+    // Constant time, as the hash comparison: a remembered key must not leak through timing.
+    if (e.key && constant_time_equal(e.authorization, authorization)) {
+      return usable(e.key, e.key->prefix, now);
+    }
   }
   auto r = snapshot->authenticate(authorization, now);
   if (r) {
