@@ -77,6 +77,15 @@ std::string url(const Server& s, std::string_view path) {
   return "http://127.0.0.1:" + std::to_string(s.port()) + std::string(path);
 }
 
+/// A request for Connection::send / request.
+Request client_request(std::string method, std::string target, std::string body = {}) {
+  Request r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  return r;
+}
+
 /// Runs a client coroutine to completion on its own io_context.
 template <class F>
 void run_client(F&& f) {
@@ -118,6 +127,16 @@ class ServerTest : public ::testing::Test {
   }
   void TearDown() override {
     if (server_) server_->stop(2s);
+  }
+
+  /// Runs `f` with a client connection to the server (a failed connect fails the test).
+  template <class F>
+  void on_connection(F&& f) {
+    run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
+      auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
+      EXPECT_TRUE(c);
+      if (c) co_await f(&*c);
+    });
   }
 
   std::vector<std::tuple<std::string, std::string, Handler>> extra_;
@@ -176,13 +195,8 @@ TEST_F(ServerTest, CustomErrorFormatter) {
 
 TEST_F(ServerTest, HandlerExceptionBecomes500AndConnectionSurvives) {
   start();
-  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
-    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
-    EXPECT_TRUE(c);
-    if (!c) co_return;
-    Request req;
-    req.method = "GET";
-    req.target = "/throw";
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    Request req = client_request("GET", "/throw");
     auto r = co_await c->request(req, 5s);
     EXPECT_TRUE(r);
     if (!r) co_return;
@@ -201,15 +215,9 @@ TEST_F(ServerTest, HandlerExceptionBecomes500AndConnectionSurvives) {
 
 TEST_F(ServerTest, KeepAliveReusesOneConnection) {
   start();
-  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
-    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
-    EXPECT_TRUE(c);
-    if (!c) co_return;
+  on_connection([&](Connection* c) -> Awaitable<void> {
     for (int i = 0; i < 3; ++i) {
-      Request req;
-      req.method = "POST";
-      req.target = "/echo";
-      req.body = "body " + std::to_string(i);
+      Request req = client_request("POST", "/echo", "body " + std::to_string(i));
       req.headers.set("Content-Type", "text/x-test");
       auto r = co_await c->request(req, 5s);
       EXPECT_TRUE(r);
@@ -418,13 +426,8 @@ TEST_F(ServerTest, StreamedEventsArriveOneByOne) {
   ServerOptions o;
   o.threads = 2;
   start(o);
-  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
-    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
-    EXPECT_TRUE(c);
-    if (!c) co_return;
-    Request req;
-    req.method = "GET";
-    req.target = "/events";
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    Request req = client_request("GET", "/events");
     auto head = co_await c->send(req, 5s);
     EXPECT_TRUE(head);
     if (!head) co_return;
@@ -462,13 +465,8 @@ TEST_F(ServerTest, EventsWrittenTogetherAreTakenFromTheBufferWithoutAnotherRead)
         co_await out.write_and_finish("data: a\n\ndata: b\n\nevent: c\ndata: x\ndata: y\n\n");
       });
   start();
-  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
-    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
-    EXPECT_TRUE(c);
-    if (!c) co_return;
-    Request req;
-    req.method = "GET";
-    req.target = "/burst";
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    Request req = client_request("GET", "/burst");
     auto head = co_await c->send(req, 5s);
     EXPECT_TRUE(head && head->status == 200);
     if (!head) co_return;
@@ -505,13 +503,8 @@ TEST_F(ServerTest, StreamLearnsClientDisconnect) {
                                 gone.set_value(out.disconnected() && write_fails);
                               });
   start();
-  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
-    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
-    EXPECT_TRUE(c);
-    if (!c) co_return;
-    Request req;
-    req.method = "GET";
-    req.target = "/forever";
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    Request req = client_request("GET", "/forever");
     auto head = co_await c->send(req, 5s);
     EXPECT_TRUE(head);
     auto e = co_await c->read_event(5s);
@@ -537,14 +530,8 @@ TEST_F(ServerTest, StreamRouteMayAnswerWithAPlainResponse) {
         co_await out.write("b");
       });
   start();
-  run_client([&](asio::any_io_executor ex) -> Awaitable<void> {
-    auto c = co_await Connection::connect(ex, "127.0.0.1", server_->port(), 5s);
-    EXPECT_TRUE(c);
-    if (!c) co_return;
-    Request req;
-    req.method = "POST";
-    req.target = "/maybe";
-    req.body = "no";
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    Request req = client_request("POST", "/maybe", "no");
     auto r = co_await c->request(req, 5s);
     EXPECT_TRUE(r && r->status == 400 && r->body == "{\"error\":\"no\"}");
     EXPECT_EQ(r->headers.get("content-length").value_or(""), "14");
