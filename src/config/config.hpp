@@ -43,6 +43,10 @@ struct ServerConfig {
   std::chrono::milliseconds session_ttl{std::chrono::hours(12)};
   std::chrono::milliseconds node_timeout{std::chrono::seconds(30)};  ///< missed heartbeats
   std::uint32_t login_attempts_per_minute = 10;  ///< per user and per address; 0: unlimited
+  /// Call logs older than this are deleted (hourly); 0: kept forever.
+  std::chrono::milliseconds call_log_retention{std::chrono::hours(24 * 90)};
+  /// Audit events older than this are deleted (hourly); 0: kept forever (the default).
+  std::chrono::milliseconds event_retention{0};
   bool operator==(const ServerConfig&) const = default;
 };
 

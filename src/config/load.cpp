@@ -2,6 +2,7 @@
 #include "config/load.hpp"
 
 #include "config/detail/schema.hpp"
+#include "config/values.hpp"
 #include "core/paths.hpp"
 #include "core/strings.hpp"
 #include "core/version.hpp"
@@ -458,6 +459,17 @@ core::Result<void> validate(const Config& c) {
                         "\"" + c.agent.server_fingerprint +
                             "\" is not a SHA-256 fingerprint: copy the one `openstation server` "
                             "prints at start (sha256:AB:CD:... with 32 hex pairs)");
+  }
+  // A bare number is seconds: "call_log_retention = 30" would delete logs as they are written.
+  for (const auto& [key, value] :
+       {std::pair{"server.call_log_retention", c.server.call_log_retention},
+        std::pair{"server.event_retention", c.server.event_retention}}) {
+    if (value.count() > 0 && value < std::chrono::hours(1)) {
+      return invalid_at(c, "config.bad_value", key,
+                        "is " + format_duration(value) +
+                            ", under an hour: that would delete entries almost as they are "
+                            "written; write days, e.g. \"30d\" (0 keeps them forever)");
+    }
   }
   if (c.agent.restart_backoff_base > c.agent.restart_backoff_max)
     return invalid_at(c, "config.bad_value", "agent.restart_backoff_base",

@@ -14,6 +14,7 @@
 #include "server/download_manager.hpp"
 #include "server/node_monitor.hpp"
 #include "server/reconciler.hpp"
+#include "server/retention.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -91,6 +92,7 @@ struct ServerApp::Impl {
   NullInFlightSource no_gateway;
   std::unique_ptr<Reconciler> reconciler;
   std::unique_ptr<NodeMonitor> monitor;
+  std::unique_ptr<Retention> retention;
   std::unique_ptr<http::Server> http;
 
   bool started = false;
@@ -207,6 +209,10 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   monitor_options.timeout = config.server.node_timeout;
   impl->monitor = std::make_unique<NodeMonitor>(*impl->store, *impl->clock, *impl->reconciler,
                                                 *impl->agents, *impl->assignments, monitor_options);
+  Retention::Options retention_options;
+  retention_options.call_logs = config.server.call_log_retention;
+  retention_options.events = config.server.event_retention;
+  impl->retention = std::make_unique<Retention>(*impl->store, *impl->clock, retention_options);
 
   impl->http = std::make_unique<http::Server>(std::move(server_options));
   http::Server& s = *impl->http;
@@ -241,6 +247,7 @@ core::Result<void> ServerApp::start() {
   // Agents that knew a generation from before a restart get the whole set again at once.
   impl_->assignments->notify_all();
   impl_->monitor->start();
+  impl_->retention->start();
   impl_->reconciler->start();
   impl_->downloads->start();
   spdlog::info("management API on {}://{}:{}", impl_->config.server.tls ? "https" : "http",
@@ -253,6 +260,7 @@ void ServerApp::stop(std::chrono::milliseconds grace) {
   impl_->stopped = true;
   impl_->reconciler->stop();
   impl_->monitor->stop();
+  impl_->retention->stop();
   impl_->downloads->stop();  // the running download resumes on the next start
   // Long polls of the agents' watches would hold the drain up to their full wait.
   impl_->assignments->shutdown();

@@ -173,27 +173,13 @@ core::Result<void> NodeMonitor::remove(const store::Node& node, Sweep& out) {
 }
 
 void NodeMonitor::start() {
-  std::lock_guard lock(mutex_);
-  if (thread_.joinable()) return;
-  stopping_ = false;
-  thread_ = std::thread([this] {
-    std::unique_lock guard(mutex_);
-    while (!stopping_) {
-      guard.unlock();
-      if (auto r = sweep(); !r) spdlog::warn("node monitor: {}", r.error().message);
-      guard.lock();
-      wake_.wait_for(guard, options_.interval, [this] { return stopping_; });
-    }
+  sweeper_.start(options_.interval, [this] {
+    if (auto r = sweep(); !r) spdlog::warn("node monitor: {}", r.error().message);
   });
 }
 
 void NodeMonitor::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  sweeper_.stop();
 }
 
 }  // namespace openstation::server

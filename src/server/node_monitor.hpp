@@ -16,16 +16,14 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/periodic.hpp"
 #include "store/store.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace openstation::server {
@@ -93,10 +91,7 @@ class NodeMonitor {
   AssignmentNotifier& assignments_;
   Options options_;
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread thread_;
+  core::Periodic sweeper_;
 };
 
 }  // namespace openstation::server

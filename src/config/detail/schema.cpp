@@ -71,6 +71,11 @@ std::vector<Field> build_fixed() {
   v.push_back(make("server.login_attempts_per_minute", Kind::count,
                    OS_TARGET(server.login_attempts_per_minute),
                    "Login attempts allowed per user and per address; 0: unlimited"));
+  v.push_back(make("server.call_log_retention", Kind::duration,
+                   OS_TARGET(server.call_log_retention),
+                   "Call logs older than this are deleted (hourly); 0: kept forever"));
+  v.push_back(make("server.event_retention", Kind::duration, OS_TARGET(server.event_retention),
+                   "Audit events older than this are deleted (hourly); 0: kept forever"));
 
   v.push_back(make("gateway.host", Kind::string, OS_TARGET(gateway.host),
                    "Address the OpenAI-compatible gateway listens on"));

@@ -78,6 +78,8 @@ TEST_F(ConfigLoad, DefaultsWithoutAFile) {
   EXPECT_TRUE(c->server.tls);
   EXPECT_TRUE(c->server.database.empty());
   EXPECT_EQ(c->server.session_ttl, std::chrono::hours(12));
+  EXPECT_EQ(c->server.call_log_retention, std::chrono::hours(24 * 90));
+  EXPECT_EQ(c->server.event_retention, std::chrono::milliseconds(0));  // audit: kept
   EXPECT_EQ(c->gateway.port, 8080);
   EXPECT_FALSE(c->gateway.tls);
   EXPECT_EQ(c->gateway.max_body_bytes, 32ull << 20);
@@ -146,6 +148,8 @@ public_url = "https://gpu-hub.example.com:32206"
 session_ttl = "8h"
 node_timeout = 45
 login_attempts_per_minute = 3
+call_log_retention = "30d"
+event_retention = "365d"
 
 [gateway]
 port = 18080
@@ -202,6 +206,8 @@ hf_token = "hf_x"
   EXPECT_EQ(c->agent.log_max_bytes, 1048576u);
   EXPECT_EQ(c->agent.log_files, 3u);
   EXPECT_EQ(c->agent.restart_backoff_base, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->server.call_log_retention, std::chrono::hours(24 * 30));
+  EXPECT_EQ(c->server.event_retention, std::chrono::hours(24 * 365));
   EXPECT_EQ(c->agent.crash_loop_threshold, 4u);
   EXPECT_EQ(c->hub.default_source, "huggingface");
   EXPECT_EQ(c->hub.huggingface_endpoint, "https://hf-mirror.com");
@@ -480,6 +486,16 @@ TEST_F(ConfigLoad, ValueErrors) {
   m = expect_error("[agent]\nrestart_backoff_base = \"10m\"\n", "config.bad_value",
                    "agent.restart_backoff_base");
   EXPECT_TRUE(has(m, "restart_backoff_max")) << m;
+  // A bare number is seconds: a retention that short would empty the log as it is written.
+  m = expect_error("[server]\ncall_log_retention = 30\n", "config.bad_value",
+                   "server.call_log_retention");
+  EXPECT_TRUE(has(m, "30s")) << m;
+  EXPECT_TRUE(has(m, "\"30d\"")) << m;
+  expect_error("[server]\nevent_retention = \"59m\"\n", "config.bad_value",
+               "server.event_retention");
+  auto off = load_text("[server]\ncall_log_retention = 0\n");
+  ASSERT_TRUE(off) << off.error().message;
+  EXPECT_EQ(off->server.call_log_retention, std::chrono::milliseconds(0));
 }
 
 TEST_F(ConfigLoad, MissingAndMalformedFiles) {

@@ -1,0 +1,134 @@
+// Retention: call logs and events past their retention are deleted, newer ones and everything
+// with a retention of 0 are kept; the background pass runs at start. A temporary SQLite store on
+// a manual clock.
+
+#include "server/retention.hpp"
+
+#include "support/manual_clock.hpp"
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+namespace openstation::server {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr auto kDay = std::chrono::hours(24);
+
+class RetentionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing_support::unique_temp_path("retention");
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store::StoreOptions so;
+    so.clock = &clock_;
+    auto s = store::open_store((dir_ / "store.db").string(), so);
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  /// A call log and an event written `age` ago, tagged so the test can tell them apart.
+  void write(std::chrono::milliseconds age, const std::string& tag) {
+    store::CallLog log;
+    log.time = clock_.now() - age;
+    log.service = tag;
+    log.status = 200;
+    ASSERT_TRUE(store_->call_logs().append(log));
+    store::Event e;
+    e.time = clock_.now() - age;
+    e.actor = "system";
+    e.action = tag;
+    ASSERT_TRUE(store_->events().append(e));
+  }
+  std::vector<std::string> call_log_tags() {
+    auto page = store_->call_logs().list({}, store::PageRequest{0, {}});
+    EXPECT_TRUE(page) << page.error().message;
+    std::vector<std::string> out;
+    for (const auto& l : page->items) out.push_back(l.service);
+    return out;
+  }
+  std::vector<std::string> event_tags() {
+    auto page = store_->events().list({}, store::PageRequest{0, {}});
+    EXPECT_TRUE(page) << page.error().message;
+    std::vector<std::string> out;
+    for (const auto& e : page->items) out.push_back(e.action);
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  testing::ManualClock clock_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST_F(RetentionTest, OnlyEntriesPastTheirRetentionGo) {
+  write(100 * kDay, "old");
+  write(91 * kDay, "older-than-90");
+  write(89 * kDay, "kept");
+  write(1h, "new");
+
+  Retention::Options o;
+  o.call_logs = 90 * kDay;
+  o.events = 0ms;  // the audit trail is kept unless asked
+  Retention retention(*store_, clock_, o);
+  auto pass = retention.run_once();
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->call_logs, 2u);
+  EXPECT_EQ(pass->events, 0u);
+  EXPECT_EQ(call_log_tags(), (std::vector<std::string>{"new", "kept"}));
+  EXPECT_EQ(event_tags().size(), 4u);
+
+  // Time moves on: the next pass takes what has aged past the cut since.
+  clock_.advance(2 * kDay);
+  pass = retention.run_once();
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->call_logs, 1u);
+  EXPECT_EQ(call_log_tags(), (std::vector<std::string>{"new"}));
+}
+
+TEST_F(RetentionTest, EventRetentionWhenSetAndZeroKeepsEverything) {
+  write(400 * kDay, "ancient");
+  write(10 * kDay, "recent");
+
+  Retention::Options keep;
+  keep.call_logs = 0ms;
+  keep.events = 0ms;
+  auto none = Retention(*store_, clock_, keep).run_once();
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_EQ(none->call_logs + none->events, 0u);
+  EXPECT_EQ(call_log_tags().size(), 2u);
+
+  Retention::Options year;
+  year.call_logs = 0ms;
+  year.events = 365 * kDay;
+  auto pass = Retention(*store_, clock_, year).run_once();
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->events, 1u);
+  EXPECT_EQ(event_tags(), (std::vector<std::string>{"recent"}));
+  EXPECT_EQ(call_log_tags().size(), 2u);
+}
+
+TEST_F(RetentionTest, StartRunsAPassAtOnceAndStopDoesNotWaitForTheNext) {
+  write(100 * kDay, "old");
+  write(1h, "new");
+  Retention::Options o;
+  o.call_logs = 90 * kDay;
+  o.interval = std::chrono::hours(1);
+  Retention retention(*store_, clock_, o);
+  retention.start();
+  for (int i = 0; i < 500 && call_log_tags().size() != 1; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(call_log_tags(), (std::vector<std::string>{"new"}));
+  const auto before = std::chrono::steady_clock::now();
+  retention.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 5s);  // woken, not an hour's wait
+}
+
+}  // namespace
+}  // namespace openstation::server
