@@ -74,12 +74,20 @@ core::Result<void> BatchingCallLogSink::flush() {
 
 void BatchingCallLogSink::run() {
   std::unique_lock lock(mutex_);
+  bool failed = false;
   while (!stopping_) {
-    cv_.wait_for(lock, options_.flush_interval,
-                 [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+    if (failed) {
+      // A full batch may still be waiting: retry after the interval, not at once in a loop.
+      cv_.wait_for(lock, options_.flush_interval, [&] { return stopping_; });
+    } else {
+      cv_.wait_for(lock, options_.flush_interval,
+                   [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+    }
     if (queue_.empty() || stopping_) continue;
     lock.unlock();
-    if (auto r = flush(); !r) {
+    auto r = flush();
+    failed = !r;
+    if (failed) {
       spdlog::warn("gateway: writing call logs to {} failed, will retry: {}", destination(),
                    r.error().message);
     }

@@ -1,0 +1,128 @@
+// The call-log queue shared by the store and remote sinks: records go out in order, in batches of
+// at most batch_size; a failed batch goes back in front; past max_queue the oldest are dropped
+// and counted; while the destination is down the thread retries once per interval.
+#include "gateway/call_log_writer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace openstation::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+store::CallLog numbered(int i) {
+  store::CallLog log;
+  log.service = "service-with-a-name-longer-than-sso-" + std::to_string(i);
+  log.user_id = "u_" + std::to_string(i);
+  log.status = 200 + i % 3;
+  return log;
+}
+
+/// Delivers into a vector; fails (retryable or not) while told to. Flushed by hand unless
+/// `with_thread`.
+class RecordingSink final : public BatchingCallLogSink {
+ public:
+  explicit RecordingSink(Options o, bool with_thread = false) : BatchingCallLogSink(o) {
+    if (with_thread) start();
+  }
+  ~RecordingSink() override { stop(); }
+
+  int attempts() {
+    std::lock_guard lock(mu_);
+    return attempts_;
+  }
+
+  std::vector<std::string> delivered;  ///< services, in delivery order
+  std::vector<std::size_t> batch_sizes;
+  bool fail = false;
+  bool fail_for_good = false;
+
+ private:
+  core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override {
+    std::lock_guard lock(mu_);
+    ++attempts_;
+    if (fail || fail_for_good) {
+      retry = !fail_for_good;
+      return core::Error(core::Errc::unavailable, "test.down", "the destination is down");
+    }
+    batch_sizes.push_back(batch.size());
+    for (const auto& l : batch) delivered.push_back(l.service);
+    return {};
+  }
+  std::string destination() const override { return "a vector"; }
+  std::mutex mu_;
+  int attempts_ = 0;
+};
+
+std::vector<std::string> services(int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i < to; ++i) out.push_back(numbered(i).service);
+  return out;
+}
+
+TEST(CallLogQueue, RecordsGoOutInOrderInBatchesAndAFailedBatchGoesBackInFront) {
+  RecordingSink sink({1h, 4, 1000});
+  for (int i = 0; i < 10; ++i) sink.submit(numbered(i));
+  EXPECT_EQ(sink.queued(), 10u);
+
+  sink.fail = true;
+  EXPECT_FALSE(sink.flush());
+  EXPECT_EQ(sink.queued(), 10u);  // the failed batch is back, in front
+  EXPECT_TRUE(sink.delivered.empty());
+
+  sink.fail = false;
+  sink.submit(numbered(10));
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(0, 11));
+  EXPECT_EQ(sink.batch_sizes, (std::vector<std::size_t>{4, 4, 3}));
+  EXPECT_EQ(sink.written(), 11u);
+  EXPECT_EQ(sink.queued(), 0u);
+  EXPECT_EQ(sink.dropped(), 0u);
+}
+
+TEST(CallLogQueue, PastTheBoundTheOldestAreDroppedAndCounted) {
+  RecordingSink sink({1h, 512, 100});
+  for (int i = 0; i < 250; ++i) sink.submit(numbered(i));
+  EXPECT_EQ(sink.queued(), 100u);
+  EXPECT_EQ(sink.dropped(), 150u);
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(150, 250));
+
+  // A batch that can never succeed is dropped and counted, not queued again.
+  sink.submit(numbered(1));
+  sink.fail_for_good = true;
+  EXPECT_FALSE(sink.flush());
+  EXPECT_EQ(sink.queued(), 0u);
+  EXPECT_EQ(sink.dropped(), 151u);
+}
+
+TEST(CallLogQueue, ARetriedBatchKeepsItsPlaceWhenTheQueueFilledMeanwhile) {
+  RecordingSink sink({1h, 3, 5});
+  for (int i = 0; i < 5; ++i) sink.submit(numbered(i));
+  sink.fail = true;
+  EXPECT_FALSE(sink.flush());  // 0, 1, 2 back in front of 3, 4
+  sink.fail = false;
+  sink.submit(numbered(5));  // full: 0 is dropped
+  EXPECT_EQ(sink.dropped(), 1u);
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(1, 6));
+}
+
+TEST(CallLogQueue, WhileTheDestinationIsDownTheThreadRetriesOncePerInterval) {
+  RecordingSink sink({100ms, 2, 1000}, true);
+  sink.fail = true;
+  for (int i = 0; i < 5; ++i) sink.submit(numbered(i));
+  std::this_thread::sleep_for(450ms);
+  // A full batch waiting must not turn the retry into a busy loop.
+  EXPECT_GE(sink.attempts(), 1);
+  EXPECT_LE(sink.attempts(), 8);
+  EXPECT_EQ(sink.queued(), 5u);
+}
+
+}  // namespace
+}  // namespace openstation::gateway
