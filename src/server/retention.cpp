@@ -14,16 +14,20 @@ Retention::~Retention() {
 core::Result<Retention::Pass> Retention::run_once() {
   Pass pass;
   const auto now = clock_.now();
-  if (options_.call_logs.count() > 0) {
-    auto n = store_.call_logs().remove_before(now - options_.call_logs);
-    if (!n) return n.error();
-    pass.call_logs = *n;
-  }
-  if (options_.events.count() > 0) {
-    auto n = store_.events().remove_before(now - options_.events);
-    if (!n) return n.error();
-    pass.events = *n;
-  }
+  // In chunks, each its own short transaction: a first pass over months of logs must not hold
+  // the database (and so the API and the call-log writer) for minutes.
+  auto cut = [&](auto& log, std::chrono::milliseconds keep,
+                 std::size_t& removed) -> core::Result<void> {
+    if (keep.count() <= 0) return {};
+    for (;;) {
+      auto n = log.remove_before(now - keep, options_.chunk);
+      if (!n) return n.error();
+      removed += *n;
+      if (*n == 0 || stopping_.load()) return {};
+    }
+  };
+  if (auto r = cut(store_.call_logs(), options_.call_logs, pass.call_logs); !r) return r.error();
+  if (auto r = cut(store_.events(), options_.events, pass.events); !r) return r.error();
   return pass;
 }
 
@@ -44,6 +48,7 @@ void Retention::start() {
 }
 
 void Retention::stop() {
+  stopping_ = true;  // a pass in progress ends after its current chunk
   passes_.stop();
 }
 

@@ -3,13 +3,15 @@
 /// by default), audit events after `server.event_retention` (kept by default); 0 keeps them. A
 /// pass runs when the server starts and then every `interval` on a background thread; each log
 /// is cut in append order (store::LogRepo::remove_before), so nothing newer than the cut is
-/// ever deleted. Time comes from the injected clock.
+/// ever deleted, in chunks of `chunk` entries per transaction. Time comes from the injected
+/// clock.
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/periodic.hpp"
 #include "store/store.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 
@@ -21,6 +23,7 @@ class Retention {
     std::chrono::milliseconds call_logs{0};  ///< config server.call_log_retention; 0: keep
     std::chrono::milliseconds events{0};     ///< config server.event_retention; 0: keep
     std::chrono::milliseconds interval{std::chrono::hours(1)};  ///< between passes (start())
+    std::size_t chunk = 10000;                                  ///< entries deleted per transaction
   };
   /// What one pass deleted.
   struct Pass {
@@ -45,6 +48,7 @@ class Retention {
   store::Store& store_;
   const core::Clock& clock_;
   Options options_;
+  std::atomic<bool> stopping_{false};
   core::Periodic passes_;
 };
 

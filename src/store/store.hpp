@@ -148,8 +148,10 @@ class LogRepo {
   virtual core::Result<Page<T>> list(const Filter& filter, const PageRequest& page = {}) = 0;
   /// Retention: deletes the entries older than `before`, in append order: everything appended
   /// before the first entry at or after `before` (an older entry appended after that one stays
-  /// until it is reached; a newer one is never deleted). Returns how many.
-  virtual core::Result<std::size_t> remove_before(TimePoint before) = 0;
+  /// until it is reached; a newer one is never deleted). With `at_most` > 0, only the oldest
+  /// `at_most` entries are candidates, so a large cut can go in short transactions that let
+  /// other writers in. Returns how many were deleted.
+  virtual core::Result<std::size_t> remove_before(TimePoint before, std::size_t at_most = 0) = 0;
 };
 
 /// The store. Repos are owned by the store and live as long as it.

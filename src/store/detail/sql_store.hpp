@@ -464,15 +464,20 @@ class SqlLogRepo final : public LogRepo<T, Filter> {
   /// one more, are read; no index on the time column is needed). An entry that arrived late
   /// with an older time (a replica's delayed batch) stays until the entries before it go; an
   /// entry at or after `before` never goes.
-  core::Result<std::size_t> remove_before(TimePoint before) override {
+  /// With `at_most`, only the ids below the oldest one plus `at_most` can go.
+  core::Result<std::size_t> remove_before(TimePoint before, std::size_t at_most) override {
     const auto table = t_.table();
     const auto id = t_.pk();
     const std::string first_kept = "(SELECT " + id + " FROM " + table + " WHERE " +
                                    std::string(t_.mapping().time_column) + " >= ? ORDER BY " + id +
                                    " LIMIT 1)";
     const std::string past_last = "(SELECT MAX(" + id + ") FROM " + table + ") + 1";
-    return t_.remove_where(
-        {{id + " < COALESCE(" + first_kept + ", " + past_last + ")", {param(before)}}});
+    Conditions where{{id + " < COALESCE(" + first_kept + ", " + past_last + ")", {param(before)}}};
+    if (at_most > 0) {
+      where.push_back({id + " < (SELECT MIN(" + id + ") FROM " + table + ") + ?",
+                       {param(static_cast<std::int64_t>(at_most))}});
+    }
+    return t_.remove_where(where);
   }
 
  private:

@@ -115,6 +115,21 @@ TEST_F(RetentionTest, EventRetentionWhenSetAndZeroKeepsEverything) {
   EXPECT_EQ(call_log_tags().size(), 2u);
 }
 
+TEST_F(RetentionTest, ALargeCutGoesInChunksAndAllOfItGoes) {
+  for (int i = 0; i < 25; ++i) write(100 * kDay + i * 1min, "old");
+  write(1h, "new");
+  Retention::Options o;
+  o.call_logs = 90 * kDay;
+  o.events = 90 * kDay;
+  o.chunk = 4;  // 25 entries: seven transactions per log
+  auto pass = Retention(*store_, clock_, o).run_once();
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->call_logs, 25u);
+  EXPECT_EQ(pass->events, 25u);
+  EXPECT_EQ(call_log_tags(), (std::vector<std::string>{"new"}));
+  EXPECT_EQ(event_tags(), (std::vector<std::string>{"new"}));
+}
+
 TEST_F(RetentionTest, StartRunsAPassAtOnceAndStopDoesNotWaitForTheNext) {
   write(100 * kDay, "old");
   write(1h, "new");

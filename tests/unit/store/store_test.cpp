@@ -658,6 +658,25 @@ TEST_P(StoreTest, RetentionCutsInAppendOrderAndNeverDropsANewerEntry) {
   EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 1h)), 0u);
 }
 
+TEST_P(StoreTest, RetentionInChunksTakesTheOldestFirstAndStopsAtTheCut) {
+  const auto t0 = clock_.now();
+  std::vector<CallLog> batch;
+  for (int i = 0; i < 7; ++i) batch.push_back({.time = t0 + i * 1s, .service = "c", .status = i});
+  ok(s().call_logs().append_all(batch));
+  const auto statuses = [&] {
+    std::vector<int> out;
+    for (const auto& l : ok(s().call_logs().list({.service = "c"})).items) out.push_back(l.status);
+    return out;
+  };
+  // Older than t0 + 4.5 s: five entries, at most two per call, oldest first.
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 4500ms, 2)), 2u);
+  EXPECT_EQ(statuses(), (std::vector<int>{6, 5, 4, 3, 2}));
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 4500ms, 2)), 2u);
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 4500ms, 2)), 1u);  // the cut: one was left
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 4500ms, 2)), 0u);
+  EXPECT_EQ(statuses(), (std::vector<int>{6, 5}));
+}
+
 TEST_P(StoreTest, CallLogBatchesAreStampedInTheDatabaseOnly) {
   // A row at the epoch gets the store's time; the caller's batch stays as it was (a writer that
   // must retry sends the same rows again).
