@@ -8,19 +8,34 @@ Periodic::~Periodic() {
   stop();
 }
 
-void Periodic::start(std::chrono::milliseconds interval, std::function<void()> run) {
+void Periodic::start(std::chrono::milliseconds interval, std::function<void()> run, First first) {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
   stopping_ = false;
-  thread_ = std::thread([this, interval, run = std::move(run)] {
+  triggered_ = false;
+  thread_ = std::thread([this, interval, first, run = std::move(run)] {
     std::unique_lock guard(mutex_);
+    bool wait = first == First::after_interval;
     while (!stopping_) {
+      if (wait) {
+        wake_.wait_for(guard, interval, [this] { return stopping_ || triggered_; });
+        if (stopping_) break;
+      }
+      wait = true;
+      triggered_ = false;
       guard.unlock();
       run();
       guard.lock();
-      wake_.wait_for(guard, interval, [this] { return stopping_; });
     }
   });
+}
+
+void Periodic::trigger() {
+  {
+    std::lock_guard lock(mutex_);
+    triggered_ = true;
+  }
+  wake_.notify_all();
 }
 
 void Periodic::stop() {

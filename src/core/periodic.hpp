@@ -1,7 +1,7 @@
 #pragma once
-/// A background thread that runs one function now and then every `interval` until stopped. For
-/// the server's sweeps (node heartbeats, retention): stop() wakes a waiting thread at once and
-/// waits for a run in progress to end.
+/// A background thread that runs one function now and then every `interval` until stopped, or
+/// sooner when triggered. For the server's sweeps (node heartbeats, retention) and the gateway's
+/// store snapshots: stop() wakes a waiting thread at once and waits for a run in progress to end.
 
 #include <chrono>
 #include <condition_variable>
@@ -18,9 +18,15 @@ class Periodic {
   Periodic(const Periodic&) = delete;
   Periodic& operator=(const Periodic&) = delete;
 
-  /// Starts the thread: `run` at once, then `interval` after each run ends. A second start
-  /// while running does nothing.
-  void start(std::chrono::milliseconds interval, std::function<void()> run);
+  /// When the first run happens.
+  enum class First { now, after_interval };
+  /// Starts the thread: `run` at once (or after one interval), then `interval` after each run
+  /// ends. A second start while running does nothing.
+  void start(std::chrono::milliseconds interval, std::function<void()> run,
+             First first = First::now);
+  /// Runs once more as soon as possible instead of waiting out the interval (a run in progress
+  /// finishes first; several triggers before the next run make one run).
+  void trigger();
   /// Stops the thread; idempotent. A run in progress finishes first.
   void stop();
 
@@ -28,6 +34,7 @@ class Periodic {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool triggered_ = false;
   std::thread thread_;
 };
 

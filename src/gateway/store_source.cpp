@@ -46,34 +46,16 @@ bool StoreSource::refresh() {
 
 void StoreSource::start() {
   refresh();
-  thread_ = std::thread([this] {
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-      cv_.wait_for(lock, interval_, [&] { return stopping_ || triggered_; });
-      if (stopping_) break;
-      triggered_ = false;
-      lock.unlock();
-      refresh();
-      lock.lock();
-    }
-  });
+  refresher_.start(
+      interval_, [this] { refresh(); }, core::Periodic::First::after_interval);
 }
 
 void StoreSource::trigger() {
-  {
-    std::lock_guard lock(mutex_);
-    triggered_ = true;
-  }
-  cv_.notify_one();
+  refresher_.trigger();
 }
 
 void StoreSource::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  refresher_.stop();
 }
 
 }  // namespace openstation::gateway

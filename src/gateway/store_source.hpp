@@ -9,14 +9,12 @@
 
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/periodic.hpp"
 #include "gateway/route_table.hpp"
 #include "server/auth/api_key.hpp"
 #include "store/store.hpp"
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 namespace openstation::gateway {
@@ -50,11 +48,7 @@ class StoreSource {
   RouteTableHolder& routes_;
   LoadRegistry& loads_;
   std::chrono::milliseconds interval_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool triggered_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
+  core::Periodic refresher_;
 };
 
 }  // namespace openstation::gateway

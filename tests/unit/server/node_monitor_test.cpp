@@ -8,7 +8,7 @@
 #include "server/api/routes.hpp"
 #include "server/assignments.hpp"
 #include "support/manual_clock.hpp"
-#include "support/temp_dir.hpp"
+#include "support/temp_store.hpp"
 
 #include <gtest/gtest.h>
 
@@ -69,14 +69,7 @@ TEST(NodeSweepPlan, MarksSilentReadyNodesAndRemovesDrainedOnes) {
 class NodeMonitorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing_support::unique_temp_path("node-monitor");
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    store::StoreOptions so;
-    so.clock = &clock_;
-    auto s = store::open_store((dir_ / "store.db").string(), so);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
+    ASSERT_NE(store_.get(), nullptr);
     NodeMonitor::Options o;
     o.timeout = 30s;
     monitor_ = std::make_unique<NodeMonitor>(*store_, clock_, trigger_, agents_, notifier_, o);
@@ -92,11 +85,7 @@ class NodeMonitorTest : public ::testing::Test {
     ASSERT_TRUE(service) << service.error().message;
     service_id_ = service->id;
   }
-  void TearDown() override {
-    monitor_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { monitor_.reset(); }
 
   store::Node add_node(const std::string& name, store::NodeStatus status) {
     auto n = node_named(name, status);
@@ -115,9 +104,8 @@ class NodeMonitorTest : public ::testing::Test {
     return *created;
   }
 
-  std::filesystem::path dir_;
   testing::ManualClock clock_;
-  std::unique_ptr<store::Store> store_;
+  testing_support::TempStore store_{"node-monitor", clock_};
   CountingTrigger trigger_;
   AgentLink agents_;
   AssignmentNotifier notifier_{clock_};

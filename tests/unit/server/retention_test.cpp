@@ -5,11 +5,10 @@
 #include "server/retention.hpp"
 
 #include "support/manual_clock.hpp"
-#include "support/temp_dir.hpp"
+#include "support/temp_store.hpp"
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <thread>
 
 namespace openstation::server {
@@ -20,20 +19,7 @@ constexpr auto kDay = std::chrono::hours(24);
 
 class RetentionTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = testing_support::unique_temp_path("retention");
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    store::StoreOptions so;
-    so.clock = &clock_;
-    auto s = store::open_store((dir_ / "store.db").string(), so);
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void SetUp() override { ASSERT_NE(store_.get(), nullptr); }
 
   /// A call log and an event written `age` ago, tagged so the test can tell them apart.
   void write(std::chrono::milliseconds age, const std::string& tag) {
@@ -48,24 +34,24 @@ class RetentionTest : public ::testing::Test {
     e.action = tag;
     ASSERT_TRUE(store_->events().append(e));
   }
+  /// What a log still holds (each entry's tag), newest first.
+  template <class Log, class Entry>
+  static std::vector<std::string> tags(Log& log, std::string Entry::*tag) {
+    auto page = log.list({}, store::PageRequest{0, {}});
+    EXPECT_TRUE(page) << page.error().message;
+    std::vector<std::string> out;
+    if (page) {
+      for (const auto& e : page->items) out.push_back(e.*tag);
+    }
+    return out;
+  }
   std::vector<std::string> call_log_tags() {
-    auto page = store_->call_logs().list({}, store::PageRequest{0, {}});
-    EXPECT_TRUE(page) << page.error().message;
-    std::vector<std::string> out;
-    for (const auto& l : page->items) out.push_back(l.service);
-    return out;
+    return tags(store_->call_logs(), &store::CallLog::service);
   }
-  std::vector<std::string> event_tags() {
-    auto page = store_->events().list({}, store::PageRequest{0, {}});
-    EXPECT_TRUE(page) << page.error().message;
-    std::vector<std::string> out;
-    for (const auto& e : page->items) out.push_back(e.action);
-    return out;
-  }
+  std::vector<std::string> event_tags() { return tags(store_->events(), &store::Event::action); }
 
-  std::filesystem::path dir_;
   testing::ManualClock clock_;
-  std::unique_ptr<store::Store> store_;
+  testing_support::TempStore store_{"retention", clock_};
 };
 
 TEST_F(RetentionTest, OnlyEntriesPastTheirRetentionGo) {
