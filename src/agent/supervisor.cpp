@@ -475,17 +475,8 @@ std::vector<std::string> Supervisor::tail(const std::string& id, std::size_t n) 
   return tail_lines(log_path(id), n);
 }
 
-SupervisorRunner::SupervisorRunner(Supervisor& supervisor, std::chrono::milliseconds interval)
-    : supervisor_(supervisor), interval_(interval) {
-  thread_ = std::thread([this] {
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      supervisor_.tick();
-      lock.lock();
-      wake_.wait_for(lock, interval_, [this] { return stopping_; });
-    }
-  });
+SupervisorRunner::SupervisorRunner(Supervisor& supervisor, std::chrono::milliseconds interval) {
+  ticks_.start(interval, [&supervisor] { supervisor.tick(); });
 }
 
 SupervisorRunner::~SupervisorRunner() {
@@ -493,12 +484,7 @@ SupervisorRunner::~SupervisorRunner() {
 }
 
 void SupervisorRunner::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  ticks_.stop();
 }
 
 }  // namespace openstation::agent

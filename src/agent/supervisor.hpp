@@ -18,9 +18,9 @@
 #include "agent/supervisor_plan.hpp"
 #include "core/clock.hpp"
 #include "core/error.hpp"
+#include "core/periodic.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -182,12 +182,7 @@ class SupervisorRunner {
   void stop();
 
  private:
-  Supervisor& supervisor_;
-  std::chrono::milliseconds interval_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread thread_;
+  core::Periodic ticks_;
 };
 
 }  // namespace openstation::agent
