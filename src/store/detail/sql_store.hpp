@@ -105,17 +105,13 @@ class Table {
       add_insert_values(stamped, out);
       return;
     }
-    for (std::size_t i = m_.serial_id ? 1 : 0; i < m_.fields.size(); ++i) {
-      out.push_back(m_.fields[i].get(record));
-    }
+    push_insert_values(record, out);
   }
 
   /// The record's values for an INSERT, in insert-column order.
   Params insert_values(const T& record) const {
     Params p;
-    for (std::size_t i = m_.serial_id ? 1 : 0; i < m_.fields.size(); ++i) {
-      p.push_back(m_.fields[i].get(record));
-    }
+    push_insert_values(record, p);
     return p;
   }
 
@@ -290,6 +286,13 @@ class Table {
   Shared& shared() { return shared_; }
 
  private:
+  /// Appends the record's values in insert-column order (no serial id).
+  void push_insert_values(const T& record, Params& out) const {
+    for (std::size_t i = m_.serial_id ? 1 : 0; i < m_.fields.size(); ++i) {
+      out.push_back(m_.fields[i].get(record));
+    }
+  }
+
   static void append_where(std::string& sql, Params& params, const Conditions& conds) {
     for (std::size_t i = 0; i < conds.size(); ++i) {
       sql += (i ? " AND " : " WHERE ") + conds[i].sql;
@@ -468,16 +471,23 @@ class SqlLogRepo final : public LogRepo<T, Filter> {
   core::Result<std::size_t> remove_before(TimePoint before, std::size_t at_most) override {
     const auto table = t_.table();
     const auto id = t_.pk();
-    const std::string first_kept = "(SELECT " + id + " FROM " + table + " WHERE " +
-                                   std::string(t_.mapping().time_column) + " >= ? ORDER BY " + id +
-                                   " LIMIT 1)";
-    const std::string past_last = "(SELECT MAX(" + id + ") FROM " + table + ") + 1";
-    Conditions where{{id + " < COALESCE(" + first_kept + ", " + past_last + ")", {param(before)}}};
-    if (at_most > 0) {
-      where.push_back({id + " < (SELECT MIN(" + id + ") FROM " + table + ") + ?",
-                       {param(static_cast<std::int64_t>(at_most))}});
+    const std::string time_column(t_.mapping().time_column);
+    if (at_most == 0) {
+      const std::string first_kept = "(SELECT " + id + " FROM " + table + " WHERE " + time_column +
+                                     " >= ? ORDER BY " + id + " LIMIT 1)";
+      const std::string past_last = "(SELECT MAX(" + id + ") FROM " + table + ") + 1";
+      return t_.remove_where(
+          {{id + " < COALESCE(" + first_kept + ", " + past_last + ")", {param(before)}}});
     }
-    return t_.remove_where(where);
+    // Only the window of the oldest `at_most` ids is searched for the cut, so each chunk of a
+    // long purge reads its own rows and not the whole backlog behind them.
+    const std::string window_end = "((SELECT MIN(" + id + ") FROM " + table + ") + ?)";
+    const std::string first_kept_in_window = "(SELECT " + id + " FROM " + table + " WHERE " +
+                                             time_column + " >= ? AND " + id + " < " + window_end +
+                                             " ORDER BY " + id + " LIMIT 1)";
+    const auto n = param(static_cast<std::int64_t>(at_most));
+    return t_.remove_where({{id + " < COALESCE(" + first_kept_in_window + ", " + window_end + ")",
+                             {param(before), n, n}}});
   }
 
  private:
