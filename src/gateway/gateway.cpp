@@ -188,19 +188,16 @@ struct Gateway::Impl {
       PerThread* local, const Upstream& u, const http::Request& upstream_req) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       // An idle pooled connection first (no coroutine of its own), else a new one.
-      std::optional<http::Connection> pooled;
-      if (attempt == 0 && local != nullptr) pooled = local->pool.take(key_of(u));
-      const bool reused = pooled.has_value();
-      core::Result<http::Connection> conn =
-          core::Error(core::Errc::unavailable, "http.connect", "");
-      if (reused) {
-        conn = std::move(*pooled);
-      } else {
+      std::optional<http::Connection> conn;
+      if (attempt == 0 && local != nullptr) conn = local->pool.take(key_of(u));
+      const bool reused = conn.has_value();
+      if (!reused) {
         auto ex = co_await boost::asio::this_coro::executor;
-        conn = co_await http::Connection::connect(ex, u.host, u.port,
-                                                  options.config.upstream_connect_timeout);
+        auto fresh = co_await http::Connection::connect(ex, u.host, u.port,
+                                                        options.config.upstream_connect_timeout);
+        if (!fresh) co_return fresh.error();
+        conn = std::move(*fresh);
       }
-      if (!conn) co_return conn.error();
       auto head = co_await conn->send(upstream_req, options.config.upstream_read_timeout);
       if (head) co_return std::pair{std::move(*conn), std::move(*head)};
       const auto& code = head.error().code;
