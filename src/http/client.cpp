@@ -237,8 +237,7 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
     std::tie(ec) = co_await tcp_layer.async_connect(tcp::endpoint(address, port), use_tuple);
   }
   if (ec) co_return net_error("http.connect", "cannot connect to " + where, ec, timeout);
-  beast::error_code ignored;
-  tcp_layer.socket().set_option(tcp::no_delay(true), ignored);
+  impl->stream.tune_connected_socket();
   if (auto* ts = impl->stream.tls()) {
     detail::prepare_client_ssl(ts->native_handle(), *tls, std::string(bare));
     auto [hs] = co_await ts->async_handshake(asio::ssl::stream_base::client, use_tuple);

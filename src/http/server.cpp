@@ -414,10 +414,9 @@ struct Server::Impl {
         }
         continue;
       }
-      beast::error_code ignored;
-      sock.set_option(tcp::no_delay(true), ignored);
       auto s = tls ? std::make_shared<Session>(std::move(sock), *tls)
                    : std::make_shared<Session>(std::move(sock));
+      s->stream.tune_connected_socket();
       {
         std::lock_guard lock(mu);
         sessions.insert(s);

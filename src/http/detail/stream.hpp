@@ -5,6 +5,7 @@
 /// only from .cpp files (it pulls in OpenSSL through Asio's ssl headers).
 
 #include "http/detail/beast.hpp"
+#include "http/detail/drain_read.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -71,9 +72,21 @@ class DualStream {
 
   /// One read: through TLS, or straight from the socket (bypassing the TCP layer's per-operation
   /// timer machinery; the connection's detail::Deadline guards it). No coroutine frame of its own.
+  /// A plain socket's read tells the reactor when it emptied the socket (drain_read.hpp), so the
+  /// next read waits for readiness without a recv that would return EAGAIN.
   asio::awaitable<std::tuple<beast::error_code, std::size_t>> read_raw(asio::mutable_buffer b) {
     if (tls_) return tls_->async_read_some(b, use_tuple);
-    return plain_->socket().async_read_some(b, use_tuple);
+    return plain_->socket().async_read_some(DrainAwareBuffer(b), use_tuple);
+  }
+
+  /// Call once the TCP connection is established (accepted or connected): TCP_NODELAY, and on a
+  /// plain socket the bytes-left report that read_raw relies on. Failures are harmless (Nagle's
+  /// delay, or a speculative recv per read, as without them), so they are ignored.
+  void tune_connected_socket() {
+    auto& socket = tcp_layer().socket();
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    if (!tls_) enable_drain_tracking(socket);
   }
 
   /// Writes all of `buffers`: one gathered write on a plain socket. Over TLS the sequence goes
