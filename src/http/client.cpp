@@ -131,11 +131,6 @@ struct Connection::Impl {
     co_return ec;
   }
 
-  template <class Buffers>
-  Awaitable<beast::error_code> write(const Buffers& b) {
-    return stream.write_raw(b);
-  }
-
   /// Decodes the body bytes already received into `piece` (appended; possibly nothing when only
   /// framing arrived), setting `done` at the end of the body. No I/O.
   core::Result<void> take_buffered(std::string& piece) {
@@ -292,7 +287,8 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
   im.deadline.set(timeout);
   {
     const std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(req.body)};
-    auto ec = co_await im.write(bufs);
+    beast::error_code ec;
+    if (auto rest = im.stream.start_write(bufs, ec)) ec = co_await std::move(*rest);
     if (ec) {
       im.deadline.clear();
       co_return im.io_error("http.send", "sending " + req.method + " " + req.target, ec, timeout);

@@ -65,6 +65,12 @@ struct Session {
   Awaitable<beast::error_code> write(const Buffers& buffers) {
     return stream.write_raw(buffers);
   }
+  /// write() for the hot paths: no coroutine frame unless the kernel did not take everything
+  /// (DualStream::start_write).
+  template <class Buffers>
+  auto start_write(const Buffers& buffers, beast::error_code& ec) {
+    return stream.start_write(buffers, ec);
+  }
 };
 
 /// Appends a status line and the fields every response shares; `framing`: "Content-Length: n",
@@ -236,7 +242,8 @@ class StreamImpl final : public ResponseStream {
   template <class Buffers>
   Awaitable<bool> timed_write(const Buffers& b) {
     s_.deadline.set(opt_.write_timeout);
-    const auto ec = co_await s_.write(b);
+    beast::error_code ec;
+    if (auto rest = s_.start_write(b, ec)) ec = co_await std::move(*rest);
     s_.deadline.clear();
     co_return !ec;
   }
@@ -448,10 +455,10 @@ struct Server::Impl {
     s.deadline.set(opt.write_timeout);
     beast::error_code ec;
     if (head_only || res.body.empty()) {
-      ec = co_await s.write(asio::buffer(s.out));
+      if (auto rest = s.start_write(asio::buffer(s.out), ec)) ec = co_await std::move(*rest);
     } else {
       const std::array<asio::const_buffer, 2> bufs{asio::buffer(s.out), asio::buffer(res.body)};
-      ec = co_await s.write(bufs);
+      if (auto rest = s.start_write(bufs, ec)) ec = co_await std::move(*rest);
     }
     s.deadline.clear();
     co_return !ec;

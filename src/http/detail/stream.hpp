@@ -100,6 +100,46 @@ class DualStream {
   template <class Buffers>
   asio::awaitable<beast::error_code> write_raw(const Buffers& buffers) {
     beast::error_code ec;
+    if (auto rest = start_write(buffers, ec)) ec = co_await std::move(*rest);
+    co_return ec;
+  }
+
+  /// write_raw without a coroutine frame when the kernel takes everything at once (the usual
+  /// case): the direct send happens here, and only when something is left is there an awaitable
+  /// for the rest, which the caller awaits at once (`if (auto rest = start_write(b, ec)) ec =
+  /// co_await std::move(*rest);`). Without one, the write is over and `ec` says how it went.
+  template <class Buffers>
+  std::optional<asio::awaitable<beast::error_code>> start_write(const Buffers& buffers,
+                                                                beast::error_code& ec) {
+    ec = {};
+    if (tls_) return write_rest(buffers, 0);
+    std::array<asio::const_buffer, kMaxDirectBuffers> parts;
+    std::size_t count = 0;
+    std::size_t total = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+         ++it) {
+      const asio::const_buffer one(*it);
+      if (one.size() == 0) continue;
+      if (count == parts.size()) return write_rest(buffers, 0);  // too many pieces: all async
+      parts[count++] = one;
+      total += one.size();
+    }
+    if (total == 0 || !plain_->socket().is_open()) return write_rest(buffers, 0);
+    std::size_t sent = 0;
+    if (!send_direct(parts.data(), count, sent, ec)) return std::nullopt;
+    if (sent == total) return std::nullopt;
+    // The kernel took part (or none) of it: the rest waits for the socket to be writable.
+    return write_rest(buffers, sent);
+  }
+
+ private:
+  static constexpr std::size_t kMaxDirectBuffers = 8;
+
+  /// The asynchronous part of a write: everything after the first `sent` bytes of `buffers`
+  /// (taken by value: the caller's temporaries may be gone when this runs).
+  template <class Buffers>
+  asio::awaitable<beast::error_code> write_rest(Buffers buffers, std::size_t sent) {
+    beast::error_code ec;
     std::size_t n = 0;
     if (tls_) {
       std::string flat;
@@ -112,42 +152,27 @@ class DualStream {
       co_return ec;
     }
     auto& socket = plain_->socket();
+    if (sent == 0) {
+      std::tie(ec, n) = co_await asio::async_write(socket, buffers, use_tuple);
+      co_return ec;
+    }
     std::array<asio::const_buffer, kMaxDirectBuffers> parts;
     std::size_t count = 0;
-    std::size_t total = 0;
     for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
          ++it) {
       const asio::const_buffer one(*it);
       if (one.size() == 0) continue;
-      if (count == parts.size()) {  // too many pieces for the direct send: all asynchronous
-        std::tie(ec, n) = co_await asio::async_write(socket, buffers, use_tuple);
-        co_return ec;
+      if (sent >= one.size()) {
+        sent -= one.size();
+        continue;
       }
-      parts[count++] = one;
-      total += one.size();
+      parts[count++] = one + sent;
+      sent = 0;
     }
-    if (total == 0 || !socket.is_open()) {
-      std::tie(ec, n) = co_await asio::async_write(socket, buffers, use_tuple);
-      co_return ec;
-    }
-    std::size_t sent = 0;
-    if (!send_direct(parts.data(), count, sent, ec)) co_return ec;
-    if (sent == total) co_return ec;
-    // The kernel took part (or none) of it: the rest waits for the socket to be writable.
-    std::size_t first = 0;
-    while (sent >= parts[first].size()) {
-      sent -= parts[first].size();
-      ++first;
-    }
-    parts[first] += sent;
     std::tie(ec, n) = co_await asio::async_write(
-        socket, std::span<const asio::const_buffer>(parts.data() + first, count - first),
-        use_tuple);
+        socket, std::span<const asio::const_buffer>(parts.data(), count), use_tuple);
     co_return ec;
   }
-
- private:
-  static constexpr std::size_t kMaxDirectBuffers = 8;
 
   /// One non-blocking gathered send on the plain socket. Returns false with `ec` set on a hard
   /// error; true otherwise, with `sent` bytes taken (0 when the socket buffer is full).
