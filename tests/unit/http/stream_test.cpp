@@ -1,6 +1,8 @@
-// Reads that tell the reactor when they emptied a socket (http/detail/drain_read.hpp): the
-// kernel's bytes-left report, and that no end of stream or later byte is ever missed because the
-// next read waited for readiness instead of trying first.
+// The byte stream under HTTP connections (http/detail/stream.hpp). Reads that tell the reactor
+// when they emptied a socket (http/detail/drain_read.hpp): the kernel's bytes-left report, and
+// that no end of stream or later byte is ever missed because the next read waited for readiness
+// instead of trying first. Writes that finish without a coroutine when the kernel takes
+// everything, and continue asynchronously from the right byte when it does not.
 #include "http/detail/stream.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +14,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -161,6 +164,70 @@ TEST(DrainRead, AReadAfterAnEmptyingOneWakesForLaterBytesAndTheEnd) {
   });
   if (writer.joinable()) writer.join();
   EXPECT_EQ(got, (std::vector<std::string>{"first", "second", "<eof>"}));
+}
+
+TEST(StreamWrite, WhatTheKernelTakesAtOnceNeedsNoAwaitable) {
+  Pair p;
+  DualStream stream(std::move(p.ours));
+  const std::string head = "head|";
+  const std::string body = "body";
+  const std::array<asio::const_buffer, 3> bufs{asio::buffer(head), asio::const_buffer(),
+                                               asio::buffer(body)};
+  beast::error_code ec;
+  auto rest = stream.start_write(bufs, ec);
+  EXPECT_FALSE(rest.has_value());
+  EXPECT_FALSE(ec);
+  char got[16] = {};
+  ASSERT_EQ(::recv(p.peer.native_handle(), got, sizeof got, MSG_WAITALL | MSG_DONTWAIT), 9);
+  EXPECT_EQ(std::string(got, 9), "head|body");
+}
+
+TEST(StreamWrite, WhatTheKernelCannotTakeGoesOnFromTheRightByte) {
+  Pair p;
+  DualStream stream(std::move(p.ours));
+  // Far more than loopback socket buffers hold while nobody reads: the direct send takes part.
+  std::string a(3 << 20, 'a');
+  std::string b(5 << 20, 'b');
+  for (std::size_t i = 0; i < a.size(); i += 4093) a[i] = static_cast<char>('A' + i % 26);
+  for (std::size_t i = 0; i < b.size(); i += 4099) b[i] = static_cast<char>('a' + i % 26);
+  const std::array<asio::const_buffer, 2> bufs{asio::buffer(a), asio::buffer(b)};
+  beast::error_code ec;
+  auto rest = stream.start_write(bufs, ec);
+  ASSERT_TRUE(rest.has_value()) << "the kernel took 8 MiB at once";
+  std::string received;
+  std::thread reader([&] {
+    char buf[65536];
+    while (received.size() < a.size() + b.size()) {
+      const auto n = ::recv(p.peer.native_handle(), buf, sizeof buf, 0);
+      if (n <= 0) break;
+      received.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  beast::error_code rest_ec = asio::error::would_block;
+  asio::co_spawn(
+      p.ioc, [&]() -> asio::awaitable<void> { rest_ec = co_await std::move(*rest); },
+      asio::detached);
+  p.ioc.run_for(10s);
+  reader.join();
+  EXPECT_FALSE(rest_ec) << rest_ec.message();
+  ASSERT_EQ(received.size(), a.size() + b.size());
+  EXPECT_TRUE(received == a + b);
+}
+
+TEST(StreamWrite, AWriteOnAClosedSocketReportsTheError) {
+  Pair p;
+  DualStream stream(std::move(p.ours));
+  stream.tcp_layer().socket().close();
+  const std::string text = "x";
+  beast::error_code ec;
+  auto rest = stream.start_write(asio::buffer(text), ec);
+  ASSERT_TRUE(rest.has_value());
+  beast::error_code rest_ec;
+  asio::co_spawn(
+      p.ioc, [&]() -> asio::awaitable<void> { rest_ec = co_await std::move(*rest); },
+      asio::detached);
+  p.ioc.run_for(2s);
+  EXPECT_TRUE(rest_ec);
 }
 
 }  // namespace
