@@ -27,6 +27,10 @@ core::Error refused(const http::Response& r, std::string_view what) {
   return core::Error(cat, "gateway.server_refused", text);
 }
 
+/// The pause after a failed snapshot request, and the shortest time between two requests that
+/// found nothing new.
+constexpr std::chrono::seconds kPause{1};
+
 http::Headers auth_headers(const RemoteServer& s) {
   return {{"Authorization", "Bearer " + s.credential}};
 }
@@ -101,19 +105,25 @@ void RemoteSource::start() {
         if (stopping_) return;
         after = version_;
       }
+      const auto asked = std::chrono::steady_clock::now();
       auto s = fetch(after.empty() ? std::string("-") : after, wait_);
       if (s) {
         if (s->version != after) {
           spdlog::info("gateway: snapshot {} ({} keys, {} services)", s->version, s->keys.size(),
                        s->services.size());
           apply(std::move(*s));
+          continue;
         }
-        continue;
+        // Unchanged: a long poll comes back so only after `wait_`. A server that answers at once
+        // (one that does not hold long polls) would make this loop ask again without pause; it
+        // pauses as after a failure instead.
+        if (std::chrono::steady_clock::now() - asked >= kPause) continue;
+      } else {
+        spdlog::warn("gateway: following {} failed, serving the last snapshot: {}", server_.url,
+                     s.error().message);
       }
-      spdlog::warn("gateway: following {} failed, serving the last snapshot: {}", server_.url,
-                   s.error().message);
       std::unique_lock lock(mutex_);
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      cv_.wait_for(lock, kPause, [&] { return stopping_; });
     }
   });
 }

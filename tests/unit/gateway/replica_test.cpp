@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
 
 namespace openstation::gateway {
 namespace {
@@ -187,6 +188,46 @@ TEST_F(ReplicaTest, AWrongCredentialStopsTheStart) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "gateway.server_refused");
   EXPECT_NE(r.error().message.find("auth.invalid_api_key"), std::string::npos) << r.error().message;
+}
+
+/// A server that answers the snapshot long poll at once, unchanged (one that does not hold
+/// long polls), is asked again after a pause, not in a loop.
+TEST_F(ReplicaTest, AServerThatAnswersLongPollsAtOnceIsNotAskedInALoop) {
+  const auto admin = api_.store().users().get_by_name("admin");
+  ASSERT_TRUE(admin);
+  http::Client client;
+  auto real = client.request("GET", api_.url(server::kGatewaySnapshotPath),
+                             {{"Authorization", "Bearer " + key_of(*admin)}}, {}, 10s);
+  ASSERT_TRUE(real) << real.error().message;
+  ASSERT_EQ(real->status, 200) << real->body;
+
+  std::atomic<int> asked{0};
+  http::ServerOptions o;
+  o.host = "127.0.0.1";
+  o.threads = 1;
+  http::Server impatient(o);
+  impatient.route("GET", std::string(server::kGatewaySnapshotPath),
+                  [&](http::Request&) -> http::Awaitable<http::Response> {
+                    ++asked;
+                    co_return http::Response::json(200, real->body);
+                  });
+  ASSERT_TRUE(impatient.start());
+  RemoteServer remote;
+  remote.url = "http://127.0.0.1:" + std::to_string(impatient.port());
+  remote.credential = key_of(*admin);
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  RemoteSource source(remote, keys, routes, loads, 30s);
+  ASSERT_TRUE(source.refresh());
+  asked = 0;
+  source.start();
+  std::this_thread::sleep_for(2500ms);
+  source.stop();
+  impatient.stop(0ms);
+  // At once, then once a second: three in 2.5 s (the loop asked thousands of times before).
+  EXPECT_GE(asked.load(), 2);
+  EXPECT_LE(asked.load(), 4);
 }
 
 /// The in-process gateway (StoreSource) sees a revoked key with its next rebuild, which
