@@ -207,9 +207,8 @@ struct Gateway::Impl {
     co_return core::Error(core::Errc::unavailable, "http.send", "unreachable");
   }
 
-  /// Reads a whole (non-streamed) body.
-  http::Awaitable<core::Result<std::string>> read_body(http::Connection& c) {
-    std::string body;
+  /// Reads the rest of a (non-streamed) body after `body`, the part already taken.
+  http::Awaitable<core::Result<std::string>> read_body(http::Connection& c, std::string body = {}) {
     while (!c.body_done()) {
       auto piece = co_await c.read_some(options.config.upstream_read_timeout);
       if (!piece) co_return piece.error();
@@ -374,7 +373,9 @@ struct Gateway::Impl {
       const bool sse = head.headers.get_or("Content-Type", "").starts_with("text/event-stream") &&
                        head.status < 400;
       if (!sse) {
-        auto body = co_await read_body(conn);
+        // A small body usually came with the head: taken without a coroutine of its own.
+        auto body = conn.buffered_body();
+        if (body && !conn.body_done()) body = co_await read_body(conn, std::move(*body));
         if (!body) {
           mark_failed(*u, steady_ms(clock), options.failure_cooldown);
           o.error = body.error().message;

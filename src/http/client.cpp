@@ -389,6 +389,12 @@ core::Result<std::optional<SseEvent>> Connection::buffered_event() {
   }
 }
 
+core::Result<std::string> Connection::buffered_body() {
+  std::string piece;
+  if (auto r = impl_->take_buffered(piece); !r) return r.error();
+  return piece;
+}
+
 Awaitable<core::Result<Response>> Connection::request(const Request& req,
                                                       std::chrono::milliseconds timeout,
                                                       std::uint64_t body_limit) {

@@ -77,6 +77,10 @@ class Connection {
   /// body_done() is true). Errors as read_event's. Lets a relay gather the events that came in
   /// one read and forward them with one write.
   core::Result<std::optional<SseEvent>> buffered_event();
+  /// The body bytes already received by earlier reads, decoded, with no I/O (possibly "");
+  /// body_done() then says whether that was all of it. Lets a caller take a small body that came
+  /// with the head without a coroutine of its own. Errors as read_some's.
+  core::Result<std::string> buffered_body();
   /// send() and read the whole body (refused with "http.body_too_large" beyond `body_limit`).
   Awaitable<core::Result<Response>> request(const Request& req, std::chrono::milliseconds timeout,
                                             std::uint64_t body_limit = 64ull << 20);

@@ -151,7 +151,9 @@ class StreamImpl final : public ResponseStream {
     if (!chunked_) keep_alive_ = false;
     format_head(s_.out, status, minor_, opt_.server_header, headers, keep_alive_, chunked_,
                 std::nullopt);
-    if (!co_await timed_write(asio::buffer(s_.out))) {
+    bool ok = false;
+    if (auto rest = timed_write(asio::buffer(s_.out), ok)) ok = co_await std::move(*rest);
+    if (!ok) {
       mark_gone();
       co_return false;
     }
@@ -168,7 +170,9 @@ class StreamImpl final : public ResponseStream {
     format_head(s_.out, res.status, minor_, opt_.server_header, res.headers, keep_alive_, false,
                 res.body.size());
     const std::array<asio::const_buffer, 2> bufs{asio::buffer(s_.out), asio::buffer(res.body)};
-    co_return ended(co_await timed_write(bufs));
+    bool ok = false;
+    if (auto rest = timed_write(bufs, ok)) ok = co_await std::move(*rest);
+    co_return ended(ok);
   }
 
   Awaitable<bool> write(std::string_view data) override {
@@ -181,9 +185,9 @@ class StreamImpl final : public ResponseStream {
       wire::append_chunk_size(chunk_head_, data.size());
       const std::array<asio::const_buffer, 3> bufs{asio::buffer(chunk_head_), asio::buffer(data),
                                                    asio::buffer("\r\n", 2)};
-      ok = co_await timed_write(bufs);
+      if (auto rest = timed_write(bufs, ok)) ok = co_await std::move(*rest);
     } else {
-      ok = co_await timed_write(asio::buffer(data));
+      if (auto rest = timed_write(asio::buffer(data), ok)) ok = co_await std::move(*rest);
     }
     if (!ok) {
       mark_gone();
@@ -196,7 +200,9 @@ class StreamImpl final : public ResponseStream {
     if (!started_ || finished_ || disconnected_) co_return false;
     finished_ = true;
     bool ok = true;
-    if (chunked_) ok = co_await timed_write(asio::buffer("0\r\n\r\n", 5));
+    if (chunked_) {
+      if (auto rest = timed_write(asio::buffer("0\r\n\r\n", 5), ok)) ok = co_await std::move(*rest);
+    }
     co_return ended(ok);
   }
 
@@ -212,7 +218,9 @@ class StreamImpl final : public ResponseStream {
     wire::append_chunk_size(chunk_head_, data.size());
     const std::array<asio::const_buffer, 3> bufs{asio::buffer(chunk_head_), asio::buffer(data),
                                                  asio::buffer("\r\n0\r\n\r\n", 7)};
-    co_return ended(co_await timed_write(bufs));
+    bool ok = false;
+    if (auto rest = timed_write(bufs, ok)) ok = co_await std::move(*rest);
+    co_return ended(ok);
   }
 
   bool disconnected() const override { return disconnected_; }
@@ -238,12 +246,22 @@ class StreamImpl final : public ResponseStream {
 
  private:
   /// One write under the write timeout; the deadline is lifted afterwards, so the watcher's read
-  /// does not inherit it (a quiet stream is not a dead one).
+  /// does not inherit it (a quiet stream is not a dead one). No coroutine frame when the kernel
+  /// takes everything at once: `ok` is then the result and nothing is returned; otherwise the
+  /// caller awaits the returned rest (`if (auto rest = timed_write(b, ok)) ok = co_await
+  /// std::move(*rest);`).
   template <class Buffers>
-  Awaitable<bool> timed_write(const Buffers& b) {
+  std::optional<Awaitable<bool>> timed_write(const Buffers& b, bool& ok) {
     s_.deadline.set(opt_.write_timeout);
     beast::error_code ec;
-    if (auto rest = s_.start_write(b, ec)) ec = co_await std::move(*rest);
+    auto rest = s_.start_write(b, ec);
+    if (rest) return finish_timed_write(std::move(*rest));
+    s_.deadline.clear();
+    ok = !ec;
+    return std::nullopt;
+  }
+  Awaitable<bool> finish_timed_write(Awaitable<beast::error_code> rest) {
+    const auto ec = co_await std::move(rest);
     s_.deadline.clear();
     co_return !ec;
   }
