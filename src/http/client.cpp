@@ -124,11 +124,22 @@ struct Connection::Impl {
   std::string_view unread() const { return in.view(); }
   void consume(std::size_t n) { in.consume(n); }
 
-  /// Reads more bytes into `in`.
-  Awaitable<beast::error_code> read_more() {
-    auto [ec, n] = co_await stream.read_raw(in.prepare(16384));
-    in.commit(n);
-    co_return ec;
+  /// One read into `in`'s free space; the caller commits the bytes read
+  /// (`auto [ec, n] = co_await read_more(); in.commit(n);`). No coroutine frame of its own.
+  auto read_more() { return stream.read_raw(in.prepare(16384)); }
+
+  /// After a read failed while reading a body: the end of a body delimited by the connection's
+  /// end (done, nothing to report), or the error.
+  core::Result<void> body_read_failed(const beast::error_code& ec,
+                                      std::chrono::milliseconds timeout) {
+    if (framing.kind == wire::Framing::until_close &&
+        (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) &&
+        !deadline.expired()) {
+      done = true;
+      keep_alive = false;
+      return {};
+    }
+    return io_error("http.read", "reading the response body", ec, timeout);
   }
 
   /// Decodes the body bytes already received into `piece` (appended; possibly nothing when only
@@ -316,7 +327,8 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
               (parsed == wire::Parse::error ? why
                                             : std::string("the response head exceeds 64 KiB")));
     }
-    auto ec = co_await im.read_more();
+    auto [ec, n] = co_await im.read_more();
+    im.in.commit(n);
     if (ec) {
       im.deadline.clear();
       co_return im.io_error("http.read", "reading the response to " + req.method + " " + req.target,
@@ -349,30 +361,37 @@ Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::millisec
     if (auto r = im.take_buffered(piece); !r) co_return r.error();
     if (!piece.empty() || im.done) co_return piece;
     im.deadline.set(timeout);
-    auto ec = co_await im.read_more();
+    auto [ec, n] = co_await im.read_more();
+    im.in.commit(n);
     im.deadline.clear();
     if (ec) {
-      if (im.framing.kind == wire::Framing::until_close &&
-          (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) &&
-          !im.deadline.expired()) {
-        im.done = true;
-        im.keep_alive = false;
-        co_return std::string();
-      }
-      co_return im.io_error("http.read", "reading the response body", ec, timeout);
+      if (auto r = im.body_read_failed(ec, timeout); !r) co_return r.error();
+      co_return std::string();
     }
   }
 }
 
+// The same steps as read_some, inline: one coroutine per event instead of three.
 Awaitable<core::Result<std::optional<SseEvent>>> Connection::read_event(
     std::chrono::milliseconds timeout) {
   auto& im = *impl_;
+  std::string piece;
   for (;;) {
     if (auto e = im.sse.next()) co_return std::optional<SseEvent>(std::move(*e));
     if (im.done) co_return std::optional<SseEvent>();
-    auto piece = co_await read_some(timeout);
-    if (!piece) co_return piece.error();
-    if (auto fed = im.feed_sse(*piece); !fed) co_return fed.error();
+    piece.clear();
+    if (auto r = im.take_buffered(piece); !r) co_return r.error();
+    if (piece.empty() && !im.done) {
+      im.deadline.set(timeout);
+      auto [ec, n] = co_await im.read_more();
+      im.in.commit(n);
+      im.deadline.clear();
+      if (ec) {
+        if (auto r = im.body_read_failed(ec, timeout); !r) co_return r.error();
+      }
+      continue;
+    }
+    if (auto fed = im.feed_sse(piece); !fed) co_return fed.error();
   }
 }
 

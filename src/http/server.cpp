@@ -45,6 +45,7 @@ struct Session {
   InBuffer in;
   std::string out;  ///< the head being written
   wire::Head head;  ///< the request head being parsed (its field list is reused)
+  std::string why;  ///< what was wrong with a malformed request (kept out of the read's frame)
   bool busy = false;
   /// An error was answered before the request's body was read: close gracefully (see
   /// Impl::linger), or the client may get a reset instead of the answer.
@@ -497,6 +498,22 @@ struct Server::Impl {
   /// What reading one request gave.
   enum class Got { request, closed, answered };
 
+  /// Answers a request that cannot be served with an error and closes (Got::answered). A
+  /// coroutine of its own, so the error response is not part of read_request's frame (which then
+  /// stays small enough for Asio's recycling allocator).
+  Awaitable<Got> refuse(Session& s, int status, std::string_view code, std::string message,
+                        unsigned minor) {
+    co_await write_response(s, error(status, std::string(code), std::move(message)), minor, false,
+                            false);
+    co_return Got::answered;
+  }
+  Awaitable<Got> refuse_too_large(Session& s, unsigned minor) {
+    return refuse(
+        s, 413, "http.body_too_large",
+        "the request body exceeds the limit of " + std::to_string(opt.body_limit) + " bytes",
+        minor);
+  }
+
   /// Reads one request (head and body) into `req`. On a protocol error it writes the error
   /// response itself (Got::answered; the connection then closes).
   Awaitable<Got> read_request(Session& s, Request& req, unsigned& minor, bool& keep_alive,
@@ -510,14 +527,12 @@ struct Server::Impl {
     }
     s.busy = true;
     s.deadline.set(opt.header_timeout);
-    std::string why;
+    std::string& why = s.why;
     for (;;) {
       const auto parsed = wire::parse_request_head(s.in.view(), s.head, why);
       if (parsed == wire::Parse::complete) break;
       if (parsed == wire::Parse::error) {
-        co_await write_response(s, error(400, "http.bad_request", "malformed HTTP request: " + why),
-                                1, false, false);
-        co_return Got::answered;
+        co_return co_await refuse(s, 400, "http.bad_request", "malformed HTTP request: " + why, 1);
       }
       if (s.in.size() >= opt.header_limit) break;
       const std::size_t room = std::min<std::size_t>(opt.header_limit - s.in.size() + 1, 8192);
@@ -527,23 +542,18 @@ struct Server::Impl {
     }
     const auto& head = s.head;
     if (head.size == 0 || head.size > opt.header_limit) {
-      co_await write_response(s,
-                              error(431, "http.header_too_large",
-                                    "the request line and headers exceed " +
-                                        std::to_string(opt.header_limit) + " bytes"),
-                              1, false, false);
-      co_return Got::answered;
+      co_return co_await refuse(
+          s, 431, "http.header_too_large",
+          "the request line and headers exceed " + std::to_string(opt.header_limit) + " bytes", 1);
     }
     minor = static_cast<unsigned>(head.minor);
     wire::Framing framing;
     if (!wire::request_framing(head, framing, why)) {
-      co_await write_response(s, error(400, "http.bad_request", "malformed HTTP request: " + why),
-                              minor, false, false);
-      co_return Got::answered;
+      co_return co_await refuse(s, 400, "http.bad_request", "malformed HTTP request: " + why,
+                                minor);
     }
     if (framing.kind == wire::Framing::sized && framing.length > opt.body_limit) {
-      co_await write_response(s, too_large(), minor, false, false);
-      co_return Got::answered;
+      co_return co_await refuse_too_large(s, minor);
     }
     keep_alive = wire::keep_alive(head);
     // Copy what the handler sees before reading the body moves the buffer.
@@ -580,16 +590,11 @@ struct Server::Impl {
     for (;;) {
       auto used = dec.feed(s.in.view(), req.body, why);
       if (!used) {
-        co_await write_response(
-            s, error(400, "http.bad_request", "malformed chunked request body: " + why), minor,
-            false, false);
-        co_return Got::answered;
+        co_return co_await refuse(s, 400, "http.bad_request",
+                                  "malformed chunked request body: " + why, minor);
       }
       s.in.consume(*used);
-      if (dec.decoded() > opt.body_limit) {
-        co_await write_response(s, too_large(), minor, false, false);
-        co_return Got::answered;
-      }
+      if (dec.decoded() > opt.body_limit) co_return co_await refuse_too_large(s, minor);
       if (dec.done()) co_return Got::request;
       auto [ec, n] = co_await s.read_some(s.in.prepare(16384));
       if (ec) co_return Got::closed;
@@ -763,12 +768,6 @@ struct Server::Impl {
     out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n\r\n" + res.body;
     s.deadline.set(opt.write_timeout);
     co_await asio::async_write(s.stream.tcp_layer().socket(), asio::buffer(out), use_tuple);
-  }
-
-  Response too_large() const {
-    return error(
-        413, "http.body_too_large",
-        "the request body exceeds the limit of " + std::to_string(opt.body_limit) + " bytes");
   }
 
   static std::string core_join(const std::vector<std::string>& v) {
