@@ -371,27 +371,15 @@ Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::millisec
   }
 }
 
-// The same steps as read_some, inline: one coroutine per event instead of three.
 Awaitable<core::Result<std::optional<SseEvent>>> Connection::read_event(
     std::chrono::milliseconds timeout) {
   auto& im = *impl_;
-  std::string piece;
   for (;;) {
     if (auto e = im.sse.next()) co_return std::optional<SseEvent>(std::move(*e));
     if (im.done) co_return std::optional<SseEvent>();
-    piece.clear();
-    if (auto r = im.take_buffered(piece); !r) co_return r.error();
-    if (piece.empty() && !im.done) {
-      im.deadline.set(timeout);
-      auto [ec, n] = co_await im.read_more();
-      im.in.commit(n);
-      im.deadline.clear();
-      if (ec) {
-        if (auto r = im.body_read_failed(ec, timeout); !r) co_return r.error();
-      }
-      continue;
-    }
-    if (auto fed = im.feed_sse(piece); !fed) co_return fed.error();
+    auto piece = co_await read_some(timeout);
+    if (!piece) co_return piece.error();
+    if (auto fed = im.feed_sse(*piece); !fed) co_return fed.error();
   }
 }
 
