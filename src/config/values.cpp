@@ -84,8 +84,8 @@ std::string format_duration(std::chrono::milliseconds d) {
   }
   if (ms % 1000 != 0) return out + std::to_string(ms) + "ms";
   std::int64_t s = ms / 1000;
-  const std::array<std::pair<std::int64_t, const char*>, 3> units{
-      {{3600, "h"}, {60, "m"}, {1, "s"}}};
+  const std::array<std::pair<std::int64_t, const char*>, 4> units{
+      {{86'400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}}};
   for (const auto& [scale, name] : units) {
     if (s >= scale) {
       out += std::to_string(s / scale) + name;

@@ -28,7 +28,10 @@ TEST(ConfigValues, Durations) {
   EXPECT_EQ(format_duration(milliseconds(5'400'000)), "1h30m");
   EXPECT_EQ(format_duration(milliseconds(3'723'000)), "1h2m3s");
   EXPECT_EQ(format_duration(milliseconds(0)), "0s");
-  for (auto ms : {1, 999, 1000, 61'000, 3'600'000, 90'061'500})
+  EXPECT_EQ(format_duration(std::chrono::hours(24 * 90)), "90d");
+  EXPECT_EQ(format_duration(std::chrono::hours(36)), "1d12h");
+  EXPECT_EQ(format_duration(std::chrono::hours(24)), "1d");
+  for (std::int64_t ms : {1LL, 999LL, 1000LL, 61'000LL, 3'600'000LL, 90'061'500LL, 7'776'000'000LL})
     EXPECT_EQ(parse_duration(format_duration(milliseconds(ms))).value(), milliseconds(ms));
 }
 
