@@ -66,11 +66,26 @@ struct Session {
   Awaitable<beast::error_code> write(const Buffers& buffers) {
     return stream.write_raw(buffers);
   }
-  /// write() for the hot paths: no coroutine frame unless the kernel did not take everything
-  /// (DualStream::start_write).
+  /// One write under `timeout`; the deadline is lifted afterwards (a stream's disconnect watcher
+  /// must not inherit it: a quiet stream is not a dead one). No coroutine frame when the kernel
+  /// takes everything at once (DualStream::start_write): `ok` is then the result and nothing is
+  /// returned; otherwise the caller awaits the returned rest
+  /// (`if (auto rest = timed_write(b, t, ok)) ok = co_await std::move(*rest);`).
   template <class Buffers>
-  auto start_write(const Buffers& buffers, beast::error_code& ec) {
-    return stream.start_write(buffers, ec);
+  std::optional<Awaitable<bool>> timed_write(const Buffers& buffers,
+                                             std::chrono::milliseconds timeout, bool& ok) {
+    deadline.set(timeout);
+    beast::error_code ec;
+    auto rest = stream.start_write(buffers, ec);
+    if (rest) return finish_timed_write(std::move(*rest));
+    deadline.clear();
+    ok = !ec;
+    return std::nullopt;
+  }
+  Awaitable<bool> finish_timed_write(Awaitable<beast::error_code> rest) {
+    const auto ec = co_await std::move(rest);
+    deadline.clear();
+    co_return !ec;
   }
 };
 
@@ -246,25 +261,10 @@ class StreamImpl final : public ResponseStream {
   }
 
  private:
-  /// One write under the write timeout; the deadline is lifted afterwards, so the watcher's read
-  /// does not inherit it (a quiet stream is not a dead one). No coroutine frame when the kernel
-  /// takes everything at once: `ok` is then the result and nothing is returned; otherwise the
-  /// caller awaits the returned rest (`if (auto rest = timed_write(b, ok)) ok = co_await
-  /// std::move(*rest);`).
+  /// Session::timed_write under the write timeout.
   template <class Buffers>
   std::optional<Awaitable<bool>> timed_write(const Buffers& b, bool& ok) {
-    s_.deadline.set(opt_.write_timeout);
-    beast::error_code ec;
-    auto rest = s_.start_write(b, ec);
-    if (rest) return finish_timed_write(std::move(*rest));
-    s_.deadline.clear();
-    ok = !ec;
-    return std::nullopt;
-  }
-  Awaitable<bool> finish_timed_write(Awaitable<beast::error_code> rest) {
-    const auto ec = co_await std::move(rest);
-    s_.deadline.clear();
-    co_return !ec;
+    return s_.timed_write(b, opt_.write_timeout, ok);
   }
 
   void mark_gone() {
@@ -471,16 +471,12 @@ struct Server::Impl {
     if (auto c = res.headers.get("Connection"); c && iequals(*c, "close")) keep_alive = false;
     format_head(s.out, res.status, minor, opt.server_header, res.headers, keep_alive, false,
                 res.body.size());
-    s.deadline.set(opt.write_timeout);
-    beast::error_code ec;
-    if (head_only || res.body.empty()) {
-      if (auto rest = s.start_write(asio::buffer(s.out), ec)) ec = co_await std::move(*rest);
-    } else {
-      const std::array<asio::const_buffer, 2> bufs{asio::buffer(s.out), asio::buffer(res.body)};
-      if (auto rest = s.start_write(bufs, ec)) ec = co_await std::move(*rest);
-    }
-    s.deadline.clear();
-    co_return !ec;
+    // An empty piece (no body, or a HEAD answer) is skipped by the write.
+    const std::array<asio::const_buffer, 2> bufs{
+        asio::buffer(s.out), head_only ? asio::const_buffer() : asio::buffer(res.body)};
+    bool ok = false;
+    if (auto rest = s.timed_write(bufs, opt.write_timeout, ok)) ok = co_await std::move(*rest);
+    co_return ok;
   }
 
   /// Reads until `in` holds `want` bytes (the deadline already set); false when the connection
