@@ -18,6 +18,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <optional>
 #include <unordered_map>
@@ -75,8 +76,7 @@ std::int64_t steady_ms(const core::Clock& c) {
 struct Outcome {
   const server::auth::Principal* who = nullptr;
   std::string model;
-  std::string service_id;
-  std::string instance_id;
+  std::string_view instance_id;  ///< in the route table, which the request holds
   int status = 0;
   Usage usage{};
   std::optional<std::chrono::steady_clock::time_point> first_token{};
@@ -180,12 +180,13 @@ struct Gateway::Impl {
     if (local != nullptr) local->pool.give(key_of(u), std::move(conn));
   }
 
-  /// Sends the request to `u` and reads the head. A pooled connection the engine closed in the
-  /// meantime is replaced by a fresh one once. Closed shows as a failed write or, as often (the
-  /// write lands in the kernel before the engine's FIN or RST is seen), as end of stream or a
-  /// reset before any byte of the response: both retry on a fresh connection; a timeout does not.
-  http::Awaitable<core::Result<std::pair<http::Connection, http::ResponseHead>>> send(
-      PerThread* local, const Upstream& u, const http::Request& upstream_req) {
+  /// Sends the request to `u` and reads the head; on failure `error` says why. A pooled
+  /// connection the engine closed in the meantime is replaced by a fresh one once. Closed shows
+  /// as a failed write or, as often (the write lands in the kernel before the engine's FIN or RST
+  /// is seen), as end of stream or a reset before any byte of the response: both retry on a
+  /// fresh connection; a timeout does not.
+  http::Awaitable<std::optional<std::pair<http::Connection, http::ResponseHead>>> send(
+      PerThread* local, const Upstream& u, const http::Request& upstream_req, std::string& error) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       // An idle pooled connection first (no coroutine of its own), else a new one.
       std::optional<http::Connection> conn;
@@ -195,23 +196,44 @@ struct Gateway::Impl {
         auto ex = co_await boost::asio::this_coro::executor;
         auto fresh = co_await http::Connection::connect(ex, u.host, u.port,
                                                         options.config.upstream_connect_timeout);
-        if (!fresh) co_return fresh.error();
+        if (!fresh) {
+          error = fresh.error().message;
+          co_return std::nullopt;
+        }
         conn = std::move(*fresh);
       }
       auto head = co_await conn->send(upstream_req, options.config.upstream_read_timeout);
       if (head) co_return std::pair{std::move(*conn), std::move(*head)};
       const auto& code = head.error().code;
       if (reused && (code == "http.send" || code == "http.read")) continue;  // stale pooled socket
-      co_return head.error();
+      error = head.error().message;
+      co_return std::nullopt;
     }
-    co_return core::Error(core::Errc::unavailable, "http.send", "unreachable");
+    error = "unreachable";
+    co_return std::nullopt;
   }
 
-  /// Reads the rest of a (non-streamed) body after `body`, the part already taken.
-  http::Awaitable<core::Result<std::string>> read_body(http::Connection& c, std::string body = {}) {
+  /// Takes the part of a (non-streamed) body that came with the head into `body`; false, with
+  /// `error` set, when it is malformed.
+  static bool take_buffered_body(http::Connection& c, std::string& body, std::string& error) {
+    auto taken = c.buffered_body();
+    if (!taken) {
+      error = taken.error().message;
+      return false;
+    }
+    body = std::move(*taken);
+    return true;
+  }
+
+  /// Reads the rest of a (non-streamed) body onto `body`, the part already taken; false, with
+  /// `error` set, when the read fails or the body grows too large.
+  http::Awaitable<bool> read_body(http::Connection& c, std::string& body, std::string& error) {
     while (!c.body_done()) {
       auto piece = co_await c.read_some(options.config.upstream_read_timeout);
-      if (!piece) co_return piece.error();
+      if (!piece) {
+        error = piece.error().message;
+        co_return false;
+      }
       if (piece->empty()) break;
       if (body.empty()) {
         body = std::move(*piece);  // usually the whole body, already buffered
@@ -219,19 +241,19 @@ struct Gateway::Impl {
         body += *piece;
       }
       if (body.size() > (256ull << 20)) {
-        co_return core::Error(core::Errc::unavailable, "gateway.upstream_body_too_large",
-                              "the engine's response exceeds 256 MiB");
+        error = "the engine's response exceeds 256 MiB";
+        co_return false;
       }
     }
-    co_return body;
+    co_return true;
   }
 
-  http::Awaitable<void> respond_error(http::ResponseStream& out, const OpenAiError& e, Outcome& o) {
+  /// The answer for an error that ends the request before or instead of the engine's; `o`
+  /// records it.
+  static http::Response error_reply(const OpenAiError& e, Outcome& o) {
     o.status = e.status;
     o.error = e.code.empty() ? e.message : e.code + ": " + e.message;
-    auto r = e.response();
-    if (e.status == 429) r.headers.set("Retry-After", "60");
-    co_await out.respond(std::move(r));
+    return e.response();
   }
 
   // --- routes --------------------------------------------------------------------------------
@@ -268,152 +290,158 @@ struct Gateway::Impl {
     co_return http::Response::json(200, json::serialize(body));
   }
 
-  http::Awaitable<void> proxy(http::Request& req, http::ResponseStream& out) {
-    const auto started = clock.steady_now();
-    Outcome o;
-    PerThread* local = thread_of(co_await boost::asio::this_coro::executor);
+  /// What the checks before the engine settle: who asks, where the request goes and what is
+  /// sent there.
+  struct Admitted {
+    std::optional<server::auth::Principal> who;
+    std::shared_ptr<const RouteTable> table;
+    const ServiceRoute* route = nullptr;
+    bool keep_usage_chunk = false;
+    std::string session;  ///< the affinity key, when session affinity is on
+  };
+
+  /// Authenticates `req`, inspects its body, checks the key's models and rate limit, and routes
+  /// it; fills `a` (and `o`) on the way. Returns the answer when the request goes no further.
+  /// Not a coroutine, so none of its temporaries ends up in the proxy's coroutine frame.
+  std::optional<http::Response> admit(http::Request& req, PerThread* local, Admitted& a,
+                                      Outcome& o) {
     auto snapshot = keys.load();
     const auto authorization = req.headers.get_or("Authorization", "");
     auto who = local != nullptr ? local->auth.authenticate(snapshot, authorization, clock.now())
                                 : snapshot->authenticate(authorization, clock.now());
-    if (!who) {
-      co_await respond_error(out, from_error(401, who.error()), o);
-      finish(o, started);
-      co_return;
-    }
-    o.who = &*who;
-    const auto endpoint = endpoint_of(req.path());
-    auto inspected = inspect_request(endpoint, req.body);
-    if (!inspected) {
-      co_await respond_error(out, from_error(400, inspected.error()), o);
-      finish(o, started);
-      co_return;
-    }
+    if (!who) return error_reply(from_error(401, who.error()), o);
+    a.who = std::move(*who);
+    o.who = &*a.who;
+    auto inspected = inspect_request(endpoint_of(req.path()), req.body);
+    if (!inspected) return error_reply(from_error(400, inspected.error()), o);
     o.model = inspected->model;
-    if (!server::auth::allows_model(*who, o.model)) {
-      co_await respond_error(
-          out,
+    if (!server::auth::allows_model(*a.who, o.model)) {
+      return error_reply(
           from_error(403, core::Error(core::Errc::forbidden, "gateway.model_not_allowed",
                                       "This API key may not use the model '" + o.model +
                                           "'; ask an administrator to add it to the key's "
                                           "allowed models",
                                       "model")),
           o);
-      finish(o, started);
-      co_return;
     }
-    const auto table = routes.load();
-    const ServiceRoute* route = table->find(o.model);
-    if (route == nullptr) {
-      co_await respond_error(out,
-                             from_error(404, core::not_found("gateway.model_not_found",
-                                                             "The model '" + o.model +
-                                                                 "' does not exist; GET /v1/models "
-                                                                 "lists the models you can use",
-                                                             "model")),
-                             o);
-      finish(o, started);
-      co_return;
+    a.table = routes.load();
+    a.route = a.table->find(o.model);
+    if (a.route == nullptr) {
+      return error_reply(from_error(404, core::not_found("gateway.model_not_found",
+                                                         "The model '" + o.model +
+                                                             "' does not exist; GET /v1/models "
+                                                             "lists the models you can use",
+                                                         "model")),
+                         o);
     }
-    o.service_id = route->service_id;
-    if (auto refusal = limiter.admit(who->key_id())) {
-      auto e =
+    if (auto refusal = limiter.admit(a.who->key_id())) {
+      auto r = error_reply(
           from_error(429, core::Error(core::Errc::resource_exhausted, "gateway.rate_limited",
                                       std::string("Rate limit reached for this API key (") +
                                           (refusal->tokens ? "tokens" : "requests") +
                                           " per minute); retry in " +
-                                          std::to_string(refusal->retry_after.count()) + " s"));
-      o.status = 429;
-      o.error = e.message;
-      auto r = e.response();
+                                          std::to_string(refusal->retry_after.count()) + " s")),
+          o);
       r.headers.set("Retry-After", std::to_string(refusal->retry_after.count()));
-      co_await out.respond(std::move(r));
-      finish(o, started);
-      co_return;
+      return r;
     }
 
-    http::Request up;
-    up.method = req.method;
-    up.target = req.target;
-    up.headers.set("Content-Type",
-                   std::string(req.headers.get_or("Content-Type", "application/json")));
-    if (auto a = req.headers.get("Accept")) up.headers.set("Accept", std::string(*a));
-    up.body = inspected->rewritten ? std::move(inspected->upstream_body) : std::move(req.body);
-
-    std::string_view session;
+    a.keep_usage_chunk = inspected->client_wants_usage || !inspected->rewritten;
     if (options.config.session_affinity) {
-      session = req.headers.get_or("X-Session-ID", "");
-      if (session.empty() || session.size() > 256) session = inspected->user;
+      const auto session = req.headers.get_or("X-Session-ID", "");
+      a.session = session.empty() || session.size() > 256 ? std::move(inspected->user)
+                                                          : std::string(session);
     }
-    std::string tried;
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    // The client's request becomes the engine's, in place (no copy): the same method, target and
+    // body (with usage asked for when `rewritten`), and of the headers only what the engine needs.
+    if (inspected->rewritten) req.body = std::move(inspected->upstream_body);
+    if (!req.headers.has("Content-Type")) req.headers.set("Content-Type", "application/json");
+    static constexpr std::array<std::string_view, 2> kForwarded{"Content-Type", "Accept"};
+    req.headers.retain(kForwarded);
+    return std::nullopt;
+  }
+
+  /// The answer to a non-streamed response from the engine: its body, or its error in the
+  /// OpenAI format.
+  static http::Response engine_reply(const http::ResponseHead& head, std::string body,
+                                     Outcome& o) {
+    if (head.status >= 400) return error_reply(normalise_engine_error(head.status, body), o);
+    o.usage = usage_of_response(body);
+    o.status = head.status;
+    http::Response r;
+    r.status = head.status;
+    r.headers.set("Content-Type",
+                  std::string(head.headers.get_or("Content-Type", "application/json")));
+    r.body = std::move(body);
+    return r;
+  }
+
+  /// The 503 when no instance could take the request.
+  static http::Response unavailable_reply(const ServiceRoute& route, Outcome& o) {
+    const auto message =
+        route.upstreams.empty()
+            ? "The model '" + o.model + "' has no running instance right now"
+            : "No healthy instance of the model '" + o.model + "' could take the request" +
+                  (o.error.empty() ? std::string() : " (last error: " + o.error + ")");
+    return error_reply(
+        from_error(503, core::Error(core::Errc::unavailable, "gateway.no_healthy_instance",
+                                    message)),
+        o);
+  }
+
+  /// A proxied request. Its coroutine frame is allocated per request, so it keeps only what
+  /// lives across a suspension: the checks and the answers are built by plain functions.
+  http::Awaitable<void> proxy(http::Request& req, http::ResponseStream& out) {
+    const auto started = clock.steady_now();
+    Outcome o;
+    PerThread* local = thread_of(co_await boost::asio::this_coro::executor);
+    Admitted a;
+    std::optional<http::Response> reply = admit(req, local, a, o);
+    std::string_view tried;  // the instance that failed (in the route table)
+    std::string body;  // the engine's answer, when not a stream
+    for (int attempt = 0; !reply && attempt < 2; ++attempt) {
       const Upstream* u = nullptr;
-      if (!session.empty()) u = pick_affine(*route, session, steady_ms(clock), tried);
-      if (u == nullptr) u = pick_upstream(*route, steady_ms(clock), tried);
+      if (!a.session.empty()) u = pick_affine(*a.route, a.session, steady_ms(clock), tried);
+      if (u == nullptr) u = pick_upstream(*a.route, steady_ms(clock), tried);
       if (u == nullptr) break;
       tried = u->instance_id;
       o.instance_id = u->instance_id;
       InFlight counting(u->load);
       const auto sent_at = clock.steady_now();
-      auto sent = co_await send(local, *u, up);
+      auto sent = co_await send(local, *u, req, o.error);
       if (!sent) {
         mark_failed(*u, steady_ms(clock), options.failure_cooldown);
-        spdlog::warn("gateway: instance {} of {} failed: {}", u->instance_id, o.model,
-                     sent.error().message);
-        o.error = sent.error().message;
+        spdlog::warn("gateway: instance {} of {} failed: {}", u->instance_id, o.model, o.error);
         continue;  // nothing reached the client: try another instance
       }
       auto& [conn, head] = *sent;
       if (head.status == 502 || head.status == 503) {
         mark_failed(*u, steady_ms(clock), options.failure_cooldown);
-        (void)co_await read_body(conn);
+        (void)co_await read_body(conn, body, o.error);
         o.error = "the engine answered " + std::to_string(head.status);
         continue;
       }
       const bool sse = head.headers.get_or("Content-Type", "").starts_with("text/event-stream") &&
                        head.status < 400;
-      if (!sse) {
-        // A small body usually came with the head: taken without a coroutine of its own.
-        auto body = conn.buffered_body();
-        if (body && !conn.body_done()) body = co_await read_body(conn, std::move(*body));
-        if (!body) {
-          mark_failed(*u, steady_ms(clock), options.failure_cooldown);
-          o.error = body.error().message;
-          continue;
-        }
-        record_latency(*u, std::chrono::duration_cast<std::chrono::microseconds>(
-                               clock.steady_now() - sent_at));
-        give_back(local, *u, std::move(conn));
-        if (head.status >= 400) {
-          co_await respond_error(out, normalise_engine_error(head.status, *body), o);
-          finish(o, started);
-          co_return;
-        }
-        o.usage = usage_of_response(*body);
-        o.status = head.status;
-        http::Response r;
-        r.status = head.status;
-        r.headers.set("Content-Type",
-                      std::string(head.headers.get_or("Content-Type", "application/json")));
-        r.body = std::move(*body);
-        co_await out.respond(std::move(r));
+      if (sse) {
+        co_await relay_stream(conn, *u, a.keep_usage_chunk, out, o, sent_at);
         finish(o, started);
         co_return;
       }
-      co_await relay_stream(conn, *u, inspected->client_wants_usage || !inspected->rewritten, out,
-                            o, sent_at);
-      finish(o, started);
-      co_return;
+      // A small body usually came with the head: taken without a coroutine of its own.
+      bool whole = take_buffered_body(conn, body, o.error);
+      if (whole && !conn.body_done()) whole = co_await read_body(conn, body, o.error);
+      if (!whole) {
+        mark_failed(*u, steady_ms(clock), options.failure_cooldown);
+        continue;
+      }
+      record_latency(*u, std::chrono::duration_cast<std::chrono::microseconds>(clock.steady_now() -
+                                                                                sent_at));
+      give_back(local, *u, std::move(conn));
+      reply = engine_reply(head, std::move(body), o);
     }
-    const auto message =
-        route->upstreams.empty()
-            ? "The model '" + o.model + "' has no running instance right now"
-            : "No healthy instance of the model '" + o.model + "' could take the request" +
-                  (o.error.empty() ? std::string() : " (last error: " + o.error + ")");
-    co_await respond_error(out,
-                           from_error(503, core::Error(core::Errc::unavailable,
-                                                       "gateway.no_healthy_instance", message)),
-                           o);
+    if (!reply) reply = unavailable_reply(*a.route, o);
+    co_await out.respond(std::move(*reply));
     finish(o, started);
   }
 

@@ -55,6 +55,13 @@ bool Headers::erase(std::string_view name) {
   return fields_.size() != before;
 }
 
+void Headers::retain(std::span<const std::string_view> names) {
+  std::erase_if(fields_, [&](const Field& f) {
+    return std::none_of(names.begin(), names.end(),
+                        [&](std::string_view n) { return iequals(f.first, n); });
+  });
+}
+
 std::string_view Request::path() const {
   std::string_view t = target;
   return t.substr(0, t.find('?'));

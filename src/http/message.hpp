@@ -34,6 +34,8 @@ class Headers {
   void add(std::string name, std::string value);
   /// Removes every field called `name`; true if one was there.
   bool erase(std::string_view name);
+  /// Removes every field whose name is not one of `names`; the rest keep their order.
+  void retain(std::span<const std::string_view> names);
   /// Replaces every field with copies of `fields`, reusing this object's storage (a server that
   /// keeps one Request per connection allocates nothing for a new request's usual headers).
   void assign(std::span<const std::pair<std::string_view, std::string_view>> fields);

@@ -60,6 +60,8 @@ class Engine {
   std::atomic<bool> let_go{false};  ///< ends Mode::hold
   std::mutex mutex;
   std::string last_body;
+  std::string last_target;
+  http::Headers last_headers;
 
   /// `idle_timeout`: how long the engine keeps an idle keep-alive connection open.
   explicit Engine(std::chrono::milliseconds idle_timeout = 60s) {
@@ -88,6 +90,8 @@ class Engine {
     {
       std::lock_guard lock(mutex);
       last_body = r.body;
+      last_target = r.target;
+      last_headers = r.headers;
     }
     const auto m = mode.load();
     if (m == Mode::unavailable) {
@@ -246,6 +250,42 @@ TEST_F(GatewayTest, CompletesAndMetersANonStreamedRequest) {
   EXPECT_EQ(log.prompt_tokens, 7);
   EXPECT_EQ(log.completion_tokens, 3);
   EXPECT_FALSE(log.ttft_ms.has_value());
+}
+
+TEST_F(GatewayTest, TheEngineGetsTheTargetBodyAndOnlyTheHeadersItNeeds) {
+  Engine e;
+  route({&e});
+  start();
+  // No Content-Type: the engine gets application/json. The key and other headers stay behind.
+  auto r = http::Client{}.request("POST", url("/v1/chat/completions?trace=1"),
+                                  {{"Authorization", "Bearer " + key_},
+                                   {"Accept", "application/json"},
+                                   {"X-Private", "not for the engine"},
+                                   {"Cookie", "os_session=secret"}},
+                                  std::string(kChat), 10s);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200) << r->body;
+  {
+    std::lock_guard lock(e.mutex);
+    EXPECT_EQ(e.last_target, "/v1/chat/completions?trace=1");
+    EXPECT_EQ(e.last_body, kChat);
+    EXPECT_EQ(e.last_headers.get_or("Content-Type", ""), "application/json");
+    EXPECT_EQ(e.last_headers.get_or("Accept", ""), "application/json");
+    EXPECT_FALSE(e.last_headers.has("Authorization"));
+    EXPECT_FALSE(e.last_headers.has("X-Private"));
+    EXPECT_FALSE(e.last_headers.has("Cookie"));
+  }
+  // A streamed request the gateway rewrites (usage asked for) keeps the client's Content-Type.
+  auto s = http::Client{}.request(
+      "POST", url("/v1/chat/completions"),
+      {{"Authorization", "Bearer " + key_}, {"Content-Type", "application/json; charset=utf-8"}},
+      R"({"model":"m","stream":true,"messages":[]})", 10s);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->status, 200);
+  std::lock_guard lock(e.mutex);
+  EXPECT_EQ(e.last_headers.get_or("Content-Type", ""), "application/json; charset=utf-8");
+  EXPECT_NE(e.last_body.find("include_usage"), std::string::npos);
+  EXPECT_FALSE(e.last_headers.has("Authorization"));
 }
 
 TEST_F(GatewayTest, EveryRefusalHasItsStatusAndOpenAiCode) {

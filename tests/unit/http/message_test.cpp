@@ -20,6 +20,20 @@ TEST(Headers, CaseInsensitiveLookupSetErase) {
   EXPECT_FALSE(h.has("content-type"));
 }
 
+TEST(Headers, RetainKeepsOnlyTheNamedFieldsInOrder) {
+  Headers h{{"Authorization", "Bearer k"}, {"content-type", "application/json"},
+            {"X-A", "1"},                  {"ACCEPT", "text/event-stream"},
+            {"Content-Length", "2"},       {"Accept", "*/*"}};
+  constexpr std::string_view kKeep[] = {"Content-Type", "Accept"};
+  h.retain(kKeep);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.fields()[0], (Headers::Field{"content-type", "application/json"}));
+  EXPECT_EQ(h.fields()[1], (Headers::Field{"ACCEPT", "text/event-stream"}));
+  EXPECT_EQ(h.fields()[2], (Headers::Field{"Accept", "*/*"}));
+  h.retain({});
+  EXPECT_TRUE(h.empty());
+}
+
 TEST(Headers, AssignReplacesEveryField) {
   Headers h{{"Content-Type", "application/json"}, {"X-A", "1"}, {"X-B", "2"}};
   const std::pair<std::string_view, std::string_view> two[] = {{"Host", "h"}, {"X-C", "3"}};
