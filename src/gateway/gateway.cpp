@@ -59,12 +59,38 @@ class UpstreamPool {
   std::unordered_map<std::string, std::vector<http::Connection>> idle_;
 };
 
+/// One I/O thread's copy of a holder's current value (the route table, the key snapshot):
+/// reloaded only when the holder's generation moved, and handed out through a reference count
+/// of this thread's own, so requests that hold it never write memory another thread writes.
+template <class T>
+class ThreadView {
+ public:
+  template <class Holder>
+  const std::shared_ptr<const T>& get(const Holder& holder) {
+    const auto generation = holder.generation();
+    if (!view_ || generation != generation_) {
+      auto pin = std::make_shared<std::shared_ptr<const T>>(holder.load());
+      view_ = std::shared_ptr<const T>(pin, pin->get());
+      generation_ = generation;
+    }
+    return view_;
+  }
+
+ private:
+  std::shared_ptr<const T> view_;
+  std::uint64_t generation_ = 0;
+};
+
 /// What one I/O thread keeps for itself, touched by that thread only: its idle upstream
-/// connections and the keys its clients authenticated with lately.
+/// connections, the keys its clients authenticated with lately, its copies of the route table
+/// and key snapshot, and its shard of the metrics.
 struct PerThread {
-  explicit PerThread(std::size_t max_idle) : pool(max_idle) {}
+  PerThread(std::size_t max_idle, Metrics::Shard& m) : pool(max_idle), metrics(m) {}
   UpstreamPool pool;
   server::auth::AuthMemo auth;
+  ThreadView<RouteTable> routes;
+  ThreadView<server::auth::KeySnapshot> keys;
+  Metrics::Shard& metrics;
 };
 
 std::int64_t steady_ms(const core::Clock& c) {
@@ -127,7 +153,8 @@ struct Gateway::Impl {
 
   // --- helpers -------------------------------------------------------------------------------
 
-  void finish(const Outcome& o, std::chrono::steady_clock::time_point started) {
+  /// Meters a finished request and queues its call log; takes `o`'s strings.
+  void finish(PerThread* local, Outcome& o, std::chrono::steady_clock::time_point started) {
     const auto end = clock.steady_now();
     const auto duration = std::chrono::duration_cast<std::chrono::microseconds>(end - started);
     RequestSample s;
@@ -137,14 +164,18 @@ struct Gateway::Impl {
     if (o.first_token) s.ttft_s = std::chrono::duration<double>(*o.first_token - started).count();
     s.prompt_tokens = o.usage.prompt_tokens;
     s.completion_tokens = o.usage.completion_tokens;
-    metrics.record(s);
+    if (local != nullptr) {
+      metrics.record(local->metrics, s);
+    } else {
+      metrics.record(s);
+    }
     if (o.who == nullptr) return;  // unauthenticated: metrics only
     limiter.add_tokens(o.who->key_id(), o.usage.total_tokens);
     store::CallLog log;
     log.time = clock.now();
     log.user_id = o.who->user_id();
     log.key_id = o.who->key_id();
-    log.service = o.model;
+    log.service = std::move(o.model);
     log.instance_id = o.instance_id;
     log.status = o.status;
     log.duration_ms = duration.count() / 1000;
@@ -159,7 +190,7 @@ struct Gateway::Impl {
     const double secs = std::chrono::duration<double>(generating).count();
     if (secs > 0 && log.completion_tokens > 0)
       log.tokens_per_second = static_cast<double>(log.completion_tokens) / secs;
-    log.error = o.error;
+    log.error = std::move(o.error);
     sink.submit(std::move(log));
   }
 
@@ -305,10 +336,10 @@ struct Gateway::Impl {
   /// Not a coroutine, so none of its temporaries ends up in the proxy's coroutine frame.
   std::optional<http::Response> admit(http::Request& req, PerThread* local, Admitted& a,
                                       Outcome& o) {
-    auto snapshot = keys.load();
     const auto authorization = req.headers.get_or("Authorization", "");
-    auto who = local != nullptr ? local->auth.authenticate(snapshot, authorization, clock.now())
-                                : snapshot->authenticate(authorization, clock.now());
+    auto who = local != nullptr
+                   ? local->auth.authenticate(local->keys.get(keys), authorization, clock.now())
+                   : keys.load()->authenticate(authorization, clock.now());
     if (!who) return error_reply(from_error(401, who.error()), o);
     a.who = std::move(*who);
     o.who = &*a.who;
@@ -324,7 +355,7 @@ struct Gateway::Impl {
                                       "model")),
           o);
     }
-    a.table = routes.load();
+    a.table = local != nullptr ? local->routes.get(routes) : routes.load();
     a.route = a.table->find(o.model);
     if (a.route == nullptr) {
       return error_reply(from_error(404, core::not_found("gateway.model_not_found",
@@ -363,8 +394,7 @@ struct Gateway::Impl {
 
   /// The answer to a non-streamed response from the engine: its body, or its error in the
   /// OpenAI format.
-  static http::Response engine_reply(const http::ResponseHead& head, std::string body,
-                                     Outcome& o) {
+  static http::Response engine_reply(const http::ResponseHead& head, std::string body, Outcome& o) {
     if (head.status >= 400) return error_reply(normalise_engine_error(head.status, body), o);
     o.usage = usage_of_response(body);
     o.status = head.status;
@@ -383,10 +413,9 @@ struct Gateway::Impl {
             ? "The model '" + o.model + "' has no running instance right now"
             : "No healthy instance of the model '" + o.model + "' could take the request" +
                   (o.error.empty() ? std::string() : " (last error: " + o.error + ")");
-    return error_reply(
-        from_error(503, core::Error(core::Errc::unavailable, "gateway.no_healthy_instance",
-                                    message)),
-        o);
+    return error_reply(from_error(503, core::Error(core::Errc::unavailable,
+                                                   "gateway.no_healthy_instance", message)),
+                       o);
   }
 
   /// A proxied request. Its coroutine frame is allocated per request, so it keeps only what
@@ -398,7 +427,7 @@ struct Gateway::Impl {
     Admitted a;
     std::optional<http::Response> reply = admit(req, local, a, o);
     std::string_view tried;  // the instance that failed (in the route table)
-    std::string body;  // the engine's answer, when not a stream
+    std::string body;        // the engine's answer, when not a stream
     for (int attempt = 0; !reply && attempt < 2; ++attempt) {
       const Upstream* u = nullptr;
       if (!a.session.empty()) u = pick_affine(*a.route, a.session, steady_ms(clock), tried);
@@ -406,7 +435,7 @@ struct Gateway::Impl {
       if (u == nullptr) break;
       tried = u->instance_id;
       o.instance_id = u->instance_id;
-      InFlight counting(u->load);
+      InFlight counting(u->load.get());
       const auto sent_at = clock.steady_now();
       auto sent = co_await send(local, *u, req, o.error);
       if (!sent) {
@@ -425,7 +454,7 @@ struct Gateway::Impl {
                        head.status < 400;
       if (sse) {
         co_await relay_stream(conn, *u, a.keep_usage_chunk, out, o, sent_at);
-        finish(o, started);
+        finish(local, o, started);
         co_return;
       }
       // A small body usually came with the head: taken without a coroutine of its own.
@@ -435,14 +464,14 @@ struct Gateway::Impl {
         mark_failed(*u, steady_ms(clock), options.failure_cooldown);
         continue;
       }
-      record_latency(*u, std::chrono::duration_cast<std::chrono::microseconds>(clock.steady_now() -
-                                                                                sent_at));
+      record_latency(
+          *u, std::chrono::duration_cast<std::chrono::microseconds>(clock.steady_now() - sent_at));
       give_back(local, *u, std::move(conn));
       reply = engine_reply(head, std::move(body), o);
     }
     if (!reply) reply = unavailable_reply(*a.route, o);
     co_await out.respond(std::move(*reply));
-    finish(o, started);
+    finish(local, o, started);
   }
 
   /// What a relayed stream's writer and the keep-alive coroutine share (both on the session's
@@ -633,8 +662,9 @@ core::Result<void> Gateway::start() {
   im.server = std::make_unique<http::Server>(im.server_options());
   im.threads.clear();
   for (std::size_t i = 0; i < im.server->io_threads(); ++i) {
-    im.threads.emplace_back(&im.server->executor(i).context(),
-                            std::make_unique<PerThread>(im.options.max_idle_per_upstream));
+    im.threads.emplace_back(
+        &im.server->executor(i).context(),
+        std::make_unique<PerThread>(im.options.max_idle_per_upstream, im.metrics.add_shard()));
   }
   im.server->route("GET", "/health", [&im](http::Request&) -> http::Awaitable<http::Response> {
     if (im.draining.load()) {

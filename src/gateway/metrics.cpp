@@ -13,9 +13,33 @@ void Histogram::observe(double v) {
   sum += v;
 }
 
-void Metrics::record(const RequestSample& s) {
-  std::lock_guard lock(mutex_);
-  auto& m = models_[s.model];
+void Metrics::PerModel::add(const PerModel& other) {
+  for (const auto& [status, n] : other.by_status) by_status[status] += n;
+  const auto merge = [](Histogram& into, const Histogram& from) {
+    for (std::size_t i = 0; i < into.buckets.size(); ++i) into.buckets[i] += from.buckets[i];
+    into.count += from.count;
+    into.sum += from.sum;
+  };
+  merge(duration, other.duration);
+  merge(ttft, other.ttft);
+  prompt_tokens += other.prompt_tokens;
+  completion_tokens += other.completion_tokens;
+}
+
+Metrics::Metrics() {
+  shards_.emplace_back();
+}
+
+Metrics::Shard& Metrics::add_shard() {
+  std::lock_guard lock(shards_mutex_);
+  return shards_.emplace_back();
+}
+
+void Metrics::record(Shard& shard, const RequestSample& s) {
+  std::lock_guard lock(shard.mutex_);
+  auto it = shard.models_.find(s.model);
+  if (it == shard.models_.end()) it = shard.models_.emplace(std::string(s.model), PerModel{}).first;
+  auto& m = it->second;
   ++m.by_status[s.status];
   m.duration.observe(s.duration_s);
   if (s.ttft_s >= 0) m.ttft.observe(s.ttft_s);
@@ -56,32 +80,39 @@ void histogram(std::ostringstream& o, std::string_view name, const std::string& 
 }  // namespace
 
 std::string Metrics::render(const LoadRegistry& loads) const {
+  std::map<std::string, PerModel, std::less<>> models;
+  {
+    std::lock_guard list(shards_mutex_);
+    for (const auto& shard : shards_) {
+      std::lock_guard lock(shard.mutex_);
+      for (const auto& [model, m] : shard.models_) models[model].add(m);
+    }
+  }
   std::ostringstream o;
-  std::lock_guard lock(mutex_);
   o << "# HELP openstation_gateway_requests_total Requests answered, by model and HTTP status.\n"
        "# TYPE openstation_gateway_requests_total counter\n";
-  for (const auto& [model, m] : models_)
+  for (const auto& [model, m] : models)
     for (const auto& [status, n] : m.by_status)
       o << "openstation_gateway_requests_total{model=\"" << escape_label(model) << "\",code=\""
         << status << "\"} " << n << '\n';
   o << "# HELP openstation_gateway_errors_total Requests answered with a status of 400 or more.\n"
        "# TYPE openstation_gateway_errors_total counter\n";
-  for (const auto& [model, m] : models_)
+  for (const auto& [model, m] : models)
     for (const auto& [status, n] : m.by_status)
       if (status >= 400)
         o << "openstation_gateway_errors_total{model=\"" << escape_label(model) << "\",code=\""
           << status << "\"} " << n << '\n';
   o << "# HELP openstation_gateway_request_duration_seconds Time from request to last byte.\n"
        "# TYPE openstation_gateway_request_duration_seconds histogram\n";
-  for (const auto& [model, m] : models_)
+  for (const auto& [model, m] : models)
     histogram(o, "openstation_gateway_request_duration_seconds", model, m.duration);
   o << "# HELP openstation_gateway_ttft_seconds Time to the first streamed token.\n"
        "# TYPE openstation_gateway_ttft_seconds histogram\n";
-  for (const auto& [model, m] : models_)
+  for (const auto& [model, m] : models)
     if (m.ttft.count > 0) histogram(o, "openstation_gateway_ttft_seconds", model, m.ttft);
   o << "# HELP openstation_gateway_tokens_total Tokens metered, by model and kind.\n"
        "# TYPE openstation_gateway_tokens_total counter\n";
-  for (const auto& [model, m] : models_) {
+  for (const auto& [model, m] : models) {
     o << "openstation_gateway_tokens_total{model=\"" << escape_label(model)
       << "\",kind=\"prompt\"} " << m.prompt_tokens << '\n';
     o << "openstation_gateway_tokens_total{model=\"" << escape_label(model)

@@ -1,12 +1,15 @@
 #pragma once
 /// The gateway's Prometheus metrics (text exposition format 0.0.4 on GET /metrics): requests by
 /// model and status, TTFT and duration histograms, tokens, and requests in flight per instance.
-/// Thread-safe; one short lock per finished request.
+/// Thread-safe. Each I/O thread records into a shard of its own (one lock that only the
+/// rendering contends for), so no two threads write the same memory per request; /metrics sums
+/// the shards.
 
 #include "gateway/route_table.hpp"
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -17,7 +20,7 @@ namespace openstation::gateway {
 
 /// What one finished request adds.
 struct RequestSample {
-  std::string model;  ///< empty when the request never got as far as a model
+  std::string_view model;  ///< empty when the request never got as far as a model
   int status = 0;
   double duration_s = 0;
   double ttft_s = -1;  ///< < 0: not a stream, or no token came
@@ -36,21 +39,39 @@ struct Histogram {
 };
 
 class Metrics {
- public:
-  void record(const RequestSample& s);
-  /// The exposition text, with in-flight gauges read from `loads`.
-  std::string render(const LoadRegistry& loads) const;
-
- private:
   struct PerModel {
     std::map<int, std::uint64_t> by_status;
     Histogram duration;
     Histogram ttft;
     std::uint64_t prompt_tokens = 0;
     std::uint64_t completion_tokens = 0;
+    void add(const PerModel& other);
   };
-  mutable std::mutex mutex_;
-  std::map<std::string, PerModel> models_;
+
+ public:
+  /// One writer's part of the counters, on cache lines of its own.
+  class alignas(64) Shard {
+    friend class Metrics;
+    mutable std::mutex mutex_;
+    std::map<std::string, PerModel, std::less<>> models_;
+  };
+
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  /// A new shard for one thread to record into; it lives as long as this object.
+  Shard& add_shard();
+  /// Records into `shard` (one of this object's).
+  void record(Shard& shard, const RequestSample& s);
+  /// Records into the shard that every thread without one of its own shares.
+  void record(const RequestSample& s) { record(shards_.front(), s); }
+  /// The exposition text (every shard summed), with in-flight gauges read from `loads`.
+  std::string render(const LoadRegistry& loads) const;
+
+ private:
+  mutable std::mutex shards_mutex_;  ///< guards the list, not the shards' contents
+  std::deque<Shard> shards_;         ///< never empty; the front one is shared
 };
 
 /// Escapes a label value (backslash, double quote, newline).

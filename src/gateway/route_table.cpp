@@ -27,6 +27,7 @@ void RouteTableHolder::store(std::shared_ptr<const RouteTable> table) {
   if (!table) table = std::make_shared<const RouteTable>();
   std::lock_guard lock(mutex_);
   current_.swap(table);
+  generation_.fetch_add(1, std::memory_order_release);
   // The old table (in `table` now) is released outside the lock.
 }
 
@@ -94,7 +95,7 @@ void record_latency(const Upstream& u, std::chrono::microseconds sample) {
   } while (!ewma.compare_exchange_weak(old, next, std::memory_order_relaxed));
 }
 
-InFlight::InFlight(std::shared_ptr<InstanceLoad> load) : load_(std::move(load)) {
+InFlight::InFlight(InstanceLoad* load) : load_(load) {
   if (load_) {
     load_->outstanding.fetch_add(1, std::memory_order_relaxed);
     load_->requests.fetch_add(1, std::memory_order_relaxed);

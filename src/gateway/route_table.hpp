@@ -67,10 +67,14 @@ class RouteTableHolder {
   RouteTableHolder();
   std::shared_ptr<const RouteTable> load() const;
   void store(std::shared_ptr<const RouteTable> table);
+  /// Counts the stores: a reader that remembers it knows without a lock whether its copy of
+  /// the table is still the current one (it is read before `load`).
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
   mutable std::mutex mutex_;
   std::shared_ptr<const RouteTable> current_;
+  std::atomic<std::uint64_t> generation_{0};
 };
 
 /// The per-instance counters, by instance id. `load_for` is called when a table is built;
@@ -109,16 +113,17 @@ void mark_failed(const Upstream& u, std::int64_t now_ms, std::chrono::millisecon
 /// Folds a latency sample into the upstream's moving average (weight 1/8).
 void record_latency(const Upstream& u, std::chrono::microseconds sample);
 
-/// Counts a request in flight on an upstream for its lifetime.
+/// Counts a request in flight on an upstream for its lifetime. The caller keeps `load` alive
+/// meanwhile (the route table that lists the upstream does; null counts nothing).
 class InFlight {
  public:
-  explicit InFlight(std::shared_ptr<InstanceLoad> load);
+  explicit InFlight(InstanceLoad* load);
   ~InFlight();
   InFlight(const InFlight&) = delete;
   InFlight& operator=(const InFlight&) = delete;
 
  private:
-  std::shared_ptr<InstanceLoad> load_;
+  InstanceLoad* load_;
 };
 
 }  // namespace openstation::gateway

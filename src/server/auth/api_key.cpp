@@ -172,7 +172,10 @@ core::Result<Principal> AuthMemo::authenticate(const std::shared_ptr<const KeySn
     auto& e = entries_[next_];
     next_ = (next_ + 1) % entries_.size();
     e.authorization.assign(authorization);
-    e.key = r->key;
+    // The same record, counted through a control block of this memo's own.
+    auto pin = std::make_shared<std::shared_ptr<const KeyRecord>>(std::move(r->key));
+    e.key = std::shared_ptr<const KeyRecord>(pin, pin->get());
+    r->key = e.key;
   }
   return r;
 }
@@ -186,6 +189,7 @@ std::shared_ptr<const KeySnapshot> KeySnapshotHolder::load() const {
 void KeySnapshotHolder::store(std::shared_ptr<const KeySnapshot> snapshot) {
   if (!snapshot) snapshot = std::make_shared<const KeySnapshot>();
   current_.store(std::move(snapshot), std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 #else
 std::shared_ptr<const KeySnapshot> KeySnapshotHolder::load() const {
@@ -194,8 +198,11 @@ std::shared_ptr<const KeySnapshot> KeySnapshotHolder::load() const {
 }
 void KeySnapshotHolder::store(std::shared_ptr<const KeySnapshot> snapshot) {
   if (!snapshot) snapshot = std::make_shared<const KeySnapshot>();
-  std::lock_guard lock(mutex_);
-  current_ = std::move(snapshot);
+  {
+    std::lock_guard lock(mutex_);
+    current_ = std::move(snapshot);
+  }
+  generation_.fetch_add(1, std::memory_order_release);
 }
 #endif
 

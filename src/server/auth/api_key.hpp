@@ -15,6 +15,8 @@
 #include "server/auth/role.hpp"
 
 #include <array>
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,8 +27,6 @@
 
 #if !defined(__cpp_lib_atomic_shared_ptr)
 #include <mutex>
-#else
-#include <atomic>
 #endif
 
 namespace openstation::server::auth {
@@ -128,7 +128,8 @@ class KeySnapshot {
 /// hashed once per snapshot instead of once per request. A hit still checks revocation, the
 /// user and expiry at `now`; a new snapshot forgets everything; failures are never remembered.
 /// Holds up to kEntries header values (bearer keys) in memory. Not thread-safe: the gateway keeps
-/// one per I/O thread.
+/// one per I/O thread. The principals it returns share a reference count of this memo's own, so
+/// threads that authenticate the same key never write the same memory.
 class AuthMemo {
  public:
   static constexpr std::size_t kEntries = 8;
@@ -157,8 +158,12 @@ class KeySnapshotHolder {
   std::shared_ptr<const KeySnapshot> load() const;
   /// Makes `snapshot` current (null is taken as an empty snapshot).
   void store(std::shared_ptr<const KeySnapshot> snapshot);
+  /// Counts the stores: a reader that remembers it knows without a lock whether its copy of
+  /// the snapshot is still the current one (it is read before `load`).
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
+  std::atomic<std::uint64_t> generation_{0};
 #if defined(__cpp_lib_atomic_shared_ptr)
   std::atomic<std::shared_ptr<const KeySnapshot>> current_;
 #else

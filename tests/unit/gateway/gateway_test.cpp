@@ -392,13 +392,35 @@ TEST_F(GatewayTest, RevokedKeyIsRefusedAfterOneSnapshotSwap) {
   Engine e;
   route({&e});
   start();
-  EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  // Connections go round-robin to the I/O threads: every thread has seen (and kept) the snapshot.
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
   auto revoked = rec_;
   revoked.revoked = true;
   set_keys({revoked});
-  auto r = post("/v1/chat/completions", std::string(kChat));
-  EXPECT_EQ(r->status, 401);
-  EXPECT_EQ(error_of(*r).at("code"), "invalid_api_key");
+  for (int i = 0; i < 4; ++i) {
+    auto r = post("/v1/chat/completions", std::string(kChat));
+    EXPECT_EQ(r->status, 401);
+    EXPECT_EQ(error_of(*r).at("code"), "invalid_api_key");
+  }
+}
+
+TEST_F(GatewayTest, EveryThreadRoutesByTheNewTableAfterASwap) {
+  Engine e;
+  route({&e});
+  start();
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  routes_.store(std::make_shared<const RouteTable>());  // the service is gone
+  for (int i = 0; i < 4; ++i) {
+    auto r = post("/v1/chat/completions", std::string(kChat));
+    EXPECT_EQ(r->status, 404);
+    EXPECT_EQ(error_of(*r).at("code"), "model_not_found");
+  }
+  route({&e});  // and back
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(post("/v1/chat/completions", std::string(kChat))->status, 200);
+  EXPECT_EQ(e.requests.load(), 8);
 }
 
 /// Reads a gateway SSE response event by event on its own io_context.

@@ -216,8 +216,8 @@ TEST(Pick, InFlightCountsAndRegistryRetains) {
   LoadRegistry reg;
   auto load = reg.load_for("a");
   {
-    InFlight one(load);
-    InFlight two(load);
+    InFlight one(load.get());
+    InFlight two(load.get());
     EXPECT_EQ(reg.in_flight("a"), 2);
     reg.retain({});  // busy counters stay
     EXPECT_EQ(reg.in_flight("a"), 2);
@@ -282,7 +282,8 @@ TEST(MetricsTest, RendersPrometheusText) {
   m.record({"m\"1", 200, 0.2, 0.05, 10, 20});
   m.record({"m\"1", 503, 0.001, -1, 0, 0});
   LoadRegistry reg;
-  InFlight f(reg.load_for("inst_1"));
+  const auto load = reg.load_for("inst_1");
+  InFlight f(load.get());
   const auto text = m.render(reg);
   EXPECT_NE(text.find("openstation_gateway_requests_total{model=\"m\\\"1\",code=\"200\"} 1"),
             std::string::npos)
@@ -299,6 +300,29 @@ TEST(MetricsTest, RendersPrometheusText) {
   EXPECT_NE(text.find("openstation_gateway_tokens_total{model=\"m\\\"1\",kind=\"completion\"} 20"),
             std::string::npos);
   EXPECT_NE(text.find("openstation_gateway_in_flight{instance=\"inst_1\"} 1"), std::string::npos);
+}
+
+TEST(MetricsTest, RendersTheSumOfEveryShard) {
+  Metrics m;
+  auto& one = m.add_shard();
+  auto& two = m.add_shard();
+  m.record(one, {"a", 200, 0.2, 0.05, 10, 20});
+  m.record(two, {"a", 200, 0.02, -1, 1, 2});
+  m.record(two, {"b", 503, 0.001, -1, 0, 0});
+  m.record({"a", 429, 0.001, -1, 0, 0});
+  const auto text = m.render(LoadRegistry{});
+  for (const auto* line :
+       {"openstation_gateway_requests_total{model=\"a\",code=\"200\"} 2\n",
+        "openstation_gateway_requests_total{model=\"a\",code=\"429\"} 1\n",
+        "openstation_gateway_requests_total{model=\"b\",code=\"503\"} 1\n",
+        "openstation_gateway_request_duration_seconds_count{model=\"a\"} 3\n",
+        "openstation_gateway_request_duration_seconds_bucket{model=\"a\",le="
+        "\"0.025\"} 2\n",
+        "openstation_gateway_ttft_seconds_count{model=\"a\"} 1\n",
+        "openstation_gateway_tokens_total{model=\"a\",kind=\"prompt\"} 11\n",
+        "openstation_gateway_tokens_total{model=\"a\",kind=\"completion\"} 22\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << " in\n" << text;
+  }
 }
 
 }  // namespace

@@ -21,9 +21,12 @@ TEST(Headers, CaseInsensitiveLookupSetErase) {
 }
 
 TEST(Headers, RetainKeepsOnlyTheNamedFieldsInOrder) {
-  Headers h{{"Authorization", "Bearer k"}, {"content-type", "application/json"},
-            {"X-A", "1"},                  {"ACCEPT", "text/event-stream"},
-            {"Content-Length", "2"},       {"Accept", "*/*"}};
+  Headers h{{"Authorization", "Bearer k"},
+            {"content-type", "application/json"},
+            {"X-A", "1"},
+            {"ACCEPT", "text/event-stream"},
+            {"Content-Length", "2"},
+            {"Accept", "*/*"}};
   constexpr std::string_view kKeep[] = {"Content-Type", "Accept"};
   h.retain(kKeep);
   ASSERT_EQ(h.size(), 3u);
