@@ -25,6 +25,14 @@ void BatchingCallLogSink::start() {
 }
 
 void BatchingCallLogSink::submit(store::CallLog log) {
+  enqueue(log, false);
+}
+
+void BatchingCallLogSink::submit_reusing(store::CallLog& log) {
+  enqueue(log, true);
+}
+
+void BatchingCallLogSink::enqueue(store::CallLog& log, bool reuse) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
@@ -34,6 +42,14 @@ void BatchingCallLogSink::submit(store::CallLog log) {
       ++dropped_;
     }
     wake = queue_.size() >= options_.batch_size;
+    if (reuse) {
+      if (spare_.empty()) {
+        log = {};
+      } else {
+        log = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
   }
   if (wake) cv_.notify_one();
 }
@@ -69,6 +85,11 @@ core::Result<void> BatchingCallLogSink::flush() {
       return r.error();
     }
     written_ += batch.size();
+    // Kept for submit_reusing: their strings' storage goes back to the request threads.
+    for (auto& log : batch) {
+      if (spare_.size() >= options_.batch_size) break;
+      spare_.push_back(std::move(log));
+    }
   }
 }
 

@@ -1,9 +1,10 @@
 #pragma once
 /// Writes call logs off the request path: requests hand their record to `submit` (a lock and a
-/// push), a background thread appends them to the store in batches (one transaction each) and
-/// sets each used API key's last_used_at. When
-/// the store is down the batch is retried at the next flush; past `max_queue` the oldest records
-/// are dropped and counted, so a dead database never grows the gateway's memory without bound.
+/// push; `submit_reusing` hands a delivered record back for the next one), a background thread
+/// appends them to the store in batches (one transaction each) and sets each used API key's
+/// last_used_at. When the store is down the batch is retried at the next flush; past `max_queue`
+/// the oldest records are dropped and counted, so a dead database never grows the gateway's memory
+/// without bound.
 
 #include "core/error.hpp"
 #include "store/store.hpp"
@@ -25,6 +26,14 @@ class CallLogSink {
  public:
   virtual ~CallLogSink() = default;
   virtual void submit(store::CallLog log) = 0;
+  /// Queues `log` and leaves in its place a record to overwrite next time: one already
+  /// delivered, whose strings keep their storage, where the sink recycles them (so a thread
+  /// that submits a log per request allocates nothing for it, and frees nothing another thread
+  /// allocated); an empty record otherwise. The caller sets every field before the next call.
+  virtual void submit_reusing(store::CallLog& log) {
+    submit(std::move(log));
+    log = {};
+  }
 };
 
 /// The queue and flush thread shared by the sinks that write call logs somewhere slow (the store,
@@ -43,6 +52,8 @@ class BatchingCallLogSink : public CallLogSink {
   BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;
 
   void submit(store::CallLog log) final;
+  /// Delivered records are kept (up to one batch) and handed back here.
+  void submit_reusing(store::CallLog& log) final;
   /// Delivers everything queued now (blocking); the error of the first batch that failed (kept
   /// queued unless `deliver` said it can never succeed).
   core::Result<void> flush();
@@ -67,11 +78,14 @@ class BatchingCallLogSink : public CallLogSink {
 
  private:
   void run();
+  /// Queues `log` (moved from); with `reuse`, refills it from the spares.
+  void enqueue(store::CallLog& log, bool reuse);
 
   Options options_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<store::CallLog> queue_;
+  std::vector<store::CallLog> spare_;  ///< delivered records, for submit_reusing
   std::mutex flush_mutex_;
   std::uint64_t written_ = 0;
   std::uint64_t dropped_ = 0;

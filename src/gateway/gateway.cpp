@@ -83,7 +83,7 @@ class ThreadView {
 
 /// What one I/O thread keeps for itself, touched by that thread only: its idle upstream
 /// connections, the keys its clients authenticated with lately, its copies of the route table
-/// and key snapshot, and its shard of the metrics.
+/// and key snapshot, its shard of the metrics, and the call-log record it fills next.
 struct PerThread {
   PerThread(std::size_t max_idle, Metrics::Shard& m) : pool(max_idle), metrics(m) {}
   UpstreamPool pool;
@@ -91,6 +91,7 @@ struct PerThread {
   ThreadView<RouteTable> routes;
   ThreadView<server::auth::KeySnapshot> keys;
   Metrics::Shard& metrics;
+  store::CallLog log;  ///< overwritten field by field, then swapped for a delivered one
 };
 
 std::int64_t steady_ms(const core::Clock& c) {
@@ -153,8 +154,8 @@ struct Gateway::Impl {
 
   // --- helpers -------------------------------------------------------------------------------
 
-  /// Meters a finished request and queues its call log; takes `o`'s strings.
-  void finish(PerThread* local, Outcome& o, std::chrono::steady_clock::time_point started) {
+  /// Meters a finished request and queues its call log.
+  void finish(PerThread* local, const Outcome& o, std::chrono::steady_clock::time_point started) {
     const auto end = clock.steady_now();
     const auto duration = std::chrono::duration_cast<std::chrono::microseconds>(end - started);
     RequestSample s;
@@ -171,27 +172,39 @@ struct Gateway::Impl {
     }
     if (o.who == nullptr) return;  // unauthenticated: metrics only
     limiter.add_tokens(o.who->key_id(), o.usage.total_tokens);
-    store::CallLog log;
-    log.time = clock.now();
-    log.user_id = o.who->user_id();
-    log.key_id = o.who->key_id();
-    log.service = std::move(o.model);
-    log.instance_id = o.instance_id;
-    log.status = o.status;
-    log.duration_ms = duration.count() / 1000;
-    log.prompt_tokens = o.usage.prompt_tokens;
-    log.completion_tokens =
+    store::CallLog fresh;
+    auto& log = local != nullptr ? local->log : fresh;
+    // A new record throughout (fields not named here take their defaults), whose strings reuse
+    // the storage of the previous one's.
+    const auto reuse = [](std::string& storage, std::string_view value) {
+      std::string kept = std::move(storage);
+      kept.assign(value);
+      return kept;
+    };
+    const auto completion =
         o.usage.reported ? o.usage.completion_tokens : o.content_events;  // a fair lower bound
-    if (o.first_token) {
-      log.ttft_ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(*o.first_token - started).count();
-    }
     const auto generating = o.first_token ? end - *o.first_token : end - started;
     const double secs = std::chrono::duration<double>(generating).count();
-    if (secs > 0 && log.completion_tokens > 0)
-      log.tokens_per_second = static_cast<double>(log.completion_tokens) / secs;
-    log.error = std::move(o.error);
-    sink.submit(std::move(log));
+    log = store::CallLog{
+        .time = clock.now(),
+        .user_id = reuse(log.user_id, o.who->user_id()),
+        .key_id = reuse(log.key_id, o.who->key_id()),
+        .service = reuse(log.service, o.model),
+        .instance_id = reuse(log.instance_id, o.instance_id),
+        .status = o.status,
+        .duration_ms = duration.count() / 1000,
+        .prompt_tokens = o.usage.prompt_tokens,
+        .completion_tokens = completion,
+        .ttft_ms = o.first_token ? std::optional<std::int64_t>(
+                                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           *o.first_token - started)
+                                           .count())
+                                 : std::nullopt,
+        .tokens_per_second =
+            secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0,
+        .error = reuse(log.error, o.error),
+    };
+    sink.submit_reusing(log);
   }
 
   static std::string key_of(const Upstream& u) { return u.host + ":" + std::to_string(u.port); }

@@ -113,6 +113,39 @@ TEST(CallLogQueue, ARetriedBatchKeepsItsPlaceWhenTheQueueFilledMeanwhile) {
   EXPECT_EQ(sink.delivered, services(1, 6));
 }
 
+TEST(CallLogQueue, SubmitReusingHandsBackDeliveredRecordsUpToOneBatch) {
+  RecordingSink sink({1h, 2, 1000});
+  store::CallLog log = numbered(0);
+  sink.submit_reusing(log);
+  EXPECT_EQ(log, store::CallLog{});  // nothing delivered yet: an empty record
+  for (int i = 1; i < 3; ++i) {
+    log = numbered(i);
+    sink.submit_reusing(log);
+  }
+  sink.fail = true;
+  EXPECT_FALSE(sink.flush());
+  log = numbered(3);
+  sink.submit_reusing(log);
+  EXPECT_EQ(log, store::CallLog{});  // a failed batch is queued again, not handed back
+  sink.fail = false;
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(0, 4));
+  // Two batches went out; the first one (two records) is kept, with its strings' storage.
+  std::vector<std::string> back;
+  for (int i = 0; i < 3; ++i) {
+    store::CallLog next = numbered(10 + i);
+    sink.submit_reusing(next);
+    back.push_back(next.service);
+    if (!next.service.empty()) {
+      EXPECT_GE(next.service.capacity(), numbered(0).service.size());
+    }
+  }
+  EXPECT_EQ(back, (std::vector<std::string>{numbered(1).service, numbered(0).service, ""}));
+  EXPECT_EQ(sink.queued(), 3u);
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered.size(), 7u);
+}
+
 TEST(CallLogQueue, WhileTheDestinationIsDownTheThreadRetriesOncePerInterval) {
   RecordingSink sink({100ms, 2, 1000}, true);
   sink.fail = true;

@@ -31,12 +31,18 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using http::Awaitable;
 
-/// Collects call logs in memory.
+/// Collects call logs in memory. Like a recycling sink, it hands back an earlier record to fill
+/// next (the first one, stale values and all), so a field the gateway leaves unset shows.
 class MemorySink final : public CallLogSink {
  public:
   void submit(store::CallLog log) override {
     std::lock_guard lock(mutex_);
     logs_.push_back(std::move(log));
+  }
+  void submit_reusing(store::CallLog& log) override {
+    std::lock_guard lock(mutex_);
+    logs_.push_back(std::move(log));
+    log = logs_.front();
   }
   std::vector<store::CallLog> logs() const {
     std::lock_guard lock(mutex_);
@@ -538,6 +544,40 @@ TEST_F(GatewayTest, MidStreamFailureEndsWithAnErrorEventAndNoDone) {
   ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
   EXPECT_EQ(sink_.logs().front().status, 502);
   EXPECT_FALSE(sink_.logs().front().error.empty());
+}
+
+TEST_F(GatewayTest, ACallLogFilledOverAnEarlierOneKeepsNothingOfIt) {
+  options_.threads = 1;             // one I/O thread: both requests fill the same record
+  options_.failure_cooldown = 0ms;  // the broken stream does not bench the only instance
+  Engine e;
+  e.mode = Engine::Mode::break_mid_stream;
+  route({&e});
+  start();
+  auto broken = stream(gw_->port(), key_, R"({"model":"m","stream":true})", [](std::size_t) {});
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  const auto first = sink_.logs().front();
+  ASSERT_EQ(first.status, 502);
+  ASSERT_FALSE(first.error.empty());
+  ASSERT_TRUE(first.ttft_ms.has_value());
+  ASSERT_GT(first.tokens_per_second, 0);
+
+  e.mode = Engine::Mode::ok;
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->status, 200);
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 2; }, 5s));
+  const auto second = sink_.logs().back();
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.error, "");
+  EXPECT_FALSE(second.ttft_ms.has_value());
+  EXPECT_EQ(second.prompt_tokens, 7);
+  EXPECT_EQ(second.completion_tokens, 3);
+  EXPECT_EQ(second.service, "m");
+  EXPECT_EQ(second.instance_id, "inst_0");
+  EXPECT_EQ(second.user_id, "usr_1");
+  EXPECT_EQ(second.key_id, "key_1");
+  EXPECT_EQ(second.id, 0);
+  EXPECT_GE(second.time, first.time);
 }
 
 TEST_F(GatewayTest, DrainingInstanceFinishesInFlightAndGetsNoNewRequests) {
