@@ -297,7 +297,9 @@ struct Gateway::Impl {
   static http::Response error_reply(const OpenAiError& e, Outcome& o) {
     o.status = e.status;
     o.error = e.code.empty() ? e.message : e.code + ": " + e.message;
-    return e.response();
+    auto r = e.response();
+    if (e.status == 429) r.headers.set("Retry-After", "60");
+    return r;
   }
 
   // --- routes --------------------------------------------------------------------------------
@@ -379,13 +381,14 @@ struct Gateway::Impl {
                          o);
     }
     if (auto refusal = limiter.admit(a.who->key_id())) {
-      auto r = error_reply(
+      const auto e =
           from_error(429, core::Error(core::Errc::resource_exhausted, "gateway.rate_limited",
                                       std::string("Rate limit reached for this API key (") +
                                           (refusal->tokens ? "tokens" : "requests") +
                                           " per minute); retry in " +
-                                          std::to_string(refusal->retry_after.count()) + " s")),
-          o);
+                                          std::to_string(refusal->retry_after.count()) + " s"));
+      auto r = error_reply(e, o);
+      o.error = e.message;
       r.headers.set("Retry-After", std::to_string(refusal->retry_after.count()));
       return r;
     }
@@ -442,6 +445,7 @@ struct Gateway::Impl {
     std::string_view tried;  // the instance that failed (in the route table)
     std::string body;        // the engine's answer, when not a stream
     for (int attempt = 0; !reply && attempt < 2; ++attempt) {
+      body.clear();
       const Upstream* u = nullptr;
       if (!a.session.empty()) u = pick_affine(*a.route, a.session, steady_ms(clock), tried);
       if (u == nullptr) u = pick_upstream(*a.route, steady_ms(clock), tried);

@@ -58,7 +58,7 @@ class MemorySink final : public CallLogSink {
 class Engine {
  public:
   /// burst: the whole stream (three tokens, usage, [DONE] and the body's end) in one write.
-  enum class Mode { ok, unavailable, bad_request, break_mid_stream, hold, burst };
+  enum class Mode { ok, unavailable, bad_request, rate_limited, break_mid_stream, hold, burst };
   std::atomic<Mode> mode{Mode::ok};
   std::atomic<int> requests{0};
   std::atomic<int> released{1000};  ///< stream events sent only while index < released
@@ -108,6 +108,11 @@ class Engine {
       co_await s.respond(http::Response::json(
           400,
           R"({"object":"error","message":"This model's maximum context length is 4096 tokens","type":"BadRequestError","param":null,"code":400})"));
+      co_return;
+    }
+    if (m == Mode::rate_limited) {
+      co_await s.respond(http::Response::json(
+          429, R"({"object":"error","message":"Too many requests","type":"RateLimitError"})"));
       co_return;
     }
     if (m == Mode::hold) {
@@ -350,6 +355,18 @@ TEST_F(GatewayTest, EngineErrorsAreNormalised) {
   const auto err = error_of(*r);
   EXPECT_EQ(err.at("message"), "This model's maximum context length is 4096 tokens");
   EXPECT_EQ(err.at("type"), "BadRequestError");
+}
+
+TEST_F(GatewayTest, AnEnginesRateLimitReachesTheClientWithRetryAfter) {
+  Engine e;
+  e.mode = Engine::Mode::rate_limited;
+  route({&e});
+  start();
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(error_of(*r).at("message"), "Too many requests");
+  EXPECT_EQ(r->headers.get_or("Retry-After", ""), "60");
 }
 
 TEST_F(GatewayTest, RateLimitAnswers429WithRetryAfter) {
