@@ -1,5 +1,6 @@
 #include "gateway/gateway.hpp"
 
+#include "core/shared.hpp"
 #include "gateway/openai_error.hpp"
 #include "gateway/rate_limit.hpp"
 #include "gateway/request.hpp"
@@ -69,8 +70,7 @@ class ThreadView {
   const std::shared_ptr<const T>& get(const Holder& holder) {
     const auto generation = holder.generation();
     if (!view_ || generation != generation_) {
-      auto pin = std::make_shared<std::shared_ptr<const T>>(holder.load());
-      view_ = std::shared_ptr<const T>(pin, pin->get());
+      view_ = core::with_own_count(holder.load());
       generation_ = generation;
     }
     return view_;

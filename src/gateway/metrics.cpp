@@ -13,15 +13,16 @@ void Histogram::observe(double v) {
   sum += v;
 }
 
+void Histogram::add(const Histogram& other) {
+  for (std::size_t i = 0; i < buckets.size(); ++i) buckets[i] += other.buckets[i];
+  count += other.count;
+  sum += other.sum;
+}
+
 void Metrics::PerModel::add(const PerModel& other) {
   for (const auto& [status, n] : other.by_status) by_status[status] += n;
-  const auto merge = [](Histogram& into, const Histogram& from) {
-    for (std::size_t i = 0; i < into.buckets.size(); ++i) into.buckets[i] += from.buckets[i];
-    into.count += from.count;
-    into.sum += from.sum;
-  };
-  merge(duration, other.duration);
-  merge(ttft, other.ttft);
+  duration.add(other.duration);
+  ttft.add(other.ttft);
   prompt_tokens += other.prompt_tokens;
   completion_tokens += other.completion_tokens;
 }

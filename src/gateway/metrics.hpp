@@ -36,6 +36,8 @@ struct Histogram {
   std::uint64_t count = 0;
   double sum = 0;
   void observe(double v);
+  /// Adds another histogram's counts (same bounds).
+  void add(const Histogram& other);
 };
 
 class Metrics {

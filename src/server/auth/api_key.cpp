@@ -1,5 +1,6 @@
 #include "server/auth/api_key.hpp"
 
+#include "core/shared.hpp"
 #include "server/auth/crypto.hpp"
 
 #include <algorithm>
@@ -172,9 +173,7 @@ core::Result<Principal> AuthMemo::authenticate(const std::shared_ptr<const KeySn
     auto& e = entries_[next_];
     next_ = (next_ + 1) % entries_.size();
     e.authorization.assign(authorization);
-    // The same record, counted through a control block of this memo's own.
-    auto pin = std::make_shared<std::shared_ptr<const KeyRecord>>(std::move(r->key));
-    e.key = std::shared_ptr<const KeyRecord>(pin, pin->get());
+    e.key = core::with_own_count(std::move(r->key));  // this thread's count, not the snapshot's
     r->key = e.key;
   }
   return r;
