@@ -18,7 +18,7 @@
 # nginx workers = engine threads, 2), BENCH_LOGS (a directory that gets the logs at the end),
 # BENCH_NGINX_LOG=1 (nginx writes a buffered access log, as the gateway writes a call log per
 # request; off by default, the stricter comparison), BENCH_SETUP_ONLY=FILE (set up, write the URLs, key and pids to FILE, wait until killed: for
-# profiling by hand), BENCH_GATEWAY_PRELOAD=LIB (LD_PRELOAD for openstation only: allocator experiments), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
+# profiling by hand), BENCH_GATEWAY_PRELOAD=LIB (LD_PRELOAD for openstation only: allocator experiments), BENCH_GATEWAY_WRAPPER=CMD (a command openstation runs under, e.g. "valgrind --tool=callgrind --instr-atstart=no": instructions per request, which the host's load does not move), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
 set -u
 build=$(realpath "${1:?usage: bench/gateway/run.sh BUILD_DIR}")
 src=$(realpath "$(dirname "$0")/../..")
@@ -94,7 +94,7 @@ while [ "$gw_port" = "$port" ] || [ "$gw_port" = "$agent_port" ]; do gw_port=$(f
 api_url=https://127.0.0.1:$port
 
 say "starting openstation (gateway on $gw_port, $threads threads), log in $work/server.log"
-${BENCH_GATEWAY_PRELOAD:+env LD_PRELOAD=$BENCH_GATEWAY_PRELOAD} "$bin" --log-level warn start --data-dir "$work/data" --gpu-inventory "$inventory" \
+${BENCH_GATEWAY_PRELOAD:+env LD_PRELOAD=$BENCH_GATEWAY_PRELOAD} ${BENCH_GATEWAY_WRAPPER:-} "$bin" --log-level warn start --data-dir "$work/data" --gpu-inventory "$inventory" \
   --port "$port" --agent-port "$agent_port" --gateway-port "$gw_port" \
   --set "agent.heartbeat_interval=1s" \
   --set "engines.vllm.command=$work/bin/vllm" \

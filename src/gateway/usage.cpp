@@ -6,6 +6,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <charconv>
+
 namespace openstation::gateway {
 namespace json = boost::json;
 
@@ -16,18 +18,161 @@ std::int64_t int_of(const json::object& o, std::string_view key) {
   if (v == nullptr) return 0;
   if (v->is_int64()) return v->as_int64();
   if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
-  if (v->is_double()) return static_cast<std::int64_t>(v->as_double());
+  if (v->is_double()) {
+    // A count beyond 64 bits is nonsense; converting it would be undefined.
+    const double d = v->as_double();
+    return d > -9.2e18 && d < 9.2e18 ? static_cast<std::int64_t>(d) : 0;
+  }
   return 0;
+}
+
+/// Reads a usage object's counts into `u`.
+void read_usage_object(const json::object& uo, Usage& u) {
+  u.prompt_tokens = int_of(uo, "prompt_tokens");
+  u.completion_tokens = int_of(uo, "completion_tokens");
+  u.total_tokens = int_of(uo, "total_tokens");
+  if (u.total_tokens == 0) u.total_tokens = u.prompt_tokens + u.completion_tokens;
+  u.reported = true;
 }
 
 /// Reads "usage" of a parsed object into `u`; true when it was an object.
 bool read_usage(const json::object& o, Usage& u) {
   const auto* v = o.if_contains("usage");
   if (v == nullptr || !v->is_object()) return false;
-  const auto& uo = v->as_object();
-  u.prompt_tokens = int_of(uo, "prompt_tokens");
-  u.completion_tokens = int_of(uo, "completion_tokens");
-  u.total_tokens = int_of(uo, "total_tokens");
+  read_usage_object(v->as_object(), u);
+  return true;
+}
+
+/// What a scan of an object's members found.
+enum class Scan { done, malformed, unsure };
+
+/// Byte classes for the scan: what ends a run of ordinary bytes inside a string, inside a nested
+/// value, and a bare value (number, true, false, null).
+struct ByteClasses {
+  bool in_string[256] = {};
+  bool in_nested[256] = {};
+  bool ends_scalar[256] = {};
+  constexpr ByteClasses() {
+    for (unsigned char c : {'"', '\\'}) in_string[c] = true;
+    for (unsigned char c : {'"', '{', '}', '[', ']'}) in_nested[c] = true;
+    for (unsigned char c : {',', '}', ']', ' ', '\t', '\n', '\r'}) ends_scalar[c] = true;
+  }
+};
+constexpr ByteClasses kBytes;
+
+/// Reads the members of the JSON object that `text` holds, without building the document,
+/// handing each one's name and the raw text of its value to `on_member`: strings are skipped
+/// with their escapes, nested values by their depth. `malformed` when the text is not one object
+/// as far as the scan looks (a valid document never is); `unsure` when a member's name has an
+/// escape in it, which only a real parse can compare. A valid document's members are exactly the
+/// ones a parse finds, in order; an invalid one may still show some.
+template <class OnMember>
+Scan scan_members(std::string_view text, OnMember&& on_member) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  bool escaped = false;
+  const auto skip_ws = [&] {
+    while (i < n && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\n' || bytes[i] == '\r'))
+      ++i;
+  };
+  const auto skip_string = [&] {  // at the opening quote
+    for (++i; i < n; ++i) {
+      while (i < n && !kBytes.in_string[bytes[i]]) ++i;
+      if (i >= n) break;
+      if (bytes[i] == '"') {
+        ++i;
+        return true;
+      }
+      escaped = true;  // a backslash: the next byte is escaped
+      ++i;
+    }
+    return false;
+  };
+  const auto skip_value = [&] {
+    if (i >= n) return false;
+    if (bytes[i] == '"') return skip_string();
+    if (bytes[i] == '{' || bytes[i] == '[') {
+      std::size_t depth = 0;
+      while (i < n) {
+        while (i < n && !kBytes.in_nested[bytes[i]]) ++i;
+        if (i >= n) break;
+        const unsigned char c = bytes[i];
+        if (c == '"') {
+          if (!skip_string()) return false;
+          continue;
+        }
+        if (c == '{' || c == '[') {
+          ++depth;
+        } else if (--depth == 0) {
+          ++i;
+          return true;
+        }
+        ++i;
+      }
+      return false;
+    }
+    const std::size_t start = i;
+    while (i < n && !kBytes.ends_scalar[bytes[i]]) ++i;
+    return i > start;
+  };
+
+  skip_ws();
+  if (i >= n || bytes[i] != '{') return Scan::malformed;
+  ++i;
+  skip_ws();
+  if (i < n && bytes[i] == '}') {
+    ++i;
+  } else {
+    for (;;) {
+      skip_ws();
+      if (i >= n || bytes[i] != '"') return Scan::malformed;
+      const std::size_t name_start = i + 1;
+      escaped = false;
+      if (!skip_string()) return Scan::malformed;
+      if (escaped) return Scan::unsure;
+      const std::string_view name = text.substr(name_start, i - 1 - name_start);
+      skip_ws();
+      if (i >= n || bytes[i] != ':') return Scan::malformed;
+      ++i;
+      skip_ws();
+      const std::size_t value_start = i;
+      if (!skip_value()) return Scan::malformed;
+      on_member(name, text.substr(value_start, i - value_start));
+      skip_ws();
+      if (i >= n) return Scan::malformed;
+      if (bytes[i] == '}') break;
+      if (bytes[i] != ',') return Scan::malformed;
+      ++i;
+    }
+    ++i;
+  }
+  skip_ws();
+  return i == n ? Scan::done : Scan::malformed;
+}
+
+/// A usage object's counts read by the scan: true when every count is a plain integer (or not a
+/// number, which counts as 0, as int_of does); false when one needs a real parse (a fraction,
+/// an exponent, beyond 64 bits) or the object is not one.
+bool scan_usage_object(std::string_view text, Usage& u) {
+  bool plain = true;
+  const auto count = [&](std::string_view value, std::int64_t& out) {
+    out = 0;
+    const char c = value.front();
+    if (c != '-' && (c < '0' || c > '9')) return;  // a string, null, ...: no count
+    const auto r = std::from_chars(value.data(), value.data() + value.size(), out);
+    if (r.ec != std::errc() || r.ptr != value.data() + value.size()) plain = false;
+  };
+  const Scan scan = scan_members(text, [&](std::string_view name, std::string_view value) {
+    if (name == "prompt_tokens") {
+      count(value, u.prompt_tokens);
+    } else if (name == "completion_tokens") {
+      count(value, u.completion_tokens);
+    } else if (name == "total_tokens") {
+      count(value, u.total_tokens);
+    }
+  });
+  if (scan != Scan::done || !plain) return false;
   if (u.total_tokens == 0) u.total_tokens = u.prompt_tokens + u.completion_tokens;
   u.reported = true;
   return true;
@@ -37,11 +182,24 @@ bool read_usage(const json::object& o, Usage& u) {
 
 Usage usage_of_response(std::string_view body) {
   Usage u;
-  if (body.find("\"usage\"") == std::string_view::npos) return u;
+  // A response is a few hundred bytes up to megabytes (embeddings): the scan finds the top-level
+  // "usage" without building the document, and reads its counts when they are plain integers.
+  std::string_view usage;
+  const Scan scan = scan_members(body, [&](std::string_view name, std::string_view value) {
+    if (name == "usage") usage = value;  // the last one, as a parse keeps
+  });
+  if (scan == Scan::malformed || (scan == Scan::done && !usage.starts_with('{'))) return u;
+  if (scan == Scan::done && scan_usage_object(usage, u)) return u;
+  u = Usage{};
   boost::system::error_code ec;
   detail::JsonScratch scratch;
-  const json::value v = scratch.parse(body, ec);
-  if (!ec && v.is_object()) read_usage(v.as_object(), u);
+  const json::value v = scratch.parse(scan == Scan::done ? usage : body, ec);
+  if (ec || !v.is_object()) return u;
+  if (scan == Scan::done) {
+    read_usage_object(v.as_object(), u);
+  } else {
+    read_usage(v.as_object(), u);
+  }
   return u;
 }
 

@@ -5,11 +5,13 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 namespace openstation::http {
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
+  if (std::memcmp(a.data(), b.data(), a.size()) == 0) return true;  // the usual spelling
   for (std::size_t i = 0; i < a.size(); ++i) {
     char x = a[i];
     char y = b[i];

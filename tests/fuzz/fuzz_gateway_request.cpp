@@ -96,7 +96,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     default: {
       StreamMeter meter(size % 2 == 0);
       (void)meter.on_data(text);
-      (void)usage_of_response(text);
+      // The response scan reads what a parse of a valid document says.
+      const auto got = usage_of_response(text);
+      boost::system::error_code ec;
+      const auto doc = boost::json::parse(text, ec);
+      if (!ec && doc.is_object()) {
+        const auto* u = doc.as_object().if_contains("usage");
+        OS_FUZZ_CHECK(got.reported == (u != nullptr && u->is_object()));
+        if (got.reported) {
+          const auto* p = u->as_object().if_contains("prompt_tokens");
+          if (p != nullptr && p->is_int64()) OS_FUZZ_CHECK(got.prompt_tokens == p->as_int64());
+        }
+      } else if (!ec) {
+        OS_FUZZ_CHECK(!got.reported);
+      }
       OS_FUZZ_CHECK(meter.usage().total_tokens >= 0 || meter.usage().reported);
       break;
     }

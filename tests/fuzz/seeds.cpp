@@ -170,6 +170,10 @@ int main(int argc, char** argv) {
   write(gw / "usage_chunk",
         std::string("\x03") +
             R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})");
+  write(gw / "response",
+        std::string("\x03") +
+            R"({"id":"c","choices":[{"message":{"content":"say \"usage\""},"usage":{}}],)"
+            R"("usage":{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8}})");
   write(gw / "engine_error",
         std::string("\x02") +
             R"({"object":"error","message":"too long","type":"BadRequestError","code":400})");

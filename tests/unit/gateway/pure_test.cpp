@@ -161,6 +161,42 @@ TEST(Usage, FromCompleteResponses) {
   EXPECT_EQ(e.total_tokens, 5);
 }
 
+// usage_of_response scans for the top-level member instead of parsing the whole body: what it
+// reads must be what a parse of the document says, wherever else "usage" appears.
+TEST(Usage, OnlyTheTopLevelMemberCounts) {
+  const auto tokens = [](std::string_view body) {
+    const auto u = usage_of_response(body);
+    return u.reported ? u.total_tokens : -1;
+  };
+  // Elsewhere in the document: nested objects, arrays, string values, escaped quotes.
+  EXPECT_EQ(tokens(R"({"choices":[{"usage":{"total_tokens":7}}],"x":1})"), -1);
+  EXPECT_EQ(tokens(R"({"note":""usage":{"total_tokens":7}","y":[{"usage":{}}]})"), -1);
+  EXPECT_EQ(tokens(R"({"a":"}\\","usage":{"total_tokens":3},"b":["]",{"c":"{"}]})"), 3);
+  EXPECT_EQ(tokens(R"({"choices":[{"usage":{"total_tokens":7}}],"usage":{"total_tokens":2}})"), 2);
+  EXPECT_EQ(tokens(" {\n \"usage\" :\t{ \"prompt_tokens\": 4 } \r\n} \n"), 4);
+  // Not an object, or null, or a name written with an escape (which only a parse can read).
+  EXPECT_EQ(tokens(R"({"usage":null})"), -1);
+  EXPECT_EQ(tokens(R"({"usage":[1,2]})"), -1);
+  EXPECT_EQ(tokens(R"({"\u0075sage":{"total_tokens":9},"x":"usage"})"), 9);
+  EXPECT_EQ(tokens(R"(["usage",{"usage":{"total_tokens":1}}])"), -1);
+  // Broken documents report nothing rather than a guess.
+  EXPECT_EQ(tokens(R"({"usage":{"total_tokens":1})"), -1);
+  EXPECT_EQ(tokens(R"({"usage":{"total_tokens":1}} trailing)"), -1);
+  EXPECT_EQ(tokens(R"({"usage":{"total_tokens":1},})"), -1);
+  EXPECT_EQ(tokens(R"({"usage" {"total_tokens":1}})"), -1);
+  EXPECT_EQ(tokens(R"({"usage":{"total_tokens":1}, "x": "unterminated})"), -1);
+  // Counts that are not plain integers take the parser's reading; one beyond 64 bits is 0.
+  EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":2.9,"completion_tokens":1e1}})"), 12);
+  EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":"3","total_tokens":null,"completion_tokens":4}})"),
+            4);
+  EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":1,"total_tokens":88888888888888888888888888}})"), 1);
+  // A large body (an embeddings answer) with usage at the end.
+  std::string big = R"({"data":[)";
+  for (int i = 0; i < 2000; ++i) big += std::string(i == 0 ? "" : ",") + "0.125";
+  big += R"(],"usage":{"prompt_tokens":8,"total_tokens":8}})";
+  EXPECT_EQ(tokens(big), 8);
+}
+
 TEST(Usage, StreamMeterDropsOnlyTheUsageChunkItAskedFor) {
   const std::string usage_chunk =
       R"({"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})";
