@@ -483,8 +483,9 @@ struct Gateway::Impl {
       }
       record_latency(
           *u, std::chrono::duration_cast<std::chrono::microseconds>(clock.steady_now() - sent_at));
-      give_back(local, *u, std::move(conn));
       reply = engine_reply(head, std::move(body), o);
+      conn.recycle(std::move(head));
+      give_back(local, *u, std::move(conn));
     }
     if (!reply) reply = unavailable_reply(*a.route, o);
     co_await out.respond(std::move(*reply));

@@ -107,6 +107,7 @@ struct Connection::Impl {
   detail::InBuffer in;  ///< received and not yet consumed
   std::string out;      ///< the request head being written
   wire::Head head;
+  Headers spare_head;  ///< storage of a recycled ResponseHead's fields
   wire::Framing framing;
   wire::ChunkedDecoder chunked;
   std::uint64_t remaining = 0;  ///< body bytes still to come (Framing::sized)
@@ -344,6 +345,7 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
   }
   ResponseHead head;
   head.status = h.status;
+  head.headers = std::move(im.spare_head);  // storage from a recycled head, if any
   head.headers.assign(h.fields);
   im.keep_alive = wire::keep_alive(h) && im.framing.kind != wire::Framing::until_close;
   im.consume(h.size);
@@ -421,6 +423,10 @@ Awaitable<core::Result<Response>> Connection::request(const Request& req,
     res.body += *piece;
   }
   co_return res;
+}
+
+void Connection::recycle(ResponseHead&& head) {
+  impl_->spare_head = std::move(head.headers);
 }
 
 bool Connection::body_done() const {

@@ -81,6 +81,10 @@ class Connection {
   /// body_done() then says whether that was all of it. Lets a caller take a small body that came
   /// with the head without a coroutine of its own. Errors as read_some's.
   core::Result<std::string> buffered_body();
+  /// Hands back a head this connection's send() returned, so that the next send() refills its
+  /// header fields instead of allocating new ones (a proxy that sends a request per client
+  /// request on a pooled connection).
+  void recycle(ResponseHead&& head);
   /// send() and read the whole body (refused with "http.body_too_large" beyond `body_limit`).
   Awaitable<core::Result<Response>> request(const Request& req, std::chrono::milliseconds timeout,
                                             std::uint64_t body_limit = 64ull << 20);

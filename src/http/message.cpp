@@ -22,8 +22,35 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+Headers& Headers::operator=(const Headers& other) {
+  if (this == &other) return *this;
+  size_ = 0;
+  for (const auto& [k, v] : other.fields()) {
+    auto& f = next_slot();
+    f.first.assign(k);
+    f.second.assign(v);
+  }
+  return *this;
+}
+
+Headers::Field& Headers::next_slot() {
+  if (size_ == fields_.size()) fields_.emplace_back();
+  return fields_[size_++];
+}
+
+template <class Keep>
+void Headers::keep_if(Keep keep) {
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < size_; ++i) {
+    if (!keep(fields_[i])) continue;
+    if (kept != i) std::swap(fields_[kept], fields_[i]);
+    ++kept;
+  }
+  size_ = kept;
+}
+
 std::optional<std::string_view> Headers::get(std::string_view name) const {
-  for (const auto& [k, v] : fields_) {
+  for (const auto& [k, v] : fields()) {
     if (iequals(k, name)) return std::string_view(v);
   }
   return std::nullopt;
@@ -36,31 +63,34 @@ std::string_view Headers::get_or(std::string_view name, std::string_view fallbac
 
 void Headers::set(std::string name, std::string value) {
   erase(name);
-  fields_.emplace_back(std::move(name), std::move(value));
+  add(std::move(name), std::move(value));
 }
 
 void Headers::add(std::string name, std::string value) {
-  fields_.emplace_back(std::move(name), std::move(value));
+  auto& f = next_slot();
+  f.first = std::move(name);
+  f.second = std::move(value);
 }
 
 void Headers::assign(std::span<const std::pair<std::string_view, std::string_view>> fields) {
-  fields_.resize(fields.size());
-  for (std::size_t i = 0; i < fields.size(); ++i) {
-    fields_[i].first.assign(fields[i].first);
-    fields_[i].second.assign(fields[i].second);
+  size_ = 0;
+  for (const auto& [k, v] : fields) {
+    auto& f = next_slot();
+    f.first.assign(k);
+    f.second.assign(v);
   }
 }
 
 bool Headers::erase(std::string_view name) {
-  const auto before = fields_.size();
-  std::erase_if(fields_, [&](const Field& f) { return iequals(f.first, name); });
-  return fields_.size() != before;
+  const auto before = size_;
+  keep_if([&](const Field& f) { return !iequals(f.first, name); });
+  return size_ != before;
 }
 
 void Headers::retain(std::span<const std::string_view> names) {
-  std::erase_if(fields_, [&](const Field& f) {
-    return std::none_of(names.begin(), names.end(),
-                        [&](std::string_view n) { return iequals(f.first, n); });
+  keep_if([&](const Field& f) {
+    return std::any_of(names.begin(), names.end(),
+                       [&](std::string_view n) { return iequals(f.first, n); });
   });
 }
 

@@ -16,12 +16,24 @@
 namespace openstation::http {
 
 /// Header fields in arrival order. Names compare case-insensitively; values are kept verbatim.
+/// Fields that are removed or replaced keep their strings' storage for the next ones, so an
+/// object refilled for every request (a server's per-connection Request) stops allocating.
 class Headers {
  public:
   using Field = std::pair<std::string, std::string>;
 
   Headers() = default;
-  Headers(std::initializer_list<Field> fields) : fields_(fields) {}
+  Headers(std::initializer_list<Field> fields) : fields_(fields), size_(fields_.size()) {}
+  Headers(const Headers& other) : fields_(other.begin(), other.end()), size_(other.size_) {}
+  Headers(Headers&& other) noexcept
+      : fields_(std::move(other.fields_)), size_(std::exchange(other.size_, 0)) {}
+  Headers& operator=(const Headers& other);
+  Headers& operator=(Headers&& other) noexcept {
+    fields_ = std::move(other.fields_);
+    size_ = std::exchange(other.size_, 0);
+    other.fields_.clear();
+    return *this;
+  }
 
   /// The first value of `name`, if present.
   std::optional<std::string_view> get(std::string_view name) const;
@@ -40,12 +52,21 @@ class Headers {
   /// keeps one Request per connection allocates nothing for a new request's usual headers).
   void assign(std::span<const std::pair<std::string_view, std::string_view>> fields);
 
-  const std::vector<Field>& fields() const { return fields_; }
-  std::size_t size() const { return fields_.size(); }
-  bool empty() const { return fields_.empty(); }
+  std::span<const Field> fields() const { return {fields_.data(), size_}; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
 
  private:
-  std::vector<Field> fields_;
+  const Field* begin() const { return fields_.data(); }
+  const Field* end() const { return fields_.data() + size_; }
+  /// The slot for one more field, reusing a removed field's strings where there is one.
+  Field& next_slot();
+  /// Keeps the fields for which `keep` is true, in order; the others' storage moves past size_.
+  template <class Keep>
+  void keep_if(Keep keep);
+
+  std::vector<Field> fields_;  ///< [0, size_) are the fields; the rest are spare storage
+  std::size_t size_ = 0;
 };
 
 /// Case-insensitive ASCII comparison, for header names and tokens.

@@ -37,6 +37,50 @@ TEST(Headers, RetainKeepsOnlyTheNamedFieldsInOrder) {
   EXPECT_TRUE(h.empty());
 }
 
+// Removed fields keep their storage for later ones (Headers' reason to exist for the server's
+// per-connection Request); none of them may show again, and a copy or a move carries only the
+// live fields.
+TEST(Headers, RemovedFieldsNeverComeBack) {
+  const std::string long_value(40, 'v');
+  Headers h{{"Authorization", "Bearer " + long_value}, {"X-A", "1"}, {"X-B", long_value}};
+  constexpr std::string_view kKeep[] = {"X-A"};
+  h.retain(kKeep);
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_FALSE(h.has("Authorization"));
+  EXPECT_FALSE(h.has("X-B"));
+  h.add("X-C", "3");
+  h.set("X-A", "4");
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h.fields()[0], (Headers::Field{"X-C", "3"}));
+  EXPECT_EQ(h.fields()[1], (Headers::Field{"X-A", "4"}));
+  EXPECT_FALSE(h.has("Authorization"));
+
+  Headers copy = h;
+  EXPECT_EQ(copy.size(), 2u);
+  EXPECT_EQ(copy.get("x-c").value(), "3");
+  Headers assigned{{"Old", "o"}, {"Older", "oo"}, {"Oldest", "ooo"}};
+  assigned = h;
+  ASSERT_EQ(assigned.size(), 2u);
+  EXPECT_FALSE(assigned.has("Oldest"));
+  Headers moved = std::move(assigned);
+  EXPECT_EQ(moved.size(), 2u);
+  EXPECT_TRUE(assigned.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty
+  EXPECT_FALSE(assigned.has("X-A"));
+
+  // A refill over the spare fields shows only the new ones.
+  h.assign({});
+  EXPECT_TRUE(h.empty());
+  EXPECT_FALSE(h.has("X-C"));
+  const std::string bearer = "Bearer " + long_value;
+  const std::pair<std::string_view, std::string_view> again[] = {
+      {"X-1", "1"}, {"X-2", "2"}, {"Authorization", bearer}};
+  h.assign(again);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.get("authorization").value(), bearer);
+  EXPECT_FALSE(h.has("X-A"));
+  EXPECT_FALSE(h.has("X-B"));
+}
+
 TEST(Headers, AssignReplacesEveryField) {
   Headers h{{"Content-Type", "application/json"}, {"X-A", "1"}, {"X-B", "2"}};
   const std::pair<std::string_view, std::string_view> two[] = {{"Host", "h"}, {"X-C", "3"}};
