@@ -568,7 +568,7 @@ struct Gateway::Impl {
       record_latency(
           u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
     }
-    batch += http::format_sse(event);
+    http::append_sse(batch, event);
   }
 
   /// Relays the engine's events to the client until the engine ends the body, the engine's

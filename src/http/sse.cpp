@@ -17,6 +17,12 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 
 std::string format_sse(const SseEvent& e) {
   std::string out;
+  out.reserve(e.data.size() + 16);
+  append_sse(out, e);
+  return out;
+}
+
+void append_sse(std::string& out, const SseEvent& e) {
   if (e.comment) {
     out.push_back(':');
     if (!e.comment->empty()) {
@@ -24,9 +30,8 @@ std::string format_sse(const SseEvent& e) {
       out.append(*e.comment);
     }
     out.append("\n\n");
-    return out;
+    return;
   }
-  out.reserve(e.data.size() + 16);
   if (!e.event.empty()) append_field(out, "event", e.event);
   if (!e.id.empty()) append_field(out, "id", e.id);
   if (e.retry) append_field(out, "retry", std::to_string(*e.retry));
@@ -38,7 +43,6 @@ std::string format_sse(const SseEvent& e) {
     rest.remove_prefix(nl + 1);
   }
   out.push_back('\n');
-  return out;
 }
 
 std::string format_sse_data(std::string_view data) {

@@ -25,6 +25,8 @@ struct SseEvent {
 /// The wire form of an event: optional "event:", "id:", "retry:" lines, one "data:" line per line
 /// of data, then a blank line. "data: x\n\n" for a plain event.
 std::string format_sse(const SseEvent& e);
+/// Appends format_sse(e) to `out` (a relay gathering several events for one write).
+void append_sse(std::string& out, const SseEvent& e);
 /// Shorthand for format_sse({.data = data}).
 std::string format_sse_data(std::string_view data);
 /// A comment line ": text\n\n" (used as a keep-alive).

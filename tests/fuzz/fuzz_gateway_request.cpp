@@ -8,12 +8,53 @@
 #include "http/http1.hpp"
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 using namespace openstation::gateway;
+
+namespace {
+
+/// What inspect_request must agree with: the body parsed into a document, read member by member.
+/// Returns the error code (empty on success) and fills `out`.
+std::string reference_inspect(Endpoint endpoint, std::string_view body, InspectedRequest& out) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return "gateway.bad_json";
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (ec || !v.is_object()) return "gateway.bad_json";
+  auto& obj = v.as_object();
+  const auto* model = obj.if_contains("model");
+  if (model == nullptr || !model->is_string() || model->as_string().empty())
+    return "gateway.missing_model";
+  out.model = std::string(model->as_string());
+  if (const auto* user = obj.if_contains("user"); user != nullptr && user->is_string())
+    out.user = std::string(user->as_string());
+  if (const auto* st = obj.if_contains("stream"); st != nullptr && !st->is_null()) {
+    if (!st->is_bool()) return "gateway.bad_field";
+    out.stream = st->as_bool();
+  }
+  boost::json::object* options = nullptr;
+  if (auto* so = obj.if_contains("stream_options"); so != nullptr && !so->is_null()) {
+    if (!so->is_object()) return "gateway.bad_field";
+    options = &so->as_object();
+    if (const auto* u = options->if_contains("include_usage"); u != nullptr && u->is_bool())
+      out.client_wants_usage = u->as_bool();
+  }
+  if (out.stream && !out.client_wants_usage &&
+      (endpoint == Endpoint::chat_completions || endpoint == Endpoint::completions)) {
+    if (options == nullptr) options = &obj["stream_options"].emplace_object();
+    (*options)["include_usage"] = true;
+    out.upstream_body = boost::json::serialize(v);
+    out.rewritten = true;
+  }
+  return "";
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
@@ -24,6 +65,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 1: {
       const auto endpoint = mode == 0 ? Endpoint::chat_completions : Endpoint::completions;
       auto r = inspect_request(endpoint, text);
+      // The one-pass reading agrees with a parsed document on every input.
+      InspectedRequest want;
+      const std::string want_code = reference_inspect(endpoint, text, want);
+      OS_FUZZ_CHECK(r.has_value() == want_code.empty());
+      if (r) {
+        OS_FUZZ_CHECK(r->model == want.model && r->user == want.user && r->stream == want.stream);
+        OS_FUZZ_CHECK(r->client_wants_usage == want.client_wants_usage);
+        OS_FUZZ_CHECK(r->rewritten == want.rewritten && r->upstream_body == want.upstream_body);
+      } else {
+        OS_FUZZ_CHECK(r.error().code == want_code);
+      }
       if (r) {
         OS_FUZZ_CHECK(!r->model.empty());
         // What goes upstream parses, and asks for usage on a stream.

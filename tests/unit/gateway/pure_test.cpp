@@ -122,6 +122,52 @@ TEST(Request, StreamsAskTheEngineForUsage) {
   EXPECT_FALSE(emb->rewritten);
 }
 
+// The body is read in one pass without building a document: what it finds must be what a parsed
+// document says, wherever the names appear.
+TEST(Request, ReadsOnlyTheTopLevelMembersAsAParseWould) {
+  // The last of duplicate names counts; names and values may be written with escapes.
+  auto r = inspect_request(
+      Endpoint::chat_completions,
+      R"({"model":"old","stream":"x","stream":false,"\u006dodel":"n\u00e9w","user":"a\"b"})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->model, "n\xc3\xa9w");
+  EXPECT_EQ(r->user, "a\"b");
+  EXPECT_FALSE(r->stream);
+  // Members of nested objects and arrays are not the request's.
+  auto nested = inspect_request(
+      Endpoint::chat_completions,
+      R"({"messages":[{"model":"inner","stream":1}],"x":{"model":{"a":1}},"model":"m"})");
+  ASSERT_TRUE(nested) << nested.error().message;
+  EXPECT_EQ(nested->model, "m");
+  EXPECT_FALSE(nested->stream);
+  // include_usage counts only directly inside the last "stream_options".
+  auto deep = inspect_request(
+      Endpoint::chat_completions,
+      R"({"model":"m","stream":true,"stream_options":{"x":{"include_usage":true}}})");
+  ASSERT_TRUE(deep);
+  EXPECT_FALSE(deep->client_wants_usage);
+  EXPECT_TRUE(deep->rewritten);
+  auto replaced = inspect_request(Endpoint::chat_completions,
+                                  R"({"model":"m","stream":true,"stream_options":)"
+                                  R"({"include_usage":true},"stream_options":{}})");
+  ASSERT_TRUE(replaced);
+  EXPECT_FALSE(replaced->client_wants_usage);
+  auto null_options = inspect_request(Endpoint::chat_completions,
+                                      R"({"model":"m","stream":true,"stream_options":null})");
+  ASSERT_TRUE(null_options);
+  ASSERT_TRUE(null_options->rewritten);
+  EXPECT_EQ(json::parse(null_options->upstream_body).at("stream_options").at("include_usage"),
+            true);
+  // A later wrong value is what counts.
+  auto late = inspect_request(Endpoint::chat_completions, R"({"model":"m","model":7})");
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, "gateway.missing_model");
+  auto trailing = inspect_request(Endpoint::chat_completions, "{\"model\":\"m\"} {}");
+  ASSERT_FALSE(trailing);
+  EXPECT_EQ(trailing.error().code, "gateway.bad_json");
+  EXPECT_TRUE(inspect_request(Endpoint::chat_completions, " {\"model\":\"m\"}\r\n\t "));
+}
+
 TEST(Request, BadBodiesAreRefusedPrecisely) {
   struct Case {
     std::string_view body;

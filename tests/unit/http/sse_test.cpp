@@ -15,6 +15,13 @@ TEST(SseFormat, PlainMultiLineAndFields) {
   EXPECT_EQ(format_sse(e), "event: update\nid: 7\nretry: 1500\ndata: line1\ndata: line2\n\n");
   EXPECT_EQ(format_sse_comment("keep-alive"), ": keep-alive\n\n");
   EXPECT_EQ(format_sse_data(""), "data: \n\n");
+  // append_sse adds the same wire form after what is already there.
+  std::string batch = "data: 0\n\n";
+  append_sse(batch, e);
+  SseEvent comment;
+  comment.comment = "";
+  append_sse(batch, comment);
+  EXPECT_EQ(batch, "data: 0\n\n" + format_sse(e) + ":\n\n");
 }
 
 TEST(SseParser, RoundTripsFormattedEvents) {
