@@ -203,35 +203,93 @@ Usage usage_of_response(std::string_view body) {
   return u;
 }
 
+namespace {
+
+/// What on_data needs from a chunk's top level.
+struct Chunk {
+  bool is_error = false;    ///< an "error" member, or "object": "error"
+  bool has_usage = false;   ///< "usage" is an object (its counts are in `usage`)
+  bool no_choices = false;  ///< "choices" is absent or an empty array
+  Usage usage;
+};
+
+/// True for the text of an empty array ("[]", "[ ]").
+bool is_empty_array(std::string_view value) {
+  if (!value.starts_with('[')) return false;
+  value.remove_prefix(1);
+  const auto k = value.find_first_not_of(" \t\r\n");
+  return k != std::string_view::npos && value[k] == ']';
+}
+
+/// Reads a chunk from its parsed document; false when it is not a JSON object.
+bool read_chunk_parsed(std::string_view data, Chunk& c) {
+  boost::system::error_code ec;
+  detail::JsonScratch scratch;
+  const json::value v = scratch.parse(data, ec);
+  if (ec || !v.is_object()) return false;
+  const auto& o = v.as_object();
+  c.is_error = o.contains("error") || (o.contains("object") && o.at("object") == "error");
+  c.has_usage = read_usage(o, c.usage);
+  const auto* choices = o.if_contains("choices");
+  c.no_choices = choices == nullptr || (choices->is_array() && choices->as_array().empty());
+  return true;
+}
+
+/// Reads a chunk with the member scan: engines that stream usage put "usage": null in every
+/// chunk, so a chunk that mentions usage is the common case and must not cost a parse. Falls back
+/// to the parse for what the scan cannot decide. False when it is not a JSON object.
+bool read_chunk(std::string_view data, Chunk& c) {
+  std::string_view usage, choices, object;
+  bool has_error = false;
+  const Scan scan = scan_members(data, [&](std::string_view name, std::string_view value) {
+    if (name == "usage") {
+      usage = value;
+    } else if (name == "choices") {
+      choices = value;
+    } else if (name == "object") {
+      object = value;
+    } else if (name == "error") {
+      has_error = true;
+    }
+  });
+  if (scan == Scan::malformed) return false;
+  const bool object_escaped = object.starts_with('"') && object.find('\\') != object.npos;
+  if (scan == Scan::unsure || object_escaped) return read_chunk_parsed(data, c);
+  c.is_error = has_error || object == "\"error\"";
+  if (usage.starts_with('{')) {
+    c.has_usage = scan_usage_object(usage, c.usage);
+    if (!c.has_usage) {  // counts that need a real parse
+      boost::system::error_code ec;
+      detail::JsonScratch scratch;
+      const json::value v = scratch.parse(usage, ec);
+      if (ec || !v.is_object()) return false;  // the document is not valid either
+      c.usage = Usage{};
+      read_usage_object(v.as_object(), c.usage);
+      c.has_usage = true;
+    }
+  }
+  c.no_choices = choices.empty() || is_empty_array(choices);
+  return true;
+}
+
+}  // namespace
+
 StreamMeter::Verdict StreamMeter::on_data(std::string_view data) {
   if (data == "[DONE]") {
     done_ = true;
     return Verdict::forward;
   }
-  const bool mentions_usage = data.find("\"usage\"") != std::string_view::npos;
-  const bool mentions_error =
-      data.starts_with("{\"error\"") || data.find("\"object\":\"error\"") != std::string_view::npos;
-  if (!mentions_usage && !mentions_error) {
+  Chunk c;
+  if (!read_chunk(data, c)) {
     ++content_events_;
     return Verdict::forward;
   }
-  boost::system::error_code ec;
-  detail::JsonScratch scratch;
-  const json::value v = scratch.parse(data, ec);
-  if (ec || !v.is_object()) {
-    ++content_events_;
-    return Verdict::forward;
-  }
-  const auto& o = v.as_object();
-  if (o.contains("error") || (o.contains("object") && o.at("object") == "error")) {
+  if (c.is_error) {
     saw_error_ = true;
     return Verdict::forward;
   }
-  const bool has_usage = read_usage(o, usage_);
-  const auto* choices = o.if_contains("choices");
-  const bool no_choices =
-      choices == nullptr || (choices->is_array() && choices->as_array().empty());
-  if (has_usage && no_choices) return keep_usage_chunk_ ? Verdict::forward : Verdict::drop;
+  if (c.has_usage) usage_ = c.usage;
+  if (c.has_usage && c.no_choices) return keep_usage_chunk_ ? Verdict::forward : Verdict::drop;
   ++content_events_;
   return Verdict::forward;
 }

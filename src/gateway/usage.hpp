@@ -4,8 +4,10 @@
 ///
 /// A streamed completion with `stream_options.include_usage` ends, before `data: [DONE]`, with a
 /// chunk whose "choices" is empty and whose "usage" holds the counts (vLLM, SGLang and llama.cpp
-/// all do this). The filter parses only the chunks that mention "usage", so the per-event cost
-/// stays a substring search for ordinary token chunks.
+/// all do this); the chunks before it carry "usage": null (as OpenAI's API does). Neither a
+/// response nor a chunk is parsed into a document: a scan of the top-level members finds "usage",
+/// "choices" and the error markers, and only the usage object's counts are read, so a token chunk
+/// costs one pass over its bytes.
 
 #include <cstdint>
 #include <optional>

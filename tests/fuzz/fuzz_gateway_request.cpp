@@ -147,7 +147,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     default: {
       StreamMeter meter(size % 2 == 0);
-      (void)meter.on_data(text);
+      const auto verdict = meter.on_data(text);
+      // The meter reads what a parse of a valid chunk says.
+      boost::system::error_code parse_ec;
+      const auto chunk = boost::json::parse(text, parse_ec);
+      if (!parse_ec && chunk.is_object() && text != "[DONE]") {
+        const auto& o = chunk.as_object();
+        const bool is_error =
+            o.contains("error") || (o.contains("object") && o.at("object") == "error");
+        OS_FUZZ_CHECK(meter.saw_error() == is_error);
+        const auto* u = o.if_contains("usage");
+        const bool has_usage = !is_error && u != nullptr && u->is_object();
+        OS_FUZZ_CHECK(meter.usage().reported == has_usage);
+        const auto* ch = o.if_contains("choices");
+        const bool no_choices = ch == nullptr || (ch->is_array() && ch->as_array().empty());
+        const bool drop = has_usage && no_choices && size % 2 != 0;
+        OS_FUZZ_CHECK((verdict == StreamMeter::Verdict::drop) == drop);
+        OS_FUZZ_CHECK(meter.content_events() == (is_error || (has_usage && no_choices) ? 0 : 1));
+      }
       // The response scan reads what a parse of a valid document says.
       const auto got = usage_of_response(text);
       boost::system::error_code ec;

@@ -174,6 +174,10 @@ int main(int argc, char** argv) {
         std::string("\x00") +
             R"({"model":"a","stream":true,"stream_options":{"include_usage":false,"x":[{}]},)"
             R"("\u006dodel":"b\u00e9","user":"u","messages":[{"model":"c"}],"stream_options":null})");
+  write(gw / "token_chunk",
+        std::string("\x03") +
+            R"({"id":"c","choices":[{"index":0,"delta":{"content":"x"}}],"usage":null})");
+  write(gw / "spaced_error", std::string("\x03") + R"({ "object" : "error", "message" : "x" })");
   write(gw / "response",
         std::string("\x03") +
             R"({"id":"c","choices":[{"message":{"content":"say \"usage\""},"usage":{}}],)"

@@ -243,6 +243,48 @@ TEST(Usage, OnlyTheTopLevelMemberCounts) {
   EXPECT_EQ(tokens(big), 8);
 }
 
+// Engines that stream usage put "usage": null in every chunk; the meter reads the top level only.
+TEST(Usage, StreamMeterReadsEachChunksTopLevel) {
+  StreamMeter m(false);
+  EXPECT_EQ(m.on_data(R"({"choices":[{"delta":{"content":"a"}}],"usage":null})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_EQ(m.on_data(R"({"choices":[{"usage":{"total_tokens":50}}],"usage":null})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_FALSE(m.usage().reported);
+  EXPECT_FALSE(m.saw_error());
+  EXPECT_EQ(m.content_events(), 2);
+  // A usage chunk with content in it is forwarded (and counted); its usage is read.
+  EXPECT_EQ(m.on_data(R"({"choices":[{"delta":{}}],"usage":{"total_tokens":3}})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_EQ(m.usage().total_tokens, 3);
+  // The usage-only chunk, with whitespace and an empty array written loosely.
+  EXPECT_EQ(m.on_data("{ \"choices\" : [ ] , \"usage\" : {\"prompt_tokens\":2,"
+                      "\"completion_tokens\":5.0} }"),
+            StreamMeter::Verdict::drop);
+  EXPECT_EQ(m.usage().total_tokens, 7);
+  EXPECT_EQ(m.content_events(), 3);
+  // Error events, however they are spaced; "error" inside content is not one.
+  StreamMeter e(true);
+  EXPECT_EQ(e.on_data(R"({"choices":[{"delta":{"content":"\"object\":\"error\""}}]})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_FALSE(e.saw_error());
+  EXPECT_EQ(e.on_data(R"({"object" : "error", "message":"too long"})"),
+            StreamMeter::Verdict::forward);
+  EXPECT_TRUE(e.saw_error());
+  StreamMeter e2(true);
+  e2.on_data(R"({"error":{"message":"x"}})");
+  EXPECT_TRUE(e2.saw_error());
+  StreamMeter e3(true);
+  e3.on_data(R"({"object":"\u0065rror"})");
+  EXPECT_TRUE(e3.saw_error());
+  // Not JSON: forwarded as content.
+  StreamMeter bad(false);
+  EXPECT_EQ(bad.on_data(R"({"usage":{"total_tokens":1},"choices":[])"),
+            StreamMeter::Verdict::forward);
+  EXPECT_EQ(bad.content_events(), 1);
+  EXPECT_FALSE(bad.usage().reported);
+}
+
 TEST(Usage, StreamMeterDropsOnlyTheUsageChunkItAskedFor) {
   const std::string usage_chunk =
       R"({"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})";
