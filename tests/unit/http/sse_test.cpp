@@ -55,6 +55,17 @@ TEST(SseParser, ByteByByteWithCrLfAndLoneCr) {
   EXPECT_EQ(got[0].data, "one\ntwo");
   EXPECT_EQ(got[1].event, "e");
   EXPECT_EQ(got[1].data, "three");
+
+  // All at once, with every line ending mixed: each line ends at its first CR or LF.
+  SseParser whole;
+  ASSERT_TRUE(whole.feed(wire + "data: four\n\rdata: five\rdata: six\r\n\n"));
+  std::vector<SseEvent> all;
+  while (auto e = whole.next()) all.push_back(*e);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0], got[0]);
+  EXPECT_EQ(all[1], got[1]);
+  EXPECT_EQ(all[2].data, "four");
+  EXPECT_EQ(all[3].data, "five\nsix");
 }
 
 TEST(SseParser, IncompleteEventWaitsForBlankLine) {
