@@ -8,6 +8,10 @@
 
 #include <charconv>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace openstation::gateway {
 namespace json = boost::json;
 
@@ -60,6 +64,26 @@ struct ByteClasses {
 };
 constexpr ByteClasses kBytes;
 
+/// The first index at or after `i` (and before `n`) whose byte is one of `Special...`, or `n`.
+/// Sixteen bytes at a time where SSE2 is there (every x86-64), for the long runs inside strings;
+/// `table` (the same set) finishes the tail.
+template <char... Special>
+std::size_t find_special(const unsigned char* bytes, std::size_t i, std::size_t n,
+                         const bool (&table)[256]) {
+#if defined(__SSE2__)
+  while (i + 16 <= n) {
+    const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + i));
+    __m128i hit = _mm_setzero_si128();
+    ((hit = _mm_or_si128(hit, _mm_cmpeq_epi8(block, _mm_set1_epi8(Special)))), ...);
+    const auto mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+    if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
+    i += 16;
+  }
+#endif
+  while (i < n && !table[bytes[i]]) ++i;
+  return i;
+}
+
 /// Reads the members of the JSON object that `text` holds, without building the document,
 /// handing each one's name and the raw text of its value to `on_member`: strings are skipped
 /// with their escapes, nested values by their depth. `malformed` when the text is not one object
@@ -78,7 +102,7 @@ Scan scan_members(std::string_view text, OnMember&& on_member) {
   };
   const auto skip_string = [&] {  // at the opening quote
     for (++i; i < n; ++i) {
-      while (i < n && !kBytes.in_string[bytes[i]]) ++i;
+      i = find_special<'"', '\\'>(bytes, i, n, kBytes.in_string);
       if (i >= n) break;
       if (bytes[i] == '"') {
         ++i;
@@ -95,7 +119,7 @@ Scan scan_members(std::string_view text, OnMember&& on_member) {
     if (bytes[i] == '{' || bytes[i] == '[') {
       std::size_t depth = 0;
       while (i < n) {
-        while (i < n && !kBytes.in_nested[bytes[i]]) ++i;
+        i = find_special<'"', '{', '}', '[', ']'>(bytes, i, n, kBytes.in_nested);
         if (i >= n) break;
         const unsigned char c = bytes[i];
         if (c == '"') {

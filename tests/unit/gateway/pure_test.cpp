@@ -236,6 +236,15 @@ TEST(Usage, OnlyTheTopLevelMemberCounts) {
   EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":"3","total_tokens":null,"completion_tokens":4}})"),
             4);
   EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":1,"total_tokens":88888888888888888888888888}})"), 1);
+  // Escapes and brackets inside strings at every offset of a 16-byte block (the scan reads
+  // sixteen bytes at a time).
+  for (std::size_t pad = 0; pad < 40; ++pad) {
+    const std::string p(pad, 'x');
+    const std::string body = R"({"a":")" + p + R"(\"}]{\\","b":[{"c":")" + p +
+                             R"(\"]}"},")" + p + R"("],"usage":{"total_tokens":5}})";
+    EXPECT_EQ(tokens(body), 5) << body;
+    EXPECT_EQ(tokens(R"({"a":")" + p + R"(\","usage":{"total_tokens":5}})"), -1) << pad;
+  }
   // A large body (an embeddings answer) with usage at the end.
   std::string big = R"({"data":[)";
   for (int i = 0; i < 2000; ++i) big += std::string(i == 0 ? "" : ",") + "0.125";
