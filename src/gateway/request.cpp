@@ -52,7 +52,7 @@ class TopLevel {
   enum class Kind { absent, null, string, boolean, object, other };
   struct Member {
     Kind kind = Kind::absent;
-    std::string text;  ///< a string's value
+    std::string text;   ///< a string's value
     bool flag = false;  ///< a boolean's value
   };
 

@@ -170,10 +170,11 @@ int main(int argc, char** argv) {
   write(gw / "usage_chunk",
         std::string("\x03") +
             R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}})");
-  write(gw / "duplicates",
-        std::string("\x00") +
-            R"({"model":"a","stream":true,"stream_options":{"include_usage":false,"x":[{}]},)"
-            R"("\u006dodel":"b\u00e9","user":"u","messages":[{"model":"c"}],"stream_options":null})");
+  write(
+      gw / "duplicates",
+      std::string("\x00") +
+          R"({"model":"a","stream":true,"stream_options":{"include_usage":false,"x":[{}]},)"
+          R"("\u006dodel":"b\u00e9","user":"u","messages":[{"model":"c"}],"stream_options":null})");
   write(gw / "token_chunk",
         std::string("\x03") +
             R"({"id":"c","choices":[{"index":0,"delta":{"content":"x"}}],"usage":null})");

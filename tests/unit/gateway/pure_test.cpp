@@ -147,9 +147,9 @@ TEST(Request, ReadsOnlyTheTopLevelMembersAsAParseWould) {
   ASSERT_TRUE(deep);
   EXPECT_FALSE(deep->client_wants_usage);
   EXPECT_TRUE(deep->rewritten);
-  auto replaced = inspect_request(Endpoint::chat_completions,
-                                  R"({"model":"m","stream":true,"stream_options":)"
-                                  R"({"include_usage":true},"stream_options":{}})");
+  auto replaced =
+      inspect_request(Endpoint::chat_completions, R"({"model":"m","stream":true,"stream_options":)"
+                                                  R"({"include_usage":true},"stream_options":{}})");
   ASSERT_TRUE(replaced);
   EXPECT_FALSE(replaced->client_wants_usage);
   auto null_options = inspect_request(Endpoint::chat_completions,
@@ -235,13 +235,14 @@ TEST(Usage, OnlyTheTopLevelMemberCounts) {
   EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":2.9,"completion_tokens":1e1}})"), 12);
   EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":"3","total_tokens":null,"completion_tokens":4}})"),
             4);
-  EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":1,"total_tokens":88888888888888888888888888}})"), 1);
+  EXPECT_EQ(tokens(R"({"usage":{"prompt_tokens":1,"total_tokens":88888888888888888888888888}})"),
+            1);
   // Escapes and brackets inside strings at every offset of a 16-byte block (the scan reads
   // sixteen bytes at a time).
   for (std::size_t pad = 0; pad < 40; ++pad) {
     const std::string p(pad, 'x');
-    const std::string body = R"({"a":")" + p + R"(\"}]{\\","b":[{"c":")" + p +
-                             R"(\"]}"},")" + p + R"("],"usage":{"total_tokens":5}})";
+    const std::string body = R"({"a":")" + p + R"(\"}]{\\","b":[{"c":")" + p + R"(\"]}"},")" + p +
+                             R"("],"usage":{"total_tokens":5}})";
     EXPECT_EQ(tokens(body), 5) << body;
     EXPECT_EQ(tokens(R"({"a":")" + p + R"(\","usage":{"total_tokens":5}})"), -1) << pad;
   }
