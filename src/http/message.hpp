@@ -29,6 +29,7 @@ class Headers {
       : fields_(std::move(other.fields_)), size_(std::exchange(other.size_, 0)) {}
   Headers& operator=(const Headers& other);
   Headers& operator=(Headers&& other) noexcept {
+    if (this == &other) return *this;
     fields_ = std::move(other.fields_);
     size_ = std::exchange(other.size_, 0);
     other.fields_.clear();

@@ -363,14 +363,20 @@ bool Router::match_pattern(std::string_view pattern, std::string_view path,
 Router::Match Router::match(std::string_view method, std::string_view path) const {
   Match m;
   std::vector<std::pair<std::string, std::string>> params;
+  const auto serves = [&](const Route& r) {
+    return r.method == "*" || r.method == method || (method == "HEAD" && r.method == "GET");
+  };
+  // The first route for this method whose pattern matches; only the routes that can serve the
+  // method are matched against the path (a POST skips every GET route's pattern).
+  for (const auto& r : routes_) {
+    if (!serves(r) || !match_pattern(r.pattern, path, params)) continue;
+    m.route = &r;
+    m.params = std::move(params);
+    return m;
+  }
+  // None: the methods of the routes whose pattern matches, for a 405.
   for (const auto& r : routes_) {
     if (!match_pattern(r.pattern, path, params)) continue;
-    if (r.method == "*" || r.method == method || (method == "HEAD" && r.method == "GET")) {
-      m.route = &r;
-      m.params = std::move(params);
-      m.allowed.clear();
-      return m;
-    }
     if (std::find(m.allowed.begin(), m.allowed.end(), r.method) == m.allowed.end()) {
       m.allowed.push_back(r.method);
     }

@@ -146,6 +146,31 @@ TEST(Router, MethodNotAllowedListsMethods) {
   EXPECT_EQ(m.allowed, (std::vector<std::string>{"GET", "POST"}));
   EXPECT_NE(r.match("POST", "/x").route, nullptr);
   EXPECT_TRUE(r.match("GET", "/y").allowed.empty());
+
+  // The first route that serves the method wins, with only its own parameters; HEAD is GET's.
+  Router g;
+  g.add({"GET",
+         "/v1/models/{model}",
+         [](Request&) -> Awaitable<Response> { co_return Response{}; },
+         {}});
+  g.add({"POST", "/v1/*", [](Request&) -> Awaitable<Response> { co_return Response{}; }, {}});
+  g.add({"*",
+         "/v1/models/{other}",
+         [](Request&) -> Awaitable<Response> { co_return Response{}; },
+         {}});
+  auto post = g.match("POST", "/v1/models/m");
+  ASSERT_NE(post.route, nullptr);
+  EXPECT_EQ(post.route->method, "POST");
+  EXPECT_EQ(post.params, (std::vector<std::pair<std::string, std::string>>{{"*", "models/m"}}));
+  EXPECT_TRUE(post.allowed.empty());
+  auto head = g.match("HEAD", "/v1/models/m");
+  ASSERT_NE(head.route, nullptr);
+  EXPECT_EQ(head.route->method, "GET");
+  EXPECT_EQ(head.params, (std::vector<std::pair<std::string, std::string>>{{"model", "m"}}));
+  auto any = g.match("DELETE", "/v1/models/m");
+  ASSERT_NE(any.route, nullptr);
+  EXPECT_EQ(any.route->method, "*");
+  EXPECT_EQ(any.params, (std::vector<std::pair<std::string, std::string>>{{"other", "m"}}));
 }
 
 TEST(Url, Parses) {
