@@ -202,6 +202,19 @@ bool scan_usage_object(std::string_view text, Usage& u) {
   return true;
 }
 
+/// Reads the counts of a usage object's text: by the scan when they are plain integers, by a
+/// parse otherwise. False (and `u` unreported) when the text is not a valid object.
+bool read_usage_text(std::string_view text, Usage& u) {
+  if (scan_usage_object(text, u)) return true;
+  u = Usage{};
+  boost::system::error_code ec;
+  detail::JsonScratch scratch;
+  const json::value v = scratch.parse(text, ec);
+  if (ec || !v.is_object()) return false;
+  read_usage_object(v.as_object(), u);
+  return true;
+}
+
 }  // namespace
 
 Usage usage_of_response(std::string_view body) {
@@ -212,18 +225,15 @@ Usage usage_of_response(std::string_view body) {
   const Scan scan = scan_members(body, [&](std::string_view name, std::string_view value) {
     if (name == "usage") usage = value;  // the last one, as a parse keeps
   });
-  if (scan == Scan::malformed || (scan == Scan::done && !usage.starts_with('{'))) return u;
-  if (scan == Scan::done && scan_usage_object(usage, u)) return u;
-  u = Usage{};
-  boost::system::error_code ec;
-  detail::JsonScratch scratch;
-  const json::value v = scratch.parse(scan == Scan::done ? usage : body, ec);
-  if (ec || !v.is_object()) return u;
+  if (scan == Scan::malformed) return u;
   if (scan == Scan::done) {
-    read_usage_object(v.as_object(), u);
-  } else {
-    read_usage(v.as_object(), u);
+    if (usage.starts_with('{')) read_usage_text(usage, u);
+    return u;
   }
+  boost::system::error_code ec;  // a member name with an escape: only a parse can read it
+  detail::JsonScratch scratch;
+  const json::value v = scratch.parse(body, ec);
+  if (!ec && v.is_object()) read_usage(v.as_object(), u);
   return u;
 }
 
@@ -281,16 +291,8 @@ bool read_chunk(std::string_view data, Chunk& c) {
   if (scan == Scan::unsure || object_escaped) return read_chunk_parsed(data, c);
   c.is_error = has_error || object == "\"error\"";
   if (usage.starts_with('{')) {
-    c.has_usage = scan_usage_object(usage, c.usage);
-    if (!c.has_usage) {  // counts that need a real parse
-      boost::system::error_code ec;
-      detail::JsonScratch scratch;
-      const json::value v = scratch.parse(usage, ec);
-      if (ec || !v.is_object()) return false;  // the document is not valid either
-      c.usage = Usage{};
-      read_usage_object(v.as_object(), c.usage);
-      c.has_usage = true;
-    }
+    if (!read_usage_text(usage, c.usage)) return false;  // the document is not valid either
+    c.has_usage = true;
   }
   c.no_choices = choices.empty() || is_empty_array(choices);
   return true;
