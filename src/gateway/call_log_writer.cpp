@@ -56,40 +56,51 @@ void BatchingCallLogSink::enqueue(store::CallLog& log, bool reuse) {
 
 core::Result<void> BatchingCallLogSink::flush() {
   std::lock_guard flushing(flush_mutex_);
+  // Every step under `mutex_` is O(1) on the way that succeeds: the request threads take that
+  // lock for every request, and a writer preempted while holding it for a batch's worth of moves
+  // kept them waiting for a whole time slice (milliseconds of tail latency at saturation).
+  std::deque<store::CallLog> taken;
+  std::vector<store::CallLog> batch;
   for (;;) {
-    std::vector<store::CallLog> batch;
     {
       std::lock_guard lock(mutex_);
       if (queue_.empty()) return {};
-      const auto n = std::min(queue_.size(), options_.batch_size);
-      batch.assign(std::make_move_iterator(queue_.begin()),
-                   std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+      taken.swap(queue_);
     }
-    bool retry = true;
-    auto r = deliver(batch, retry);
-    std::lock_guard lock(mutex_);
-    if (!r) {
-      if (!retry) {
-        dropped_ += batch.size();
+    while (!taken.empty()) {
+      const auto n = static_cast<std::ptrdiff_t>(std::min(taken.size(), options_.batch_size));
+      batch.assign(std::make_move_iterator(taken.begin()),
+                   std::make_move_iterator(taken.begin() + n));
+      taken.erase(taken.begin(), taken.begin() + n);
+      bool retry = true;
+      auto r = deliver(batch, retry);
+      std::lock_guard lock(mutex_);
+      if (!r) {
+        if (retry) {
+          taken.insert(taken.begin(), std::make_move_iterator(batch.begin()),
+                       std::make_move_iterator(batch.end()));
+        } else {
+          dropped_ += batch.size();
+        }
+        requeue(taken);
         return r.error();
       }
-      // Back in front, oldest first, within the bound.
-      for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-        if (queue_.size() >= options_.max_queue) {
-          ++dropped_;
-          continue;
-        }
-        queue_.push_front(std::move(*it));
-      }
-      return r.error();
+      written_ += batch.size();
+      // Kept for submit_reusing: their strings' storage goes back to the request threads.
+      if (spare_.empty()) spare_.swap(batch);
     }
-    written_ += batch.size();
-    // Kept for submit_reusing: their strings' storage goes back to the request threads.
-    for (auto& log : batch) {
-      if (spare_.size() >= options_.batch_size) break;
-      spare_.push_back(std::move(log));
-    }
+  }
+}
+
+void BatchingCallLogSink::requeue(std::deque<store::CallLog>& older) {
+  // The records not delivered go back in front of the ones that arrived meanwhile, oldest
+  // first; past the bound the oldest of all are dropped.
+  for (auto& log : queue_) older.push_back(std::move(log));
+  queue_.swap(older);
+  older.clear();
+  while (queue_.size() > options_.max_queue) {
+    queue_.pop_front();
+    ++dropped_;
   }
 }
 

@@ -78,6 +78,8 @@ class BatchingCallLogSink : public CallLogSink {
 
  private:
   void run();
+  /// Puts `older` (records taken but not delivered) back in front of the queue; `mutex_` held.
+  void requeue(std::deque<store::CallLog>& older);
   /// Queues `log` (moved from); with `reuse`, refills it from the spares.
   void enqueue(store::CallLog& log, bool reuse);
 

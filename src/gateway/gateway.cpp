@@ -32,32 +32,50 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Idle keep-alive connections per upstream ("host:port") of one I/O thread: only that thread
-/// touches it (its connections belong to that thread's io_context), so it has no lock.
+/// Idle keep-alive connections per upstream (host and port) of one I/O thread: only that thread
+/// touches it (its connections belong to that thread's io_context), so it has no lock. Found by
+/// port, then host, without building a key string per request.
 class UpstreamPool {
  public:
   explicit UpstreamPool(std::size_t max_idle) : max_idle_(max_idle) {}
 
-  std::optional<http::Connection> take(const std::string& key) {
-    auto it = idle_.find(key);
-    if (it == idle_.end() || it->second.empty()) return std::nullopt;
-    http::Connection c = std::move(it->second.back());
-    it->second.pop_back();
+  std::optional<http::Connection> take(const Upstream& u) {
+    auto* idle = find(u, false);
+    if (idle == nullptr || idle->empty()) return std::nullopt;
+    http::Connection c = std::move(idle->back());
+    idle->pop_back();
     return c;
   }
 
-  void give(const std::string& key, http::Connection c) {
+  void give(const Upstream& u, http::Connection c) {
     if (!c.reusable()) return;
-    auto it = idle_.find(key);
-    if (it == idle_.end()) it = idle_.try_emplace(key).first;
-    if (it->second.size() < max_idle_) it->second.push_back(std::move(c));
+    auto* idle = find(u, true);
+    if (idle->size() < max_idle_) idle->push_back(std::move(c));
   }
 
-  void clear() { idle_.clear(); }
+  void clear() { by_port_.clear(); }
 
  private:
+  struct Host {
+    std::string host;
+    std::vector<http::Connection> idle;
+  };
+
+  std::vector<http::Connection>* find(const Upstream& u, bool create) {
+    auto it = by_port_.find(u.port);
+    if (it == by_port_.end()) {
+      if (!create) return nullptr;
+      it = by_port_.try_emplace(u.port).first;
+    }
+    for (auto& h : it->second) {
+      if (h.host == u.host) return &h.idle;
+    }
+    if (!create) return nullptr;
+    return &it->second.emplace_back(Host{u.host, {}}).idle;
+  }
+
   std::size_t max_idle_;
-  std::unordered_map<std::string, std::vector<http::Connection>> idle_;
+  std::unordered_map<std::uint16_t, std::vector<Host>> by_port_;
 };
 
 /// One I/O thread's copy of a holder's current value (the route table, the key snapshot):
@@ -94,9 +112,12 @@ struct PerThread {
   store::CallLog log;  ///< overwritten field by field, then swapped for a delivered one
 };
 
+std::int64_t steady_ms(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
 std::int64_t steady_ms(const core::Clock& c) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(c.steady_now().time_since_epoch())
-      .count();
+  return steady_ms(c.steady_now());
 }
 
 /// What one proxied request becomes in the call log and metrics.
@@ -207,8 +228,6 @@ struct Gateway::Impl {
     sink.submit_reusing(log);
   }
 
-  static std::string key_of(const Upstream& u) { return u.host + ":" + std::to_string(u.port); }
-
   /// The state of the I/O thread that runs `ex` (null for an executor that is not one of the
   /// server's: nothing is pooled or remembered then).
   PerThread* thread_of(const boost::asio::any_io_executor& ex) {
@@ -221,7 +240,7 @@ struct Gateway::Impl {
 
   /// Returns a connection to the pool of the current I/O thread.
   static void give_back(PerThread* local, const Upstream& u, http::Connection conn) {
-    if (local != nullptr) local->pool.give(key_of(u), std::move(conn));
+    if (local != nullptr) local->pool.give(u, std::move(conn));
   }
 
   /// Sends the request to `u` and reads the head; on failure `error` says why. A pooled
@@ -234,7 +253,7 @@ struct Gateway::Impl {
     for (int attempt = 0; attempt < 2; ++attempt) {
       // An idle pooled connection first (no coroutine of its own), else a new one.
       std::optional<http::Connection> conn;
-      if (attempt == 0 && local != nullptr) conn = local->pool.take(key_of(u));
+      if (attempt == 0 && local != nullptr) conn = local->pool.take(u);
       const bool reused = conn.has_value();
       if (!reused) {
         auto ex = co_await boost::asio::this_coro::executor;
@@ -447,13 +466,14 @@ struct Gateway::Impl {
     for (int attempt = 0; !reply && attempt < 2; ++attempt) {
       body.clear();
       const Upstream* u = nullptr;
-      if (!a.session.empty()) u = pick_affine(*a.route, a.session, steady_ms(clock), tried);
-      if (u == nullptr) u = pick_upstream(*a.route, steady_ms(clock), tried);
+      const auto sent_at = clock.steady_now();  // picked, then sent at once
+      const auto now_ms = steady_ms(sent_at);
+      if (!a.session.empty()) u = pick_affine(*a.route, a.session, now_ms, tried);
+      if (u == nullptr) u = pick_upstream(*a.route, now_ms, tried);
       if (u == nullptr) break;
       tried = u->instance_id;
       o.instance_id = u->instance_id;
       InFlight counting(u->load.get());
-      const auto sent_at = clock.steady_now();
       auto sent = co_await send(local, *u, req, o.error);
       if (!sent) {
         mark_failed(*u, steady_ms(clock), options.failure_cooldown);

@@ -32,7 +32,7 @@ std::string base64url(std::string_view bytes);
 /// keys) only; passwords go through `hash_password`.
 std::string sha256_hex(std::string_view data);
 
-/// Compares two strings in time that depends only on their lengths (sodium_memcmp); strings of
+/// Compares two strings in time that depends only on their lengths; strings of
 /// different lengths are unequal. Use for every comparison of a secret or a hash of one.
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
 

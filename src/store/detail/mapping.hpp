@@ -144,18 +144,34 @@ Value param(const M& m) {
   return Codec<M>::encode(m);
 }
 
+/// Writes a member's value into `slot`, as `slot = Codec<M>::encode(m)` would, except that a
+/// string goes into a slot that already holds one by assignment, reusing its storage (the call-log
+/// writer refills the same parameters for every batch instead of allocating each string anew).
+template <class M>
+void encode_into(const M& m, Value& slot) {
+  if constexpr (std::is_same_v<M, std::string>) {
+    if (auto* s = std::get_if<std::string>(&slot)) {
+      s->assign(m);
+      return;
+    }
+  }
+  slot = Codec<M>::encode(m);
+}
+
 /// One column bound to one member.
 template <class T>
 struct Field {
   std::string_view column;
   std::function<Value(const T&)> get;
   std::function<bool(T&, const Value&)> set;
+  std::function<void(const T&, Value&)> put;  ///< get's value into an existing slot
 };
 
 template <class T, class M>
 Field<T> field(std::string_view column, M T::*member) {
   return {column, [member](const T& t) { return Codec<M>::encode(t.*member); },
-          [member](T& t, const Value& v) { return Codec<M>::decode(v, t.*member); }};
+          [member](T& t, const Value& v) { return Codec<M>::decode(v, t.*member); },
+          [member](const T& t, Value& slot) { encode_into(t.*member, slot); }};
 }
 
 /// A foreign key, seen from either end.

@@ -28,6 +28,18 @@ TEST(Crypto, ConstantTimeEqual) {
   EXPECT_FALSE(constant_time_equal("abc", "abd"));
   EXPECT_FALSE(constant_time_equal("abc", "abcd"));
   EXPECT_FALSE(constant_time_equal("", "a"));
+  // A difference in any byte, in the words compared eight bytes at a time and in the tail.
+  for (std::size_t n = 1; n <= 40; ++n) {
+    const std::string a(n, 'k');
+    EXPECT_TRUE(constant_time_equal(a, std::string(n, 'k'))) << n;
+    for (std::size_t i = 0; i < n; ++i) {
+      for (const char c : {'\0', 'j', static_cast<char>('k' ^ 0x80)}) {
+        std::string b = a;
+        b[i] = c;
+        EXPECT_FALSE(constant_time_equal(a, b)) << n << " " << i;
+      }
+    }
+  }
 }
 
 TEST(Crypto, RandomStringUsesOnlyTheAlphabet) {

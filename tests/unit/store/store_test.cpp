@@ -632,6 +632,48 @@ TEST_P(StoreTest, LargeCallLogBatchesKeepEveryRowAndValue) {
   }
 }
 
+TEST_P(StoreTest, ABatchKeepsNothingOfTheBatchWrittenBeforeIt) {
+  // The writer's statement parameters are kept between batches and overwritten in place: a
+  // second batch with shorter or empty strings and no TTFT must read back as itself.
+  const auto make = [&](const std::string& tag, bool full, int n) {
+    std::vector<CallLog> batch;
+    for (int i = 0; i < n; ++i) {
+      const std::string long_text(full ? 40 : 0, 'x');
+      batch.push_back({.time = clock_.now() + std::chrono::milliseconds(i),
+                       .user_id = full ? "usr_" + long_text + std::to_string(i) : "u",
+                       .key_id = tag + std::to_string(i),
+                       .service = tag,
+                       .instance_id = full ? "ins_" + long_text : "",
+                       .status = full ? 500 : 200,
+                       .duration_ms = full ? 1000 + i : i,
+                       .ttft_ms = full ? std::optional<std::int64_t>(7) : std::nullopt,
+                       .tokens_per_second = full ? 12.5 : 0.0,
+                       .error = full ? "the engine failed: " + long_text : ""});
+    }
+    return batch;
+  };
+  const auto first = make("full", true, 40);
+  const auto second = make("short", false, 40);
+  ok(s().call_logs().append_all(first));
+  ok(s().call_logs().append_all(second));
+  for (const auto* batch : {&first, &second}) {
+    auto got = ok(s().call_logs().list({.service = batch->front().service}, {.limit = 100})).items;
+    ASSERT_EQ(got.size(), batch->size());
+    std::reverse(got.begin(), got.end());  // listed newest first
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      const auto& want = (*batch)[i];
+      EXPECT_EQ(got[i].user_id, want.user_id) << i;
+      EXPECT_EQ(got[i].key_id, want.key_id) << i;
+      EXPECT_EQ(got[i].instance_id, want.instance_id) << i;
+      EXPECT_EQ(got[i].status, want.status) << i;
+      EXPECT_EQ(got[i].duration_ms, want.duration_ms) << i;
+      EXPECT_EQ(got[i].ttft_ms, want.ttft_ms) << i;
+      EXPECT_DOUBLE_EQ(got[i].tokens_per_second, want.tokens_per_second) << i;
+      EXPECT_EQ(got[i].error, want.error) << i;
+    }
+  }
+}
+
 TEST_P(StoreTest, RetentionCutsInAppendOrderAndNeverDropsANewerEntry) {
   const auto t0 = clock_.now();
   // Appended in this order; the fourth arrived late from a replica with an older time.
