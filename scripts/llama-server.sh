@@ -8,7 +8,7 @@
 #   scripts/llama-server.sh clean     delete the cached build of this version
 #
 # The cache directory, ${OPENSTATION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/openstation}/llama.cpp/
-# <version>/, holds after a build:
+# node-llama-cpp-<version>-<recipe>/, holds after a build:
 #   bin/llama-server             the server (linked statically against llama.cpp's own libraries)
 #   models/ggml-vocab-qwen2.gguf the Qwen2 vocabulary that the tests' tiny model uses
 #   server-README.md             the server's README of this version (the source of truth for flags)
@@ -26,7 +26,10 @@ set -euo pipefail
 
 VERSION=${OPENSTATION_LLAMA_NPM_VERSION:-3.21.1}
 CACHE_ROOT=${OPENSTATION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/openstation}
-DIR=$CACHE_ROOT/llama.cpp/node-llama-cpp-$VERSION
+# The build's recipe is part of the key: a cached build made with other flags is not reused.
+# r2: no AMX (below).
+RECIPE=r2
+DIR=$CACHE_ROOT/llama.cpp/node-llama-cpp-$VERSION-$RECIPE
 JOBS=${OPENSTATION_LLAMA_JOBS:-$(nproc)}
 
 die() { echo "llama-server.sh: $*" >&2; exit 1; }
@@ -67,13 +70,21 @@ build() {
   if command -v ccache >/dev/null; then
     launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   fi
+  # Native x86 builds leave out Intel AMX: llama.cpp 80fb11a's AMX matrix multiply crashes
+  # (SIGSEGV in ggml_backend_amx_mul_mat at the first decode) on an AMX machine here, which
+  # -march=native would otherwise compile in. An explicit -mno-amx-* wins over -march=native.
+  local isa=()
+  if [[ $(uname -m) == x86_64 ]]; then
+    isa=("-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+      "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16")
+  fi
   # shellcheck disable=SC2206  # word splitting of the extra arguments is intended
   local extra=(${OPENSTATION_LLAMA_CMAKE_ARGS:-})
   say "configuring llama.cpp $(git -C "$DIR/work/src" rev-parse --short HEAD) (CPU)"
   cmake -S "$DIR/work/src" -B "$DIR/work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DGGML_CUDA=OFF -DGGML_VULKAN=OFF \
-    -DGGML_METAL=OFF -DGGML_OPENMP=OFF "${launcher[@]}" "${extra[@]}" >"$DIR/work/configure.log" 2>&1 ||
+    -DGGML_METAL=OFF -DGGML_OPENMP=OFF "${launcher[@]}" "${isa[@]}" "${extra[@]}" >"$DIR/work/configure.log" 2>&1 ||
     { tail -n 40 "$DIR/work/configure.log" >&2; die "cmake configure failed (log: $DIR/work/configure.log)"; }
   say "building llama-server with $JOBS jobs (about 10 minutes on 2 cores the first time)"
   cmake --build "$DIR/work/build" --target llama-server -j "$JOBS" >"$DIR/work/build.log" 2>&1 ||

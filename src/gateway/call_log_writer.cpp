@@ -57,8 +57,8 @@ void BatchingCallLogSink::enqueue(store::CallLog& log, bool reuse) {
 core::Result<void> BatchingCallLogSink::flush() {
   std::lock_guard flushing(flush_mutex_);
   // Every step under `mutex_` is O(1) on the way that succeeds: the request threads take that
-  // lock for every request, and a writer preempted while holding it for a batch's worth of moves
-  // kept them waiting for a whole time slice (milliseconds of tail latency at saturation).
+  // lock for every request, and a writer preempted while it moved a batch's records under the
+  // lock would keep both I/O threads waiting for a whole time slice.
   std::deque<store::CallLog> taken;
   std::vector<store::CallLog> batch;
   for (;;) {
