@@ -162,15 +162,20 @@ void encode_into(const M& m, Value& slot) {
 template <class T>
 struct Field {
   std::string_view column;
-  std::function<Value(const T&)> get;
   std::function<bool(T&, const Value&)> set;
-  std::function<void(const T&, Value&)> put;  ///< get's value into an existing slot
+  std::function<void(const T&, Value&)> put;  ///< the member's value into an existing slot
+
+  /// The member's value.
+  Value get(const T& t) const {
+    Value v;
+    put(t, v);
+    return v;
+  }
 };
 
 template <class T, class M>
 Field<T> field(std::string_view column, M T::*member) {
-  return {column, [member](const T& t) { return Codec<M>::encode(t.*member); },
-          [member](T& t, const Value& v) { return Codec<M>::decode(v, t.*member); },
+  return {column, [member](T& t, const Value& v) { return Codec<M>::decode(v, t.*member); },
           [member](const T& t, Value& slot) { encode_into(t.*member, slot); }};
 }
 
