@@ -1,6 +1,7 @@
 // open_store(), the pooled store and the transaction-bound store.
 
 #include "store/detail/sql_store.hpp"
+#include "store/detail/call_log_blocks.hpp"
 #include "store/detail/migrations.hpp"
 #include "store/store.hpp"
 
@@ -129,7 +130,7 @@ class SqlStore : public Store {
   Plain<Download, DownloadFilter> downloads_;
   Plain<Setting, SettingFilter> settings_;
   SqlLogRepo<Event, EventFilter> events_;
-  SqlLogRepo<CallLog, CallLogFilter> call_logs_;
+  SqlCallLogRepo call_logs_;
 };
 
 /// A Source that is one connection: the one a transaction runs on.

@@ -175,10 +175,29 @@ constexpr std::string_view k003DropCallLogTimeIndex = R"sql(
 DROP INDEX IF EXISTS call_logs_time;
 )sql";
 
-constexpr std::array<Migration, 3> kMigrations{{
+// Call logs in blocks: one row per service of an appended batch instead of one per call
+// (store/detail/call_log_blocks.hpp). The calls already in call_logs stay there; new ids continue
+// after theirs.
+constexpr std::string_view k004CallLogBlocks = R"sql(
+CREATE TABLE call_log_blocks (
+  first_id BIGINT PRIMARY KEY,
+  n BIGINT NOT NULL,
+  service TEXT NOT NULL,
+  users TEXT NOT NULL,
+  time_first BIGINT NOT NULL,
+  time_last BIGINT NOT NULL,
+  calls TEXT NOT NULL
+);
+CREATE INDEX call_log_blocks_service ON call_log_blocks(service, first_id);
+CREATE TABLE call_log_ids (next_id BIGINT NOT NULL);
+INSERT INTO call_log_ids (next_id) SELECT COALESCE(MAX(id), 0) + 1 FROM call_logs;
+)sql";
+
+constexpr std::array<Migration, 4> kMigrations{{
     {1, "init", k001Init},
     {2, "log_indexes", k002LogIndexes},
     {3, "drop_call_logs_time_index", k003DropCallLogTimeIndex},
+    {4, "call_log_blocks", k004CallLogBlocks},
 }};
 
 constexpr std::string_view kCreateMigrationsTable =

@@ -15,8 +15,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 
 namespace openstation::store {
@@ -734,6 +736,163 @@ TEST_P(StoreTest, CallLogBatchesAreStampedInTheDatabaseOnly) {
   const auto kept = ok(s().call_logs().list({.service = "kept"})).items;
   ASSERT_EQ(kept.size(), 1u);
   EXPECT_EQ(kept[0].time, clock_.now() - 1h);
+}
+
+TEST_P(StoreTest, CallLogsKeepEveryCharacterAndNumber) {
+  // Calls are stored as text in blocks: separators, escapes and extreme numbers read back as
+  // they were written.
+  const std::vector<std::string> odd{
+      "tab\there",     "new\nline", "back\\slash\\", "cr\r", std::string("nul\0x", 5),
+      "\\t not a tab", "",          "日本",          "=",    "=x",
+      "\\=",           "a=b"};
+  std::vector<CallLog> batch;
+  for (std::size_t i = 0; i < odd.size(); ++i) {
+    batch.push_back({.time = clock_.now() + std::chrono::milliseconds(i),
+                     .user_id = odd[i],
+                     .key_id = odd[(i + 1) % odd.size()],
+                     .service = "odd",
+                     .instance_id = odd[(i + 2) % odd.size()],
+                     .status = static_cast<int>(i) - 1,
+                     .duration_ms = i == 0 ? std::numeric_limits<std::int64_t>::max() : -7,
+                     .prompt_tokens = std::numeric_limits<std::int64_t>::min(),
+                     .completion_tokens = 0,
+                     .ttft_ms = i % 2 == 0 ? std::optional<std::int64_t>(0) : std::nullopt,
+                     .tokens_per_second = i == 0 ? 0.1 : 1e300 / static_cast<double>(i),
+                     .error = odd[(i + 3) % odd.size()]});
+  }
+  ok(s().call_logs().append_all(batch));
+  auto got = ok(s().call_logs().list({.service = "odd"})).items;
+  ASSERT_EQ(got.size(), batch.size());
+  std::reverse(got.begin(), got.end());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    auto want = batch[i];
+    want.id = got[i].id;
+    EXPECT_EQ(got[i], want) << i;
+  }
+}
+
+TEST_P(StoreTest, CallLogsListInAppendOrderPerServiceAndUser) {
+  // One batch, three services and users interleaved (user ids with LIKE's wildcards and case):
+  // each service's list, and each user's within it, is the batch's order reversed, and a user
+  // sees only their own calls.
+  const std::vector<std::string> services{"s1", "s2", "s3"};
+  const std::vector<std::string> users{"usr_a", "usr%b", "USR_A"};
+  std::vector<CallLog> batch;
+  for (int i = 0; i < 60; ++i) {
+    batch.push_back({.time = clock_.now() + std::chrono::milliseconds(i),
+                     .user_id = users[static_cast<std::size_t>(i / 3) % 3],
+                     .key_id = "k" + std::to_string(i),
+                     .service = services[static_cast<std::size_t>(i) % 3],
+                     .status = i});
+  }
+  ok(s().call_logs().append_all(batch));
+  ok(s().call_logs().append_all(std::span(batch).subspan(0, 5)));  // a second batch: newer
+  for (const auto& svc : services) {
+    for (const std::optional<std::string>& who :
+         {std::optional<std::string>(), std::optional<std::string>(users[0]),
+          std::optional<std::string>(users[1]), std::optional<std::string>(users[2]),
+          std::optional<std::string>("usr_")}) {
+      std::vector<int> want;
+      for (const auto& part : {std::span(batch), std::span(batch).subspan(0, 5)}) {
+        for (const auto& l : part) {
+          if (l.service == svc && (!who || l.user_id == *who)) want.push_back(l.status);
+        }
+      }
+      std::reverse(want.begin(), want.end());
+      // Pages of 4 through the blocks.
+      std::vector<int> got;
+      std::int64_t last = std::numeric_limits<std::int64_t>::max();
+      PageRequest page{.limit = 4};
+      do {
+        auto p = ok(s().call_logs().list({.service = svc, .user_id = who}, page));
+        for (const auto& l : p.items) {
+          EXPECT_LT(l.id, last);
+          last = l.id;
+          got.push_back(l.status);
+        }
+        page.cursor = p.next_cursor;
+      } while (!page.cursor.empty());
+      EXPECT_EQ(got, want) << svc << " " << who.value_or("(all)");
+    }
+  }
+  // Key and time filters apply to single calls.
+  const auto one = ok(s().call_logs().list({.key_id = "k7"})).items;
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].status, 7);
+  const auto window = ok(s().call_logs().list(
+      {.service = "s1", .since = clock_.now() + 10ms, .until = clock_.now() + 20ms}));
+  std::vector<int> statuses;
+  for (const auto& l : window.items) statuses.push_back(l.status);
+  EXPECT_EQ(statuses, (std::vector<int>{18, 15, 12}));
+}
+
+TEST_P(StoreTest, CallLogsWrittenBeforeBlocksAreListedAfterThemAndCut) {
+  // A database from before migration 4: its calls in call_logs. After the upgrade they are
+  // listed after the new calls (their ids are lower), pages cross from blocks to rows, and
+  // retention takes the rows first.
+  raw("DROP TABLE call_log_blocks");
+  raw("DROP TABLE call_log_ids");
+  raw("DELETE FROM schema_migrations WHERE version = 4");
+  const auto t0 = clock_.now();
+  for (int i = 0; i < 5; ++i) {
+    raw("INSERT INTO call_logs (time, user_id, key_id, service, instance_id, status, duration_ms, "
+        "prompt_tokens, completion_tokens, ttft_ms, tokens_per_second, error) VALUES (" +
+        std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>((t0 + i * 1s).time_since_epoch())
+                .count()) +
+        ", 'u', 'k', 'old', 'i', " + std::to_string(i) + ", 1, 2, 3, NULL, 0.5, '')");
+  }
+  reopen();
+  EXPECT_EQ(ok(s().schema_version()), latest_schema_version());
+  std::vector<CallLog> batch;
+  for (int i = 5; i < 9; ++i) {
+    batch.push_back({.time = t0 + i * 1s, .user_id = "u", .service = "old", .status = i});
+  }
+  ok(s().call_logs().append_all(batch));
+  const auto statuses = [&](const CallLogFilter& f) {
+    std::vector<int> out;
+    PageRequest page{.limit = 3};
+    do {
+      auto p = ok(s().call_logs().list(f, page));
+      for (const auto& l : p.items) out.push_back(l.status);
+      page.cursor = p.next_cursor;
+    } while (!page.cursor.empty());
+    return out;
+  };
+  EXPECT_EQ(statuses({.service = "old"}), (std::vector<int>{8, 7, 6, 5, 4, 3, 2, 1, 0}));
+  EXPECT_EQ(statuses({.service = "old", .user_id = "u"}),
+            (std::vector<int>{8, 7, 6, 5, 4, 3, 2, 1, 0}));
+  const auto old = ok(s().call_logs().list({.service = "old"}, {.limit = 9})).items;
+  EXPECT_EQ(old[4].ttft_ms, std::nullopt);
+  EXPECT_EQ(old[4].completion_tokens, 3);
+  // At most 3 a call, oldest first: rows, then the block is cut.
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 6500ms, 3)), 3u);  // rows 0-2
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 6500ms, 3)), 3u);  // rows 3-4, then 5
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 6500ms, 3)), 1u);  // 6: 7 is the cut
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 6500ms, 3)), 0u);
+  EXPECT_EQ(statuses({.service = "old"}), (std::vector<int>{8, 7}));
+  // New ids continue after the old rows' and never come back after a purge.
+  const auto before_purge = ok(s().call_logs().list({.service = "old"}, {.limit = 1})).items;
+  EXPECT_EQ(ok(s().call_logs().remove_before(t0 + 1h)), 2u);
+  const auto next = ok(s().call_logs().append({.time = t0 + 2h, .service = "old"}));
+  EXPECT_GT(next.id, before_purge[0].id);
+}
+
+TEST_P(StoreTest, ConcurrentCallLogBatchesGetDistinctIds) {
+  constexpr int kBatches = 20;
+  auto writer = [&](int t) {
+    for (int b = 0; b < kBatches; ++b) {
+      std::vector<CallLog> batch(7, CallLog{.service = "c" + std::to_string(t), .status = b});
+      ASSERT_TRUE(s().call_logs().append_all(batch));
+    }
+  };
+  std::thread a(writer, 0);
+  std::thread b(writer, 1);
+  a.join();
+  b.join();
+  std::set<std::int64_t> ids;
+  for (const auto& l : ok(s().call_logs().list({}, {.limit = 0})).items) ids.insert(l.id);
+  EXPECT_EQ(ids.size(), 2u * kBatches * 7);
 }
 
 TEST_P(StoreTest, PutUpsertsAndRemoveAllFilters) {
