@@ -12,7 +12,10 @@ namespace openstation::store::detail {
 namespace {
 
 constexpr std::size_t kFields = 11;  ///< per call, see encode_call_log
-constexpr std::int64_t kBlocksPerRead = 64;
+// Blocks are read a few at a time, more as a read goes on: a page usually needs only the newest
+// block (a block holds up to a batch of calls: thousands under load).
+constexpr std::int64_t kFirstRead = 2;
+constexpr std::int64_t kMostPerRead = 64;
 
 std::int64_t to_ms(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -342,7 +345,9 @@ core::Result<Page<CallLog>> SqlCallLogRepo::list(const CallLogFilter& filter,
       sql += " AND time_first < ?";
       params.emplace_back(to_ms(*filter.until));
     }
-    sql += " ORDER BY first_id DESC LIMIT " + std::to_string(kBlocksPerRead);
+    sql += " ORDER BY first_id DESC LIMIT ?";
+    std::int64_t chunk = kFirstRead;
+    params.emplace_back(chunk);
     std::vector<CallLog> calls;
     for (;;) {
       auto read = read_blocks(c, sql, params);
@@ -358,8 +363,10 @@ core::Result<Page<CallLog>> SqlCallLogRepo::list(const CallLogFilter& filter,
           if (want > 0 && out.items.size() == want) return {};
         }
       }
-      if (read->size() < static_cast<std::size_t>(kBlocksPerRead)) return {};
+      if (read->size() < static_cast<std::size_t>(chunk)) return {};
       params[0] = read->back().first_id;
+      chunk = std::min(chunk * 4, kMostPerRead);
+      params.back() = chunk;
     }
   });
   if (!blocks) return blocks.error();
@@ -396,12 +403,12 @@ core::Result<std::size_t> SqlCallLogRepo::remove_before(TimePoint before, std::s
     std::vector<CallLog> calls;
     std::string rest;
     std::int64_t after = std::numeric_limits<std::int64_t>::min();
+    std::int64_t chunk = kFirstRead;
     for (;;) {
       auto read = read_blocks(c,
                               "SELECT first_id, service, calls FROM call_log_blocks "
-                              "WHERE first_id > ? ORDER BY first_id LIMIT " +
-                                  std::to_string(kBlocksPerRead),
-                              {after});
+                              "WHERE first_id > ? ORDER BY first_id LIMIT ?",
+                              {after, chunk});
       if (!read) return fail(read.error());
       for (const auto& b : *read) {
         calls.clear();
@@ -439,8 +446,9 @@ core::Result<std::size_t> SqlCallLogRepo::remove_before(TimePoint before, std::s
         }
         return c.commit();  // this block holds the cut
       }
-      if (read->size() < static_cast<std::size_t>(kBlocksPerRead)) return c.commit();
+      if (read->size() < static_cast<std::size_t>(chunk)) return c.commit();
       after = read->back().first_id;
+      chunk = std::min(chunk * 4, kMostPerRead);
     }
   });
   if (!r) return r.error();
