@@ -172,7 +172,8 @@ bool decode_call_logs(std::string_view text, std::int64_t first_id, std::string_
     const CallLog* before = prev ? &out[*prev] : nullptr;
     const auto same = [&](std::string_view field) { return before != nullptr && field == "="; };
     const auto text_field = [&](std::string_view field, std::string CallLog::*member) {
-      if (same(field)) {
+      if (field == "=") {  // as the call before; a first call has none
+        if (before == nullptr) return false;
         log.*member = before->*member;
         return true;
       }
