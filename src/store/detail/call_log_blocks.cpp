@@ -6,6 +6,9 @@
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <ranges>
+#include <span>
+#include <utility>
 
 namespace openstation::store::detail {
 namespace {
@@ -15,14 +18,6 @@ constexpr std::size_t kFields = 11;  ///< per call, see encode_call_log
 // block (a block holds up to a batch of calls: thousands under load).
 constexpr std::int64_t kFirstRead = 2;
 constexpr std::int64_t kMostPerRead = 64;
-
-std::int64_t to_ms(TimePoint t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-TimePoint from_ms(std::int64_t ms) {
-  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
-}
 
 void put_number(std::string& out, auto value) {
   std::array<char, 32> buf;
@@ -107,6 +102,26 @@ core::Result<std::vector<Block>> read_blocks(Connection& c, const std::string& s
     out.push_back(std::move(b));
   }
   return out;
+}
+
+/// Appends a block's calls, in order, to `out` (each relative to the one before it) and returns
+/// the range of their times; `millis(call)` is a call's time as stored.
+template <class Calls, class Millis>
+std::pair<std::int64_t, std::int64_t> encode_block(std::string& out, const Calls& calls,
+                                                   Millis millis) {
+  std::int64_t lo = std::numeric_limits<std::int64_t>::max();
+  std::int64_t hi = std::numeric_limits<std::int64_t>::min();
+  const CallLog* previous = nullptr;
+  std::int64_t previous_ms = 0;
+  for (const CallLog& call : calls) {
+    const std::int64_t ms = millis(call);
+    lo = std::min(lo, ms);
+    hi = std::max(hi, ms);
+    encode_call_log(out, call, ms, previous, previous_ms);
+    previous = &call;
+    previous_ms = ms;
+  }
+  return {lo, hi};
 }
 
 }  // namespace
@@ -198,7 +213,7 @@ bool decode_call_logs(std::string_view text, std::int64_t first_id, std::string_
       return false;
     }
     ms = before != nullptr ? ms + delta : delta;
-    log.time = from_ms(ms);
+    log.time = from_millis(ms);
     if (same(f[8])) {
       if (!before->ttft_ms) return false;
       log.ttft_ms = before->ttft_ms;
@@ -214,7 +229,7 @@ bool decode_call_logs(std::string_view text, std::int64_t first_id, std::string_
 
 core::Result<CallLog> SqlCallLogRepo::append(CallLog entry) {
   if (entry.time == TimePoint{}) entry.time = shared_.now();
-  entry.time = from_ms(to_ms(entry.time));  // what a read gives back
+  entry.time = from_millis(to_millis(entry.time));  // what a read gives back
   std::int64_t id = 0;
   if (auto r = append_blocks({&entry, 1}, id); !r) return r.error();
   entry.id = id;
@@ -241,7 +256,7 @@ core::Result<void> SqlCallLogRepo::append_blocks(std::span<const CallLog> entrie
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     return entries[a].service < entries[b].service;
   });
-  const std::int64_t now_ms = to_ms(shared_.now());
+  const std::int64_t now_ms = to_millis(shared_.now());
   const auto n = static_cast<std::int64_t>(entries.size());
   return row_table_.run<void>([&](Connection& c) -> core::Result<void> {
     if (auto r = c.begin(); !r) return r;
@@ -263,23 +278,19 @@ core::Result<void> SqlCallLogRepo::append_blocks(std::span<const CallLog> entrie
     first_id = id;
     for (std::size_t i = 0; i < order.size();) {
       const CallLog& head = entries[order[i]];
-      std::int64_t lo = std::numeric_limits<std::int64_t>::max();
-      std::int64_t hi = std::numeric_limits<std::int64_t>::min();
-      text.clear();
       users.clear();
-      const CallLog* previous = nullptr;
-      std::int64_t previous_ms = 0;
       std::size_t j = i;
       for (; j < order.size() && entries[order[j]].service == head.service; ++j) {
-        const CallLog& log = entries[order[j]];
-        users.push_back(log.user_id);
-        const std::int64_t ms = log.time == TimePoint{} ? now_ms : to_ms(log.time);
-        lo = std::min(lo, ms);
-        hi = std::max(hi, ms);
-        encode_call_log(text, log, ms, previous, previous_ms);
-        previous = &log;
-        previous_ms = ms;
+        users.push_back(entries[order[j]].user_id);
       }
+      text.clear();
+      const auto [lo, hi] = encode_block(
+          text,
+          std::span(order).subspan(i, j - i) |
+              std::views::transform([&](std::size_t k) -> const CallLog& { return entries[k]; }),
+          [&](const CallLog& log) {
+            return log.time == TimePoint{} ? now_ms : to_millis(log.time);
+          });
       const auto count = static_cast<std::int64_t>(j - i);
       std::sort(users.begin(), users.end());
       users.erase(std::unique(users.begin(), users.end()), users.end());
@@ -339,11 +350,11 @@ core::Result<Page<CallLog>> SqlCallLogRepo::list(const CallLogFilter& filter,
     }
     if (filter.since) {
       sql += " AND time_last >= ?";
-      params.emplace_back(to_ms(*filter.since));
+      params.emplace_back(to_millis(*filter.since));
     }
     if (filter.until) {
       sql += " AND time_first < ?";
-      params.emplace_back(to_ms(*filter.until));
+      params.emplace_back(to_millis(*filter.until));
     }
     sql += " ORDER BY first_id DESC LIMIT ?";
     std::int64_t chunk = kFirstRead;
@@ -429,16 +440,10 @@ core::Result<std::size_t> SqlCallLogRepo::remove_before(TimePoint before, std::s
         if (k > 0) {
           // The rest stays as a block of its own ids; `users` may still name a user whose calls
           // were all cut (it only narrows which blocks a user's list reads).
-          std::int64_t lo = std::numeric_limits<std::int64_t>::max();
-          std::int64_t hi = std::numeric_limits<std::int64_t>::min();
           rest.clear();
-          for (std::size_t i = k; i < calls.size(); ++i) {
-            const auto ms = to_ms(calls[i].time);
-            lo = std::min(lo, ms);
-            hi = std::max(hi, ms);
-            encode_call_log(rest, calls[i], ms, i > k ? &calls[i - 1] : nullptr,
-                            i > k ? to_ms(calls[i - 1].time) : 0);
-          }
+          const auto [lo, hi] =
+              encode_block(rest, std::span(calls).subspan(k),
+                           [](const CallLog& call) { return to_millis(call.time); });
           auto upd = c.exec(
               "UPDATE call_log_blocks SET first_id = ?, n = ?, time_first = ?, time_last = ?, "
               "calls = ? WHERE first_id = ?",

@@ -85,16 +85,21 @@ struct Codec<double> {
   static bool decode(const Value& v, double& out);
 };
 
+/// A time as the database keeps it: integer milliseconds since the epoch.
+inline std::int64_t to_millis(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+inline TimePoint from_millis(std::int64_t ms) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
+}
+
 template <>
 struct Codec<TimePoint> {
-  static Value encode(TimePoint t) {
-    return std::int64_t{
-        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count()};
-  }
+  static Value encode(TimePoint t) { return to_millis(t); }
   static bool decode(const Value& v, TimePoint& out) {
     std::int64_t ms = 0;
     if (!decode_int(v, ms)) return false;
-    out = TimePoint(std::chrono::duration_cast<TimePoint::duration>(std::chrono::milliseconds(ms)));
+    out = from_millis(ms);
     return true;
   }
 };

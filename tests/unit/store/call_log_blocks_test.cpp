@@ -14,10 +14,6 @@
 namespace openstation::store::detail {
 namespace {
 
-std::int64_t to_ms(TimePoint t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
 TEST(CallLogBlocks, RandomCallsReadBackAsWritten) {
   std::mt19937_64 rng(12345);
   const std::string alphabet = std::string("ab=\\\t\n\r ") + '\0' + "\xe6\x97\xa5";
@@ -62,8 +58,8 @@ TEST(CallLogBlocks, RandomCallsReadBackAsWritten) {
     }
     std::string text;
     for (std::size_t i = 0; i < calls.size(); ++i) {
-      encode_call_log(text, calls[i], to_ms(calls[i].time), i > 0 ? &calls[i - 1] : nullptr,
-                      i > 0 ? to_ms(calls[i - 1].time) : 0);
+      encode_call_log(text, calls[i], to_millis(calls[i].time), i > 0 ? &calls[i - 1] : nullptr,
+                      i > 0 ? to_millis(calls[i - 1].time) : 0);
     }
     std::vector<CallLog> got;
     ASSERT_TRUE(decode_call_logs(text, 100, "svc", got)) << round;
