@@ -59,37 +59,38 @@ core::Result<void> BatchingCallLogSink::flush() {
   // Every step under `mutex_` is O(1) on the way that succeeds: the request threads take that
   // lock for every request, and a writer preempted while it moved a batch's records under the
   // lock would keep both I/O threads waiting for a whole time slice.
+  // What is queued now is taken once: records that arrive while it is written wait for the next
+  // flush (a full batch or the interval). Taking them as they come would turn a busy gateway's
+  // writer into a loop of small transactions, each with its commit's fixed cost.
   std::deque<store::CallLog> taken;
-  std::vector<store::CallLog> batch;
-  for (;;) {
-    {
-      std::lock_guard lock(mutex_);
-      if (queue_.empty()) return {};
-      taken.swap(queue_);
-    }
-    while (!taken.empty()) {
-      const auto n = static_cast<std::ptrdiff_t>(std::min(taken.size(), options_.batch_size));
-      batch.assign(std::make_move_iterator(taken.begin()),
-                   std::make_move_iterator(taken.begin() + n));
-      taken.erase(taken.begin(), taken.begin() + n);
-      bool retry = true;
-      auto r = deliver(batch, retry);
-      std::lock_guard lock(mutex_);
-      if (!r) {
-        if (retry) {
-          taken.insert(taken.begin(), std::make_move_iterator(batch.begin()),
-                       std::make_move_iterator(batch.end()));
-        } else {
-          dropped_ += batch.size();
-        }
-        requeue(taken);
-        return r.error();
-      }
-      written_ += batch.size();
-      // Kept for submit_reusing: their strings' storage goes back to the request threads.
-      if (spare_.empty()) spare_.swap(batch);
-    }
+  {
+    std::lock_guard lock(mutex_);
+    taken.swap(queue_);
   }
+  std::vector<store::CallLog> batch;
+  while (!taken.empty()) {
+    const auto n = static_cast<std::ptrdiff_t>(std::min(taken.size(), options_.batch_size));
+    batch.assign(std::make_move_iterator(taken.begin()),
+                 std::make_move_iterator(taken.begin() + n));
+    taken.erase(taken.begin(), taken.begin() + n);
+    bool retry = true;
+    auto r = deliver(batch, retry);
+    std::lock_guard lock(mutex_);
+    if (!r) {
+      if (retry) {
+        taken.insert(taken.begin(), std::make_move_iterator(batch.begin()),
+                     std::make_move_iterator(batch.end()));
+      } else {
+        dropped_ += batch.size();
+      }
+      requeue(taken);
+      return r.error();
+    }
+    written_ += batch.size();
+    // Kept for submit_reusing: their strings' storage goes back to the request threads.
+    if (spare_.empty()) spare_.swap(batch);
+  }
+  return {};
 }
 
 void BatchingCallLogSink::requeue(std::deque<store::CallLog>& older) {

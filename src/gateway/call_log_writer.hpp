@@ -54,8 +54,9 @@ class BatchingCallLogSink : public CallLogSink {
   void submit(store::CallLog log) final;
   /// Delivered records are kept (up to one batch) and handed back here.
   void submit_reusing(store::CallLog& log) final;
-  /// Delivers everything queued now (blocking); the error of the first batch that failed (kept
-  /// queued unless `deliver` said it can never succeed).
+  /// Delivers what is queued when called (blocking; records submitted meanwhile wait for the
+  /// next flush); the error of the first batch that failed (kept queued unless `deliver` said it
+  /// can never succeed).
   core::Result<void> flush();
   /// Stops the thread, then flushes once more. Idempotent. Derived classes call it in their
   /// destructor, before their own members go.

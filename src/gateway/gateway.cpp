@@ -721,10 +721,11 @@ core::Result<void> Gateway::start() {
                    [&im](http::Request& r) -> http::Awaitable<http::Response> {
                      co_return co_await im.models(r);
                    });
-  im.server->stream("POST", "/v1/*",
-                    [&im](http::Request& r, http::ResponseStream& s) -> http::Awaitable<void> {
-                      co_await im.proxy(r, s);
-                    });
+  // The proxy's own coroutine is the handler: a wrapper that awaited it would add a frame and a
+  // resumption to every request.
+  im.server->stream("POST", "/v1/*", [&im](http::Request& r, http::ResponseStream& s) {
+    return im.proxy(r, s);
+  });
   return im.server->start();
 }
 

@@ -10,8 +10,14 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace openstation::gateway {
 namespace json = boost::json;
@@ -44,21 +50,27 @@ std::string position(std::string_view text, std::size_t pos) {
   return "line " + std::to_string(line) + " column " + std::to_string(col);
 }
 
-/// What a request's top level holds, read by Boost.JSON's validating parser without building the
-/// document: the members inspect_request looks at, with the last of duplicate names winning (as
-/// in a parsed document).
-class TopLevel {
- public:
-  enum class Kind { absent, null, string, boolean, object, other };
-  struct Member {
-    Kind kind = Kind::absent;
-    std::string text;   ///< a string's value
-    bool flag = false;  ///< a boolean's value
-  };
+enum class Kind { absent, null, string, boolean, object, other };
 
+/// One member inspect_request looks at, as the document holds it.
+struct Member {
+  Kind kind = Kind::absent;
+  std::string text;   ///< a string's value
+  bool flag = false;  ///< a boolean's value
+};
+
+/// The members inspect_request looks at, with the last of duplicate names winning (as in a
+/// parsed document).
+struct Found {
   bool is_object = false;
   Member model, user, stream, stream_options;
   Member include_usage;  ///< inside the last "stream_options" object
+};
+
+/// What a request's top level holds, read by Boost.JSON's validating parser without building the
+/// document. Every body the fast scan below cannot vouch for comes here.
+class TopLevel : public Found {
+ public:
 
   // The handler interface of boost::json::basic_parser.
   static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
@@ -174,27 +186,375 @@ class TopLevel {
   std::string part_;
 };
 
+/// The fast path: a strict scan of the whole body that validates it as JSON (RFC 8259: structure,
+/// numbers, literals, escapes, UTF-8) and reads the members inspect_request looks at, without
+/// Boost.JSON's general machinery. It vouches only for what it is sure of: anything invalid or
+/// unusual (an escape in a name or in "model" or "user", a \u escape of a surrogate, deep
+/// nesting, a very long number) makes it give up, and the validating parser then decides, with
+/// its error message. So it never accepts what the parser refuses, and what it accepts it reads
+/// as the parser does (the fuzz target checks both against a parsed document).
+class FastScan {
+ public:
+  explicit FastScan(std::string_view text)
+      : p_(reinterpret_cast<const unsigned char*>(text.data())), end_(p_ + text.size()) {}
+
+  /// True when the body is a valid JSON document the scan could read completely into `out`.
+  bool read(Found& out) {
+    skip_ws();
+    if (p_ == end_) return false;
+    if (*p_ != '{') {
+      if (!value(0)) return false;  // valid, but not an object
+    } else {
+      out.is_object = true;
+      if (!top_members(out)) return false;
+    }
+    skip_ws();
+    return p_ == end_;
+  }
+
+ private:
+  /// Containers nested deeper than this are left to the parser (whose own limit is 32).
+  static constexpr int kMaxDepth = 24;
+
+  void skip_ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  bool eat(unsigned char c) {
+    skip_ws();
+    if (p_ == end_ || *p_ != c) return false;
+    ++p_;
+    return true;
+  }
+
+  /// At '"': skips the string, checking escapes and UTF-8. `plain`: set to the characters
+  /// between the quotes when the string has no escape; with an escape the string is valid but
+  /// `escaped` is set (its value is not decoded).
+  bool string(std::string_view& plain, bool& escaped) {
+    const unsigned char* start = ++p_;
+    escaped = false;
+    for (;;) {
+      p_ = next_special(p_, end_);
+      if (p_ == end_) return false;
+      const unsigned char c = *p_;
+      if (c == '"') {
+        plain = std::string_view(reinterpret_cast<const char*>(start),
+                                 static_cast<std::size_t>(p_ - start));
+        ++p_;
+        return true;
+      }
+      if (c == '\\') {
+        escaped = true;
+        if (!escape()) return false;
+      } else if (c >= 0x80) {
+        if (!utf8()) return false;
+      } else {
+        return false;  // a control character
+      }
+    }
+  }
+
+  /// The first byte at or after `p` that ends a run of plain string characters: '"', '\\', a
+  /// control character or a non-ASCII byte. Sixteen bytes at a time where SSE2 is there.
+  static const unsigned char* next_special(const unsigned char* p, const unsigned char* end) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      // Signed: bytes from 0x80 are negative, so one comparison finds them and controls.
+      const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, quote),
+                                                    _mm_cmpeq_epi8(b, backslash)),
+                                       _mm_cmplt_epi8(b, space));
+      const auto mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+      if (mask != 0) return p + __builtin_ctz(mask);
+      p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) ++p;
+    return p;
+  }
+
+  /// At '\\': one escape. A \u escape of a surrogate is left to the parser.
+  bool escape() {
+    if (end_ - p_ < 2) return false;
+    const unsigned char c = p_[1];
+    if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
+        c == 't') {
+      p_ += 2;
+      return true;
+    }
+    if (c != 'u' || end_ - p_ < 6) return false;
+    unsigned code = 0;
+    for (int i = 2; i < 6; ++i) {
+      const unsigned char h = p_[i];
+      unsigned digit = 0;
+      if (h >= '0' && h <= '9') {
+        digit = h - '0';
+      } else if ((h | 0x20) >= 'a' && (h | 0x20) <= 'f') {
+        digit = (h | 0x20) - 'a' + 10;
+      } else {
+        return false;
+      }
+      code = code * 16 + digit;
+    }
+    if (code >= 0xD800 && code <= 0xDFFF) return false;
+    p_ += 6;
+    return true;
+  }
+
+  /// At a byte from 0x80: one well-formed UTF-8 sequence (Unicode Table 3-7: no overlong
+  /// forms, no surrogates, nothing above U+10FFFF).
+  bool utf8() {
+    const unsigned char c = *p_;
+    int more = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      more = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      more = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      more = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (end_ - p_ <= more) return false;
+    if (p_[1] < lo || p_[1] > hi) return false;
+    for (int i = 2; i <= more; ++i) {
+      if (p_[i] < 0x80 || p_[i] > 0xBF) return false;
+    }
+    p_ += more + 1;
+    return true;
+  }
+
+  static bool digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+  /// A number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; long ones are left to the parser.
+  bool number() {
+    const unsigned char* start = p_;
+    if (*p_ == '-') ++p_;
+    if (p_ == end_) return false;
+    if (*p_ == '0') {
+      ++p_;
+    } else if (digit(*p_)) {
+      while (p_ < end_ && digit(*p_)) ++p_;
+    } else {
+      return false;
+    }
+    if (p_ < end_ && *p_ == '.') {
+      ++p_;
+      if (p_ == end_ || !digit(*p_)) return false;
+      while (p_ < end_ && digit(*p_)) ++p_;
+    }
+    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+      ++p_;
+      if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      const unsigned char* exponent = p_;
+      while (p_ < end_ && digit(*p_)) ++p_;
+      if (p_ == exponent || p_ - exponent > 3) return false;
+    }
+    return p_ - start <= 40;
+  }
+
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0) {
+      return false;
+    }
+    p_ += word.size();
+    return true;
+  }
+
+  /// Any value at `depth` (the number of containers around it), skipped.
+  bool value(int depth) {
+    skip_ws();
+    if (p_ == end_) return false;
+    switch (*p_) {
+      case '"': {
+        std::string_view ignored;
+        bool escaped = false;
+        return string(ignored, escaped);
+      }
+      case '{':
+      case '[': return container(depth);
+      case 't': return literal("true");
+      case 'f': return literal("false");
+      case 'n': return literal("null");
+      default: return number();
+    }
+  }
+
+  /// At '{' or '[': the container and everything in it.
+  bool container(int depth) {
+    if (depth >= kMaxDepth) return false;
+    const bool object = *p_ == '{';
+    const unsigned char close = object ? '}' : ']';
+    ++p_;
+    skip_ws();
+    if (p_ < end_ && *p_ == close) {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      if (object) {
+        skip_ws();
+        if (p_ == end_ || *p_ != '"') return false;
+        std::string_view ignored;
+        bool escaped = false;
+        if (!string(ignored, escaped) || !eat(':')) return false;
+      }
+      if (!value(depth + 1)) return false;
+      skip_ws();
+      if (p_ == end_) return false;
+      if (*p_ == close) {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+    }
+  }
+
+  /// A member's value read into `m` (kinds as the parser's handler records them).
+  bool member_value(Member& m, int depth) {
+    skip_ws();
+    if (p_ == end_) return false;
+    m.text.clear();
+    m.flag = false;
+    switch (*p_) {
+      case '"': {
+        std::string_view text;
+        bool escaped = false;
+        if (!string(text, escaped) || escaped) return false;  // an escaped value: the parser
+        m.kind = Kind::string;
+        m.text.assign(text);
+        return true;
+      }
+      case 't':
+      case 'f':
+        m.kind = Kind::boolean;
+        m.flag = *p_ == 't';
+        return literal(m.flag ? "true" : "false");
+      case 'n': m.kind = Kind::null; return literal("null");
+      case '{': m.kind = Kind::object; return container(depth);
+      default: m.kind = Kind::other; return value(depth);
+    }
+  }
+
+  /// At the top-level '{': its members, the watched ones read into `out`.
+  bool top_members(Found& out) {
+    ++p_;
+    skip_ws();
+    if (p_ < end_ && *p_ == '}') {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      skip_ws();
+      if (p_ == end_ || *p_ != '"') return false;
+      std::string_view name;
+      bool escaped = false;
+      if (!string(name, escaped) || escaped || !eat(':')) return false;
+      if (name == "model") {
+        if (!member_value(out.model, 1)) return false;
+      } else if (name == "user") {
+        if (!member_value(out.user, 1)) return false;
+      } else if (name == "stream") {
+        if (!member_value(out.stream, 1)) return false;
+      } else if (name == "stream_options") {
+        skip_ws();
+        if (p_ < end_ && *p_ == '{') {
+          out.stream_options = Member{Kind::object, {}, false};
+          out.include_usage = {};  // a later "stream_options" replaces an earlier one
+          if (!options_members(out)) return false;
+        } else if (!member_value(out.stream_options, 1)) {
+          return false;
+        }
+      } else if (!value(1)) {
+        return false;
+      }
+      skip_ws();
+      if (p_ == end_) return false;
+      if (*p_ == '}') {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+    }
+  }
+
+  /// At the '{' of "stream_options": its members, "include_usage" read into `out`.
+  bool options_members(Found& out) {
+    ++p_;
+    skip_ws();
+    if (p_ < end_ && *p_ == '}') {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      skip_ws();
+      if (p_ == end_ || *p_ != '"') return false;
+      std::string_view name;
+      bool escaped = false;
+      if (!string(name, escaped) || escaped || !eat(':')) return false;
+      if (name == "include_usage") {
+        if (!member_value(out.include_usage, 2)) return false;
+      } else if (!value(2)) {
+        return false;
+      }
+      skip_ws();
+      if (p_ == end_) return false;
+      if (*p_ == '}') {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return false;
+      ++p_;
+    }
+  }
+
+  const unsigned char* p_;
+  const unsigned char* end_;
+};
+
 }  // namespace
+
+bool detail::read_by_fast_scan(std::string_view body) {
+  Found found;
+  return FastScan(body).read(found);
+}
 
 core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return bad_json("the request body is empty; send a JSON object with at least \"model\"");
   }
-  // Validated and read in one pass without building the document; only a body the gateway must
-  // rewrite is parsed into one.
-  json::basic_parser<TopLevel> parser{json::parse_options()};
+  // Validated and read in one pass without building the document (the fast scan, or the
+  // validating parser for what it gives up on); only a body the gateway must rewrite is parsed
+  // into one.
+  Found fast;
+  std::optional<json::basic_parser<TopLevel>> parser;
   boost::system::error_code ec;
-  std::size_t used = parser.write_some(false, body.data(), body.size(), ec);
-  if (!ec && used < body.size()) ec = json::error::extra_data;
-  if (ec) {
-    return bad_json("the request body is not valid JSON at " + position(body, used) + ": " +
-                    ec.message());
+  const Found* found = &fast;
+  if (!FastScan(body).read(fast)) {
+    parser.emplace(json::parse_options());
+    std::size_t used = parser->write_some(false, body.data(), body.size(), ec);
+    if (!ec && used < body.size()) ec = json::error::extra_data;
+    if (ec) {
+      return bad_json("the request body is not valid JSON at " + position(body, used) + ": " +
+                      ec.message());
+    }
+    found = &parser->handler();
   }
-  const TopLevel& top = parser.handler();
+  const Found& top = *found;
   if (!top.is_object) return bad_json("the request body must be a JSON object");
 
   InspectedRequest out;
-  using Kind = TopLevel::Kind;
   if (top.model.kind != Kind::string || top.model.text.empty()) {
     return core::invalid("gateway.missing_model",
                          top.model.kind == Kind::absent

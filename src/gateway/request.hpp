@@ -40,4 +40,11 @@ struct InspectedRequest {
 /// "stream_options" not an object.
 core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_view body);
 
+namespace detail {
+/// True when inspect_request reads `body` with its own strict scan alone, without Boost.JSON's
+/// validating parser (the outcome is the same either way; tests check that usual bodies take
+/// the fast way and unusual ones are left to the parser).
+bool read_by_fast_scan(std::string_view body);
+}  // namespace detail
+
 }  // namespace openstation::gateway

@@ -71,37 +71,51 @@ int parse_version(std::string_view v) {
   return -1;
 }
 
-/// Parses the field lines between `begin` and the head's end into `head.fields`.
+/// Why a field line whose name does not end in ':' is malformed (the slow way: errors only).
+std::string bad_name_reason(std::string_view from_name) {
+  const std::string_view line = from_name.substr(0, from_name.find("\r\n"));
+  const auto colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return "a header line without a field name and ':'";
+  }
+  return "an invalid character in a header field name";
+}
+
+/// Parses the field lines of a head into `head.fields`: `lines` runs from the first field line
+/// to the head's end, its blank line included (head_end found it). One pass over the bytes,
+/// each checked once against its class.
 bool parse_fields(std::string_view lines, Head& head, std::string& error) {
-  while (!lines.empty()) {
-    const auto eol = lines.find("\r\n");
-    const std::string_view line = lines.substr(0, eol);
-    lines.remove_prefix(eol == std::string_view::npos ? lines.size() : eol + 2);
-    if (line.empty()) break;
-    if (line.front() == ' ' || line.front() == '\t') {
+  const auto* const begin = reinterpret_cast<const unsigned char*>(lines.data());
+  const auto* const end = begin + lines.size();
+  const auto* p = begin;
+  const auto view = [](const unsigned char* from, const unsigned char* to) {
+    return std::string_view(reinterpret_cast<const char*>(from), static_cast<std::size_t>(to - from));
+  };
+  while (p < end) {
+    if (*p == '\r' && p + 1 < end && p[1] == '\n') break;  // the blank line: the head's end
+    if (*p == ' ' || *p == '\t') {
       error = "obsolete line folding in a header field";
       return false;
     }
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      error = "a header line without a field name and ':'";
+    const auto* const name_begin = p;
+    while (p < end && kChars.tchar[*p]) ++p;
+    if (p == end || *p != ':' || p == name_begin) {
+      error = bad_name_reason(view(name_begin, end));
       return false;
     }
-    const std::string_view name = line.substr(0, colon);
-    for (unsigned char c : name) {
-      if (!kChars.tchar[c]) {
-        error = "an invalid character in a header field name";
-        return false;
-      }
+    const std::string_view name = view(name_begin, p);
+    ++p;
+    while (p < end && (*p == ' ' || *p == '\t')) ++p;
+    const auto* const value_begin = p;
+    while (p < end && kChars.value[*p]) ++p;
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
+      error = "a control character in the value of header '" + std::string(name) + "'";
+      return false;
     }
-    const std::string_view value = trim_ows(line.substr(colon + 1));
-    for (unsigned char c : value) {
-      if (!kChars.value[c]) {
-        error = "a control character in the value of header '" + std::string(name) + "'";
-        return false;
-      }
-    }
-    head.fields.emplace_back(name, value);
+    const auto* value_end = p;
+    while (value_end > value_begin && (value_end[-1] == ' ' || value_end[-1] == '\t')) --value_end;
+    head.fields.emplace_back(name, view(value_begin, value_end));
+    p += 2;
   }
   return true;
 }

@@ -120,8 +120,22 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
 }
 
 std::string_view Request::param(std::string_view name) const {
-  auto it = params.find(name);
-  return it == params.end() ? std::string_view() : std::string_view(it->second);
+  return params.get(name);
+}
+
+std::string& PathParams::add(std::string_view name) {
+  if (size_ == slots_.size()) slots_.emplace_back();
+  auto& [k, v] = slots_[size_++];
+  k.assign(name);
+  v.clear();
+  return v;
+}
+
+std::string_view PathParams::get(std::string_view name) const {
+  for (std::size_t i = 0; i < size_; ++i) {
+    if (slots_[i].first == name) return slots_[i].second;
+  }
+  return {};
 }
 
 Response Response::text(int status, std::string body, std::string content_type) {

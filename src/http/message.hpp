@@ -5,7 +5,6 @@
 #include "core/error.hpp"
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -70,6 +69,27 @@ class Headers {
   std::size_t size_ = 0;
 };
 
+/// The path parameters a route captured ("{id}" → "n1"; a trailing wildcard as "*"), in pattern
+/// order. Clearing keeps the strings' storage for the next parameters, so a server's
+/// per-connection Request allocates nothing for a new request's usual parameters.
+class PathParams {
+ public:
+  using Param = std::pair<std::string, std::string>;
+
+  void clear() { size_ = 0; }
+  /// Appends a parameter called `name`; returns its value, empty, for the caller to fill.
+  std::string& add(std::string_view name);
+  /// The value of `name`; "" when absent.
+  std::string_view get(std::string_view name) const;
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Param& operator[](std::size_t i) const { return slots_[i]; }
+
+ private:
+  std::vector<Param> slots_;  ///< [0, size_) are the parameters; the rest are spare storage
+  std::size_t size_ = 0;
+};
+
 /// Case-insensitive ASCII comparison, for header names and tokens.
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
@@ -80,7 +100,7 @@ struct Request {
   Headers headers;
   std::string body;
   std::string remote_address;  ///< peer IP ("127.0.0.1"); empty for client-side requests
-  std::map<std::string, std::string, std::less<>> params;  ///< path parameters from the route
+  PathParams params;           ///< path parameters from the route
 
   /// The target without the query: "/api/v1/nodes".
   std::string_view path() const;

@@ -329,8 +329,7 @@ void Router::add(Route route) {
   routes_.push_back(std::move(route));
 }
 
-bool Router::match_pattern(std::string_view pattern, std::string_view path,
-                           std::vector<std::pair<std::string, std::string>>& params) {
+bool Router::match_pattern(std::string_view pattern, std::string_view path, PathParams& params) {
   params.clear();
   std::size_t pi = 0;
   std::size_t si = 0;
@@ -342,7 +341,7 @@ bool Router::match_pattern(std::string_view pattern, std::string_view path,
     std::string_view pseg =
         pattern.substr(pi, p_next == std::string_view::npos ? pattern.npos : p_next - pi);
     if (pseg == "/*") {
-      params.emplace_back("*", std::string(path.substr(si + 1)));
+      params.add("*").assign(path.substr(si + 1));
       return true;
     }
     const auto s_next = path.find('/', si + 1);
@@ -350,8 +349,7 @@ bool Router::match_pattern(std::string_view pattern, std::string_view path,
         path.substr(si, s_next == std::string_view::npos ? path.npos : s_next - si);
     if (pseg.size() > 3 && pseg[1] == '{' && pseg.back() == '}') {
       if (sseg.size() < 2 || sseg[0] != '/') return false;
-      params.emplace_back(std::string(pseg.substr(2, pseg.size() - 3)),
-                          percent_decode(sseg.substr(1), false));
+      params.add(pseg.substr(2, pseg.size() - 3)) = percent_decode(sseg.substr(1), false);
     } else if (pseg != sseg) {
       return false;
     }
@@ -360,9 +358,9 @@ bool Router::match_pattern(std::string_view pattern, std::string_view path,
   }
 }
 
-Router::Match Router::match(std::string_view method, std::string_view path) const {
+Router::Match Router::match(std::string_view method, std::string_view path,
+                            PathParams& params) const {
   Match m;
-  std::vector<std::pair<std::string, std::string>> params;
   const auto serves = [&](const Route& r) {
     return r.method == "*" || r.method == method || (method == "HEAD" && r.method == "GET");
   };
@@ -371,12 +369,13 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
   for (const auto& r : routes_) {
     if (!serves(r) || !match_pattern(r.pattern, path, params)) continue;
     m.route = &r;
-    m.params = std::move(params);
     return m;
   }
+  params.clear();
   // None: the methods of the routes whose pattern matches, for a 405.
+  PathParams scratch;
   for (const auto& r : routes_) {
-    if (!match_pattern(r.pattern, path, params)) continue;
+    if (!match_pattern(r.pattern, path, scratch)) continue;
     if (std::find(m.allowed.begin(), m.allowed.end(), r.method) == m.allowed.end()) {
       m.allowed.push_back(r.method);
     }
@@ -643,10 +642,7 @@ struct Server::Impl {
           (opt.max_requests_per_connection == 0 || served < opt.max_requests_per_connection);
       const bool head_only = req.method == "HEAD";
 
-      auto m = router.match(req.method, req.path());
-      if (m.route != nullptr) {
-        for (auto& [k, v] : m.params) req.params.emplace(std::move(k), std::move(v));
-      }
+      const auto m = router.match(req.method, req.path(), req.params);
       if (m.route != nullptr && m.route->stream_handler) {
         StreamImpl st(s, opt, minor, keep_alive);
         std::string failure;

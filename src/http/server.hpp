@@ -92,19 +92,17 @@ class Router {
     StreamHandler stream_handler;  ///< set for streaming routes
   };
   struct Match {
-    const Route* route = nullptr;  ///< null: nothing matched
-    std::vector<std::pair<std::string, std::string>> params;
+    const Route* route = nullptr;      ///< null: nothing matched
     std::vector<std::string> allowed;  ///< the methods of routes whose pattern matched (405)
   };
 
   void add(Route route);
-  /// Matches a path (no query) for a method.
-  Match match(std::string_view method, std::string_view path) const;
+  /// Matches a path (no query) for a method; the matched route's parameters go to `params`.
+  Match match(std::string_view method, std::string_view path, PathParams& params) const;
   /// The registered routes, in registration order (the OpenAPI coverage test lists them).
   const std::vector<Route>& routes() const { return routes_; }
   /// True if `pattern` matches `path`, filling `params`. Exposed for tests.
-  static bool match_pattern(std::string_view pattern, std::string_view path,
-                            std::vector<std::pair<std::string, std::string>>& params);
+  static bool match_pattern(std::string_view pattern, std::string_view path, PathParams& params);
 
  private:
   std::vector<Route> routes_;

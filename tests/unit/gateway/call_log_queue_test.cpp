@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace openstation::gateway {
@@ -41,6 +42,8 @@ class RecordingSink final : public BatchingCallLogSink {
   std::vector<std::size_t> batch_sizes;
   bool fail = false;
   bool fail_for_good = false;
+  /// Submitted from inside the next successful deliver (a request finishing meanwhile).
+  std::vector<store::CallLog> arriving;
 
  private:
   core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override {
@@ -52,6 +55,7 @@ class RecordingSink final : public BatchingCallLogSink {
     }
     batch_sizes.push_back(batch.size());
     for (const auto& l : batch) delivered.push_back(l.service);
+    for (auto& l : std::exchange(arriving, {})) submit(std::move(l));
     return {};
   }
   std::string destination() const override { return "a vector"; }
@@ -144,6 +148,21 @@ TEST(CallLogQueue, SubmitReusingHandsBackDeliveredRecordsUpToOneBatch) {
   EXPECT_EQ(sink.queued(), 3u);
   ASSERT_TRUE(sink.flush());
   EXPECT_EQ(sink.delivered.size(), 7u);
+}
+
+TEST(CallLogQueue, AFlushDeliversWhatWasQueuedWhenItStartedNotWhatArrivesMeanwhile) {
+  // A busy gateway keeps submitting while a batch is written; a flush that chased those records
+  // would commit a small transaction after each write instead of one per full batch.
+  RecordingSink sink({1h, 4, 1000});
+  for (int i = 0; i < 6; ++i) sink.submit(numbered(i));
+  sink.arriving = {numbered(6), numbered(7)};
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(0, 6));
+  EXPECT_EQ(sink.batch_sizes, (std::vector<std::size_t>{4, 2}));
+  EXPECT_EQ(sink.queued(), 2u);
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(0, 8));
+  EXPECT_EQ(sink.queued(), 0u);
 }
 
 TEST(CallLogQueue, WhileTheDestinationIsDownTheThreadRetriesOncePerInterval) {

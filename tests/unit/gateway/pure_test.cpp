@@ -10,6 +10,9 @@
 #include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
 
+#include <string>
+#include <vector>
+
 namespace openstation::gateway {
 namespace {
 namespace json = boost::json;
@@ -166,6 +169,101 @@ TEST(Request, ReadsOnlyTheTopLevelMembersAsAParseWould) {
   ASSERT_FALSE(trailing);
   EXPECT_EQ(trailing.error().code, "gateway.bad_json");
   EXPECT_TRUE(inspect_request(Endpoint::chat_completions, " {\"model\":\"m\"}\r\n\t "));
+}
+
+// Usual bodies are read by the gateway's own strict scan; whatever it is unsure of goes to
+// Boost.JSON's validating parser. Either way the outcome is the parser's: the scan never accepts
+// an invalid body, and reads a valid one as the parser does.
+TEST(Request, TheFastScanReadsUsualBodiesAndLeavesTheRestToTheParser) {
+  const std::string chat =
+      R"({"model":"deepseek-r1","messages":[{"role":"system","content":"Be brief.\nNo lists."},)"
+      R"({"role":"user","content":"用中文回答：什么是 KV cache？ \u00e9 \"quoted\" \\ \/"}],)"
+      R"("temperature":0.7,"top_p":1,"max_tokens":512,"presence_penalty":-0.5,"seed":1e3,)"
+      R"("stop":["</s>"],"tools":[],"logit_bias":{},"stream":true,)"
+      "\"stream_options\":{\"include_usage\":true},\"user\":\"alice\", \"n\":null,\"x\":false}\n";
+  EXPECT_TRUE(detail::read_by_fast_scan(chat));
+  auto r = inspect_request(Endpoint::chat_completions, chat);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->model, "deepseek-r1");
+  EXPECT_EQ(r->user, "alice");
+  EXPECT_TRUE(r->stream);
+  EXPECT_TRUE(r->client_wants_usage);
+  EXPECT_FALSE(r->rewritten);
+
+  struct Case {
+    std::string body;
+    bool fast;               ///< read by the scan alone
+    std::string_view code;   ///< the error; "" for a valid request
+    std::string_view model;  ///< when valid
+  };
+  const std::string deep31 = "{\"model\":\"m\",\"x\":" + std::string(30, '[') +
+                             std::string(30, ']') + "}";
+  const std::string deep33 = "{\"model\":\"m\",\"x\":" + std::string(32, '[') +
+                             std::string(32, ']') + "}";
+  const std::vector<Case> cases{
+      // Valid, and left to the parser: escapes where the value is read, surrogate escapes, deep
+      // nesting, numbers the scan does not vouch for.
+      {R"({"model":"m\u0031"})", false, "", "m1"},
+      {R"({"\u006dodel":"m"})", false, "", "m"},
+      {R"({"model":"m","x":"\ud83d\ude00"})", false, "", "m"},
+      {deep31, false, "", "m"},
+      {R"({"model":"m","x":1e9999})", false, "", "m"},
+      {R"({"model":"m","x":1e999})", true, "", "m"},
+      {R"({"model":"m","x":12345678901234567890123456789012345678901234567890})", false, "", "m"},
+      // Valid, and read by the scan.
+      {"{\"model\":\"m\",\"x\":\"\x7f \xc2\x80 \xe0\xa0\x80 \xed\x9f\xbf \xf0\x90\x80\x80 "
+       "\xf4\x8f\xbf\xbf\"}",
+       true, "", "m"},
+      {R"({"model":"m","x":[-0.0e-00,0,-1,2.5E+10,[],{},[{}],"",true,false,null]})", true, "", "m"},
+      {" \t\r\n{ \"model\" : \"m\" , \"stream\" : false }\t", true, "", "m"},
+      {R"({"model":"first","model":"m"})", true, "", "m"},
+      {R"({"model":{"model":"inner"},"model":"m"})", true, "", "m"},
+      {R"({"model":"m","stream_options":{"include_usage":1}})", true, "", "m"},
+      // Valid JSON, refused by the gateway, also read by the scan.
+      {R"(["model"])", true, "gateway.bad_json", ""},
+      {R"({"model":"m","stream":1})", true, "gateway.bad_field", ""},
+      {R"({"model":[]})", true, "gateway.missing_model", ""},
+      {R"({"model":"m","stream_options":"x"})", true, "gateway.bad_field", ""},
+      // Invalid: never accepted by the scan; the parser says why.
+      {R"({"model":"m","x":"\ud800"})", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"\xed\xa0\x80\"}", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"\xc0\xaf\"}", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"\xe0\x80\x80\"}", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"\xf4\x90\x80\x80\"}", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"\xf0\x9f\x98\"}", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"\x80\"}", false, "gateway.bad_json", ""},
+      {"{\"model\":\"m\",\"x\":\"a\tb\"}", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":"\x"})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":"\u12g4"})", false, "gateway.bad_json", ""},
+      {deep33, false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":01})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":1.})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":.5})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":-})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":1e})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":+1})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":tru})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":nulll})", false, "gateway.bad_json", ""},
+      {R"({"model":"m",})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":[1,]})", false, "gateway.bad_json", ""},
+      {R"({"model":"m","x":{"a"}})", false, "gateway.bad_json", ""},
+      {R"({"model":"m" "x":1})", false, "gateway.bad_json", ""},
+      {R"({"model":"m"}})", false, "gateway.bad_json", ""},
+      {R"({"model":"m"/**/})", false, "gateway.bad_json", ""},
+      {R"({"model":"m)", false, "gateway.bad_json", ""},
+      {std::string("{\"model\":\"m\"}\0", 14), false, "gateway.bad_json", ""},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(detail::read_by_fast_scan(c.body), c.fast) << c.body;
+    auto got = inspect_request(Endpoint::chat_completions, c.body);
+    if (c.code.empty()) {
+      ASSERT_TRUE(got) << c.body << ": " << got.error().message;
+      EXPECT_EQ(got->model, c.model) << c.body;
+    } else {
+      ASSERT_FALSE(got) << c.body;
+      EXPECT_EQ(got.error().code, c.code) << c.body;
+    }
+  }
 }
 
 TEST(Request, BadBodiesAreRefusedPrecisely) {

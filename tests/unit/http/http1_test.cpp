@@ -61,6 +61,45 @@ TEST(Http1, MalformedRequestsSayWhatIsWrong) {
   }
 }
 
+// Field lines are read in one pass: each byte is checked once against its class, and every
+// malformed line still gets its own reason.
+TEST(Http1, FieldLinesAreCheckedByteByByte) {
+  Head h;
+  std::string why;
+  ASSERT_EQ(parse_request_head("GET / HTTP/1.1\r\nA:\r\nB: \t x y \t\r\nC:\xc3\xa9\x80\r\n"
+                               "D-e_f.g~!:v:w\r\n\r\nbody",
+                               h, why),
+            Parse::complete)
+      << why;
+  ASSERT_EQ(h.fields.size(), 4u);
+  EXPECT_EQ(h.fields[0], (std::pair<std::string_view, std::string_view>{"A", ""}));
+  EXPECT_EQ(h.fields[1].second, "x y");
+  EXPECT_EQ(h.fields[2].second, "\xc3\xa9\x80");  // obs-text is kept
+  EXPECT_EQ(h.fields[3], (std::pair<std::string_view, std::string_view>{"D-e_f.g~!", "v:w"}));
+  EXPECT_EQ(h.size, std::string_view("GET / HTTP/1.1\r\nA:\r\nB: \t x y \t\r\nC:\xc3\xa9\x80"
+                                     "\r\nD-e_f.g~!:v:w\r\n\r\n")
+                        .size());
+  const std::pair<const char*, const char*> bad[] = {
+      {"GET / HTTP/1.1\r\nNo colon\r\n\r\n", "a header line without a field name and ':'"},
+      {"GET / HTTP/1.1\r\n: v\r\n\r\n", "a header line without a field name and ':'"},
+      {"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n", "an invalid character in a header field name"},
+      {"GET / HTTP/1.1\r\n\rX: v\r\n\r\n", "an invalid character in a header field name"},
+      {"GET / HTTP/1.1\r\nX: a\nY: b\r\n\r\n", "a control character in the value of header 'X'"},
+      {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", "a control character in the value of header 'X'"},
+      {"GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", "a control character in the value of header 'X'"},
+      {"GET / HTTP/1.1\r\n\tX: v\r\n\r\n", "obsolete line folding in a header field"},
+  };
+  for (const auto& [in, reason] : bad) {
+    EXPECT_EQ(parse_request_head(in, h, why), Parse::error) << in;
+    EXPECT_EQ(why, reason) << in;
+  }
+  // A response head goes through the same reading.
+  ASSERT_EQ(parse_response_head("HTTP/1.1 200 OK\r\nContent-Length:  5 \r\n\r\nhello", h, why),
+            Parse::complete);
+  EXPECT_EQ(h.get("content-length"), "5");
+  EXPECT_EQ(parse_response_head("HTTP/1.1 200 OK\r\nX\x01: 5\r\n\r\n", h, why), Parse::error);
+}
+
 TEST(Http1, FramingRefusesWhatCouldSmuggleARequest) {
   auto framing = [](const std::string& fields, Framing& f, std::string& why) {
     Head h;

@@ -121,7 +121,7 @@ TEST(Response, ErrorBodyFromCoreError) {
 }
 
 TEST(Router, PatternsParamsWildcard) {
-  std::vector<std::pair<std::string, std::string>> p;
+  PathParams p;
   EXPECT_TRUE(Router::match_pattern("/health", "/health", p));
   EXPECT_FALSE(Router::match_pattern("/health", "/health/x", p));
   EXPECT_FALSE(Router::match_pattern("/health", "/healthz", p));
@@ -141,11 +141,12 @@ TEST(Router, MethodNotAllowedListsMethods) {
   Router r;
   r.add({"GET", "/x", [](Request&) -> Awaitable<Response> { co_return Response{}; }, {}});
   r.add({"POST", "/x", [](Request&) -> Awaitable<Response> { co_return Response{}; }, {}});
-  auto m = r.match("DELETE", "/x");
+  PathParams params;
+  auto m = r.match("DELETE", "/x", params);
   EXPECT_EQ(m.route, nullptr);
   EXPECT_EQ(m.allowed, (std::vector<std::string>{"GET", "POST"}));
-  EXPECT_NE(r.match("POST", "/x").route, nullptr);
-  EXPECT_TRUE(r.match("GET", "/y").allowed.empty());
+  EXPECT_NE(r.match("POST", "/x", params).route, nullptr);
+  EXPECT_TRUE(r.match("GET", "/y", params).allowed.empty());
 
   // The first route that serves the method wins, with only its own parameters; HEAD is GET's.
   Router g;
@@ -158,19 +159,30 @@ TEST(Router, MethodNotAllowedListsMethods) {
          "/v1/models/{other}",
          [](Request&) -> Awaitable<Response> { co_return Response{}; },
          {}});
-  auto post = g.match("POST", "/v1/models/m");
+  // One PathParams for every match, as a server's per-connection Request keeps it.
+  using Params = std::vector<std::pair<std::string, std::string>>;
+  const auto all = [&] {
+    Params out;
+    for (std::size_t i = 0; i < params.size(); ++i) out.push_back(params[i]);
+    return out;
+  };
+  auto post = g.match("POST", "/v1/models/m", params);
   ASSERT_NE(post.route, nullptr);
   EXPECT_EQ(post.route->method, "POST");
-  EXPECT_EQ(post.params, (std::vector<std::pair<std::string, std::string>>{{"*", "models/m"}}));
+  EXPECT_EQ(all(), (Params{{"*", "models/m"}}));
   EXPECT_TRUE(post.allowed.empty());
-  auto head = g.match("HEAD", "/v1/models/m");
+  auto head = g.match("HEAD", "/v1/models/m", params);
   ASSERT_NE(head.route, nullptr);
   EXPECT_EQ(head.route->method, "GET");
-  EXPECT_EQ(head.params, (std::vector<std::pair<std::string, std::string>>{{"model", "m"}}));
-  auto any = g.match("DELETE", "/v1/models/m");
+  EXPECT_EQ(all(), (Params{{"model", "m"}}));
+  auto any = g.match("DELETE", "/v1/models/m", params);
   ASSERT_NE(any.route, nullptr);
   EXPECT_EQ(any.route->method, "*");
-  EXPECT_EQ(any.params, (std::vector<std::pair<std::string, std::string>>{{"other", "m"}}));
+  EXPECT_EQ(all(), (Params{{"other", "m"}}));
+  EXPECT_EQ(params.get("other"), "m");
+  EXPECT_EQ(params.get("model"), "");  // an earlier match's parameter does not linger
+  EXPECT_EQ(g.match("GET", "/nowhere", params).route, nullptr);
+  EXPECT_TRUE(params.empty());
 }
 
 TEST(Url, Parses) {
