@@ -7,6 +7,8 @@
 #include <boost/json/value.hpp>
 
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -50,15 +52,13 @@ bool read_usage(const json::object& o, Usage& u) {
 /// What a scan of an object's members found.
 enum class Scan { done, malformed, unsure };
 
-/// Byte classes for the scan: what ends a run of ordinary bytes inside a string, inside a nested
-/// value, and a bare value (number, true, false, null).
+/// Byte classes for the scan: what ends a run of ordinary bytes inside a string, and a bare value
+/// (number, true, false, null).
 struct ByteClasses {
   bool in_string[256] = {};
-  bool in_nested[256] = {};
   bool ends_scalar[256] = {};
   constexpr ByteClasses() {
     for (unsigned char c : {'"', '\\'}) in_string[c] = true;
-    for (unsigned char c : {'"', '{', '}', '[', ']'}) in_nested[c] = true;
     for (unsigned char c : {',', '}', ']', ' ', '\t', '\n', '\r'}) ends_scalar[c] = true;
   }
 };
@@ -82,6 +82,102 @@ std::size_t find_special(const unsigned char* bytes, std::size_t i, std::size_t 
 #endif
   while (i < n && !table[bytes[i]]) ++i;
   return i;
+}
+
+/// Bit k set for byte k of a 64-byte block: its quotes, backslashes, and brackets that open
+/// ('{', '[') and close ('}', ']').
+struct BlockMasks {
+  std::uint64_t quote = 0;
+  std::uint64_t backslash = 0;
+  std::uint64_t open = 0;
+  std::uint64_t close = 0;
+};
+
+BlockMasks masks_of(const unsigned char* p) {
+  BlockMasks m;
+#if defined(__SSE2__)
+  // OR 0x20 maps '[' onto '{' and ']' onto '}', and nothing else onto either.
+  const __m128i case_bit = _mm_set1_epi8(0x20);
+  for (int k = 0; k < 4; ++k) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    const __m128i folded = _mm_or_si128(v, case_bit);
+    const auto bits = [&](__m128i eq) {
+      return static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(eq))) << (16 * k);
+    };
+    m.quote |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+    m.backslash |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+    m.open |= bits(_mm_cmpeq_epi8(folded, _mm_set1_epi8('{')));
+    m.close |= bits(_mm_cmpeq_epi8(folded, _mm_set1_epi8('}')));
+  }
+#else
+  for (int k = 0; k < 64; ++k) {
+    const std::uint64_t bit = std::uint64_t{1} << k;
+    if (p[k] == '"') m.quote |= bit;
+    if (p[k] == '\\') m.backslash |= bit;
+    if (p[k] == '{' || p[k] == '[') m.open |= bit;
+    if (p[k] == '}' || p[k] == ']') m.close |= bit;
+  }
+#endif
+  return m;
+}
+
+/// At an opening bracket `i`: the index just past the bracket that closes it (0 when the text
+/// ends first). Strings are skipped with their escapes (a backslash escapes the byte after it),
+/// as skip_string does, but 64 bytes at a time: the bytes inside strings are found from the
+/// block's unescaped quotes (a prefix XOR), and only the brackets outside them are visited.
+std::size_t skip_nested(const unsigned char* bytes, std::size_t i, std::size_t n) {
+  std::uint64_t in_string = 0;  // all ones when the previous block ended inside a string
+  bool escape_next = false;     // the previous block ended with a backslash that escapes
+  std::size_t depth = 0;
+  unsigned char tail[64];
+  for (std::size_t base = i; base < n; base += 64) {
+    const unsigned char* p = bytes + base;
+    if (n - base < 64) {  // the last, partial block: padded with spaces, which mean nothing
+      std::memset(tail, ' ', sizeof(tail));
+      std::memcpy(tail, p, n - base);
+      p = tail;
+    }
+    const BlockMasks m = masks_of(p);
+    std::uint64_t escaped = 0;
+    std::uint64_t escapes = m.backslash;
+    if (escape_next) {
+      escaped = 1;
+      escapes &= ~std::uint64_t{1};
+    }
+    escape_next = false;
+    while (escapes != 0) {
+      const int k = __builtin_ctzll(escapes);
+      escapes &= escapes - 1;
+      if (k == 63) {
+        escape_next = true;
+        break;
+      }
+      const std::uint64_t next = std::uint64_t{1} << (k + 1);
+      escaped |= next;
+      escapes &= ~next;  // an escaped backslash escapes nothing
+    }
+    // Inside strings: from an opening quote up to (not including) its closing one.
+    std::uint64_t inside = m.quote & ~escaped;
+    inside ^= inside << 1;
+    inside ^= inside << 2;
+    inside ^= inside << 4;
+    inside ^= inside << 8;
+    inside ^= inside << 16;
+    inside ^= inside << 32;
+    inside ^= in_string;
+    in_string = (inside >> 63) != 0 ? ~std::uint64_t{0} : 0;
+    std::uint64_t brackets = (m.open | m.close) & ~inside;
+    while (brackets != 0) {
+      const int k = __builtin_ctzll(brackets);
+      brackets &= brackets - 1;
+      if ((m.open >> k) & 1) {
+        ++depth;
+      } else if (--depth == 0) {
+        return base + static_cast<std::size_t>(k) + 1;
+      }
+    }
+  }
+  return 0;
 }
 
 /// Reads the members of the JSON object that `text` holds, without building the document,
@@ -117,24 +213,8 @@ Scan scan_members(std::string_view text, OnMember&& on_member) {
     if (i >= n) return false;
     if (bytes[i] == '"') return skip_string();
     if (bytes[i] == '{' || bytes[i] == '[') {
-      std::size_t depth = 0;
-      while (i < n) {
-        i = find_special<'"', '{', '}', '[', ']'>(bytes, i, n, kBytes.in_nested);
-        if (i >= n) break;
-        const unsigned char c = bytes[i];
-        if (c == '"') {
-          if (!skip_string()) return false;
-          continue;
-        }
-        if (c == '{' || c == '[') {
-          ++depth;
-        } else if (--depth == 0) {
-          ++i;
-          return true;
-        }
-        ++i;
-      }
-      return false;
+      i = skip_nested(bytes, i, n);
+      return i != 0;
     }
     const std::size_t start = i;
     while (i < n && !kBytes.ends_scalar[bytes[i]]) ++i;

@@ -8,8 +8,13 @@
 #include "support/manual_clock.hpp"
 
 #include <gtest/gtest.h>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
+#include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -349,6 +354,38 @@ TEST(Usage, OnlyTheTopLevelMemberCounts) {
   for (int i = 0; i < 2000; ++i) big += std::string(i == 0 ? "" : ",") + "0.125";
   big += R"(],"usage":{"prompt_tokens":8,"total_tokens":8}})";
   EXPECT_EQ(tokens(big), 8);
+}
+
+// Nested values are skipped 64 bytes at a time: strings with quotes, backslashes and brackets in
+// them may straddle any block boundary, and an escape may sit on the last byte of a block.
+TEST(Usage, NestedValuesAreSkippedWhereverTheBlocksBreak) {
+  std::mt19937 rng(20261129);
+  const std::string alphabet = "x\\\"{}[],: ";
+  for (int round = 0; round < 3000; ++round) {
+    json::array choices;
+    const int items = static_cast<int>(rng() % 4);
+    for (int k = 0; k < items; ++k) {
+      std::string text;
+      const auto len = rng() % 90;
+      for (std::size_t c = 0; c < len; ++c) text += alphabet[rng() % alphabet.size()];
+      json::object item{{"text", text}};
+      if (rng() % 2 == 0) item["nested"] = json::array{json::object{{"k", text + "\\"}}, 1, nullptr};
+      choices.push_back(std::move(item));
+    }
+    const auto total = static_cast<std::int64_t>(rng() % 100000);
+    json::object doc{{"id", std::string(rng() % 70, 'i')}, {"choices", choices}};
+    if (rng() % 4 != 0) doc["usage"] = json::object{{"total_tokens", total}};
+    doc["after"] = json::array{std::string(rng() % 40, '\\')};
+    const std::string body = json::serialize(doc);
+    const auto u = usage_of_response(body);
+    ASSERT_EQ(u.reported, doc.contains("usage")) << body;
+    if (u.reported) {
+      EXPECT_EQ(u.total_tokens, total) << body;
+    }
+    // Cut short anywhere, the document is broken: nothing is reported.
+    const auto cut = rng() % body.size();
+    EXPECT_FALSE(usage_of_response(std::string_view(body).substr(0, cut)).reported) << cut << body;
+  }
 }
 
 // Engines that stream usage put "usage": null in every chunk; the meter reads the top level only.
