@@ -6,7 +6,6 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
-#include <charconv>
 #include <cstdint>
 #include <cstring>
 
@@ -262,10 +261,26 @@ bool scan_usage_object(std::string_view text, Usage& u) {
   bool plain = true;
   const auto count = [&](std::string_view value, std::int64_t& out) {
     out = 0;
-    const char c = value.front();
-    if (c != '-' && (c < '0' || c > '9')) return;  // a string, null, ...: no count
-    const auto r = std::from_chars(value.data(), value.data() + value.size(), out);
-    if (r.ec != std::errc() || r.ptr != value.data() + value.size()) plain = false;
+    const bool negative = value.front() == '-';
+    if (negative) value.remove_prefix(1);
+    if (value.empty() || value.front() < '0' || value.front() > '9') {
+      if (negative) plain = false;  // not a number the scan reads
+      return;                       // a string, null, ...: no count
+    }
+    // Up to 18 digits cannot overflow; anything longer, or not digits, goes to the parser.
+    if (value.size() > 18) {
+      plain = false;
+      return;
+    }
+    std::int64_t n = 0;
+    for (const char d : value) {
+      if (d < '0' || d > '9') {
+        plain = false;
+        return;
+      }
+      n = n * 10 + (d - '0');
+    }
+    out = negative ? -n : n;
   };
   const Scan scan = scan_members(text, [&](std::string_view name, std::string_view value) {
     if (name == "prompt_tokens") {

@@ -93,6 +93,25 @@ TEST(Http1, FieldLinesAreCheckedByteByByte) {
     EXPECT_EQ(parse_request_head(in, h, why), Parse::error) << in;
     EXPECT_EQ(why, reason) << in;
   }
+  // Long values are checked sixteen bytes at a time: a bad byte is found at every offset, and
+  // tabs and obs-text are not mistaken for one.
+  for (std::size_t at = 0; at < 40; ++at) {
+    std::string value(40, 'v');
+    value[at] = '\t';
+    value[(at + 7) % 40] = static_cast<char>(0xe9);
+    const std::string good = "GET / HTTP/1.1\r\nCookie: " + value + "\r\n\r\n";
+    ASSERT_EQ(parse_request_head(good, h, why), Parse::complete) << at << ": " << why;
+    // A tab at either end is optional whitespace, trimmed.
+    const std::size_t from = at == 0 ? 1 : 0;
+    const std::size_t to = at == 39 ? 39 : 40;
+    EXPECT_EQ(h.fields[0].second, std::string_view(value).substr(from, to - from)) << at;
+    for (const char byte : {'\x00', '\x1f', '\x7f', '\n'}) {
+      value[at] = byte;
+      EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\nCookie: " + value + "\r\n\r\n", h, why),
+                Parse::error)
+          << at << " " << static_cast<int>(byte);
+    }
+  }
   // A response head goes through the same reading.
   ASSERT_EQ(parse_response_head("HTTP/1.1 200 OK\r\nContent-Length:  5 \r\n\r\nhello", h, why),
             Parse::complete);
