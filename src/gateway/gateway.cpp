@@ -112,6 +112,9 @@ struct PerThread {
   store::CallLog log;  ///< overwritten field by field, then swapped for a delivered one
 };
 
+/// The client's headers that go on to the engine (never its credentials).
+constexpr std::array<std::string_view, 2> kForwarded{"Content-Type", "Accept"};
+
 std::int64_t steady_ms(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -265,7 +268,8 @@ struct Gateway::Impl {
         }
         conn = std::move(*fresh);
       }
-      auto head = co_await conn->send(upstream_req, options.config.upstream_read_timeout);
+      auto head =
+          co_await conn->send(upstream_req, options.config.upstream_read_timeout, kForwarded);
       if (head) co_return std::pair{std::move(*conn), std::move(*head)};
       const auto& code = head.error().code;
       if (reused && (code == "http.send" || code == "http.read")) continue;  // stale pooled socket
@@ -419,11 +423,9 @@ struct Gateway::Impl {
                                                           : std::string(session);
     }
     // The client's request becomes the engine's, in place (no copy): the same method, target and
-    // body (with usage asked for when `rewritten`), and of the headers only what the engine needs.
+    // body (with usage asked for when `rewritten`); of the headers only kForwarded go out.
     if (inspected->rewritten) req.body = std::move(inspected->upstream_body);
     if (!req.headers.has("Content-Type")) req.headers.set("Content-Type", "application/json");
-    static constexpr std::array<std::string_view, 2> kForwarded{"Content-Type", "Accept"};
-    req.headers.retain(kForwarded);
     return std::nullopt;
   }
 

@@ -38,10 +38,21 @@ Metrics::Shard& Metrics::add_shard() {
 
 void Metrics::record(Shard& shard, const RequestSample& s) {
   std::lock_guard lock(shard.mutex_);
-  auto it = shard.models_.find(s.model);
-  if (it == shard.models_.end()) it = shard.models_.emplace(std::string(s.model), PerModel{}).first;
-  auto& m = it->second;
-  ++m.by_status[s.status];
+  if (shard.last_ == nullptr || shard.last_model_ != s.model) {
+    auto it = shard.models_.find(s.model);
+    if (it == shard.models_.end()) {
+      it = shard.models_.emplace(std::string(s.model), PerModel{}).first;
+    }
+    shard.last_model_ = it->first;
+    shard.last_ = &it->second;
+    shard.last_status_count_ = nullptr;
+  }
+  auto& m = *shard.last_;
+  if (shard.last_status_count_ == nullptr || shard.last_status_ != s.status) {
+    shard.last_status_ = s.status;
+    shard.last_status_count_ = &m.by_status[s.status];
+  }
+  ++*shard.last_status_count_;
   m.duration.observe(s.duration_s);
   if (s.ttft_s >= 0) m.ttft.observe(s.ttft_s);
   m.prompt_tokens += static_cast<std::uint64_t>(std::max<std::int64_t>(0, s.prompt_tokens));

@@ -56,6 +56,12 @@ class Metrics {
     friend class Metrics;
     mutable std::mutex mutex_;
     std::map<std::string, PerModel, std::less<>> models_;
+    // The entries the last request counted in (map nodes never move and are never erased): a
+    // thread that serves one model with one status most of the time skips both lookups.
+    std::string_view last_model_;
+    PerModel* last_ = nullptr;
+    int last_status_ = 0;
+    std::uint64_t* last_status_count_ = nullptr;
   };
 
   Metrics();

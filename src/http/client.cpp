@@ -9,6 +9,7 @@
 
 #include <boost/asio/ssl/error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <limits>
@@ -267,7 +268,8 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
 }
 
 Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
-                                                       std::chrono::milliseconds timeout) {
+                                                       std::chrono::milliseconds timeout,
+                                                       std::span<const std::string_view> only) {
   auto& im = *impl_;
   if (im.broken) {
     co_return core::Error(core::Errc::unavailable, "http.send",
@@ -279,10 +281,14 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
   out.append(method);
   out.push_back(' ');
   out.append(req.target.empty() ? std::string_view("/") : std::string_view(req.target));
-  out.append(" HTTP/1.1\r\n");
+  out.append(" HTTP/1.1\r\n", 11);
   wire::append_field(out, "Host", im.host_header);
   for (const auto& [k, v] : req.headers.fields()) {
     if (iequals(k, "Host") || iequals(k, "Content-Length") || iequals(k, "Transfer-Encoding")) {
+      continue;
+    }
+    if (!only.empty() &&
+        std::none_of(only.begin(), only.end(), [&](std::string_view n) { return iequals(k, n); })) {
       continue;
     }
     wire::append_field(out, k, v);
@@ -291,11 +297,9 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
     char len[24];
     auto [p, ec] = std::to_chars(len, len + sizeof(len), req.body.size());
     (void)ec;
-    out.append("Content-Length: ");
-    out.append(len, p);
-    out.append("\r\n");
+    out.append("Content-Length: ", 16).append(len, p).append("\r\n", 2);
   }
-  out.append("\r\n");
+  out.append("\r\n", 2);
   im.deadline.set(timeout);
   {
     const std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(req.body)};

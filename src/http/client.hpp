@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -65,8 +66,11 @@ class Connection {
   ~Connection();
 
   /// Sends `req` (method, target, headers, body; Host and Content-Length are added) and reads
-  /// the response head. The previous response's body must have been read to the end.
-  Awaitable<core::Result<ResponseHead>> send(const Request& req, std::chrono::milliseconds timeout);
+  /// the response head. The previous response's body must have been read to the end. With
+  /// `only` set, just the headers named there go out (a proxy forwarding a client's request
+  /// without its credentials).
+  Awaitable<core::Result<ResponseHead>> send(const Request& req, std::chrono::milliseconds timeout,
+                                             std::span<const std::string_view> only = {});
   /// The next body bytes as they arrive (each chunk as soon as it is there); "" once the body is
   /// complete (then body_done() is true). `timeout` bounds the wait for each piece.
   Awaitable<core::Result<std::string>> read_some(std::chrono::milliseconds timeout);

@@ -457,10 +457,8 @@ std::optional<std::size_t> ChunkedDecoder::feed(std::string_view in, std::string
 }
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
+  out.reserve(out.size() + name.size() + value.size() + 4);
+  out.append(name).append(": ", 2).append(value).append("\r\n", 2);
 }
 
 void append_chunk_size(std::string& out, std::size_t n) {

@@ -95,14 +95,18 @@ void format_head(std::string& out, int status, unsigned minor, std::string_view 
                  const Headers& headers, bool keep_alive, bool chunked,
                  std::optional<std::size_t> content_length) {
   out.clear();
-  out.append(minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  char digits[8];
-  auto [p, ec] = std::to_chars(digits, digits + sizeof(digits), status);
-  (void)ec;
-  out.append(digits, p);
-  out.push_back(' ');
-  out.append(reason_phrase(status));
-  out.append("\r\n");
+  if (status == 200 && minor != 0) {
+    out.append("HTTP/1.1 200 OK\r\n", 17);  // nearly every response
+  } else {
+    out.append(minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+    char digits[8];
+    auto [p, ec] = std::to_chars(digits, digits + sizeof(digits), status);
+    (void)ec;
+    out.append(digits, p);
+    out.push_back(' ');
+    out.append(reason_phrase(status));
+    out.append("\r\n", 2);
+  }
   wire::append_field(out, "Server", server);
   for (const auto& [k, v] : headers.fields()) {
     if (iequals(k, "Connection") || iequals(k, "Content-Length") ||
@@ -118,13 +122,11 @@ void format_head(std::string& out, int status, unsigned minor, std::string_view 
     char len[24];
     auto [q, ec2] = std::to_chars(len, len + sizeof(len), *content_length);
     (void)ec2;
-    out.append("Content-Length: ");
-    out.append(len, q);
-    out.append("\r\n");
+    out.append("Content-Length: ", 16).append(len, q).append("\r\n", 2);
   }
   if (minor == 0 && keep_alive) out.append("Connection: keep-alive\r\n");
   if (minor != 0 && !keep_alive) out.append("Connection: close\r\n");
-  out.append("\r\n");
+  out.append("\r\n", 2);
 }
 
 /// A wake-up signal for coroutines on one io_context (one thread): wait() returns once notify() was
@@ -418,9 +420,15 @@ struct Server::Impl {
   std::condition_variable cv;
   std::set<std::shared_ptr<Session>> sessions;
 
+  /// Each context's sockets and timers are only ever touched by its own thread (sessions, their
+  /// upstream connections and deadlines all live there; other threads only post to it, and the
+  /// acceptor's registration of a new socket keeps its lock), so the reactor's per-socket locks
+  /// are switched off (UNSAFE_IO); the scheduler's queue stays locked for those posts.
   static std::vector<std::unique_ptr<asio::io_context>> make_contexts(int n) {
     std::vector<std::unique_ptr<asio::io_context>> out;
-    for (int i = 0; i < std::max(n, 1); ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    for (int i = 0; i < std::max(n, 1); ++i) {
+      out.push_back(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO));
+    }
     return out;
   }
 

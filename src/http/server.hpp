@@ -5,7 +5,9 @@
 /// accepted connection is handed round-robin to one of them and stays there, so a session's
 /// steps all run on one thread (no strand, no hand-over between threads). A handler that blocks
 /// its thread delays the other connections of that thread (use a worker pool for blocking work);
-/// accepting runs on a thread of its own.
+/// accepting runs on a thread of its own. The I/O threads' reactors run without per-socket locks:
+/// a connection, and any socket or timer created on an I/O thread's executor, is used only from
+/// that thread (from the handler's coroutine; other threads may post to it).
 ///
 ///     accept ─► [read header (idle/header deadline)] ─► 431 / 413 / 100-continue?
 ///                      ▲                                   │
