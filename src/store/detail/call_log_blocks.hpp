@@ -23,10 +23,11 @@ namespace openstation::store::detail {
 
 /// Appends one call's line to a block's text: its time in milliseconds (after the first call, as
 /// the difference from the previous call's), user, key, instance, status, duration, tokens, TTFT
-/// (empty: none), tokens per second and error, tab-separated, ending in a newline. After the
-/// first call, a field equal to the previous call's is written as "=". Strings escape `\`, tab,
-/// newline, carriage return and NUL (`\\`, `\t`, `\n`, `\r`, `\0`) and a leading "=" (`\=`).
-/// The service and the id are the block's.
+/// (empty: none), tokens per second (a hexadecimal float, "1.ep+6"; blocks written before
+/// session 13 hold a decimal, which reads too) and error, tab-separated, ending in a newline.
+/// After the first call, a field equal to the previous call's is written as "=". Strings escape
+/// `\`, tab, newline, carriage return and NUL (`\\`, `\t`, `\n`, `\r`, `\0`) and a leading "="
+/// (`\=`). The service and the id are the block's.
 void encode_call_log(std::string& out, const CallLog& log, std::int64_t time_ms,
                      const CallLog* previous, std::int64_t previous_ms);
 

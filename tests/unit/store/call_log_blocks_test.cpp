@@ -97,5 +97,27 @@ TEST(CallLogBlocks, TheFirstCallCannotRepeatAField) {
   EXPECT_EQ(out[0].ttft_ms, std::nullopt);
 }
 
+// Tokens per second are written as hexadecimal floats (exact and cheap to write); blocks written
+// before that hold decimals, which still read.
+TEST(CallLogBlocks, TokensPerSecondAreHexadecimalAndDecimalsStillRead) {
+  CallLog log;
+  log.user_id = "u";
+  log.tokens_per_second = 120.0;
+  std::string text;
+  encode_call_log(text, log, 5, nullptr, 0);
+  EXPECT_NE(text.find("\t1.ep+6\t"), std::string::npos) << text;
+  std::vector<CallLog> out;
+  ASSERT_TRUE(decode_call_logs(text, 1, "s", out));
+  EXPECT_EQ(out[0].tokens_per_second, 120.0);
+  out.clear();
+  ASSERT_TRUE(decode_call_logs("5\tu\tk\ti\t200\t1\t2\t3\t\t33.333333333333336\t\n"
+                               "1\t=\t=\t=\t=\t=\t=\t=\t\t-1.8p-1\t\n",
+                               1, "s", out));
+  EXPECT_EQ(out[0].tokens_per_second, 100.0 / 3);
+  EXPECT_EQ(out[1].tokens_per_second, -0.75);
+  out.clear();
+  EXPECT_FALSE(decode_call_logs("5\tu\tk\ti\t200\t1\t2\t3\t\t1.ep\t\n", 1, "s", out));
+}
+
 }  // namespace
 }  // namespace openstation::store::detail
