@@ -523,18 +523,46 @@ struct Server::Impl {
         minor);
   }
 
-  /// Reads one request (head and body) into `req`. On a protocol error it writes the error
-  /// response itself (Got::answered; the connection then closes).
-  Awaitable<Got> read_request(Session& s, Request& req, unsigned& minor, bool& keep_alive,
-                              std::size_t served) {
-    if (s.in.empty()) {
-      // Idle: wait for the first byte of the next request.
-      s.deadline.set(served == 0 ? opt.header_timeout : opt.idle_timeout);
-      auto [ec, n] = co_await s.read_some(s.in.prepare(8192));
-      if (ec) co_return Got::closed;
-      s.in.commit(n);
+  /// What the handler sees of the head just parsed into `s.head`: copied before reading the
+  /// body moves the buffer.
+  static void take_head(Session& s, Request& req, unsigned& minor, bool& keep_alive) {
+    minor = static_cast<unsigned>(s.head.minor);
+    keep_alive = wire::keep_alive(s.head);
+    req.method.assign(s.head.method);
+    req.target.assign(s.head.target);
+    req.headers.assign(s.head.fields);
+  }
+
+  /// The request at the front of `s.in` when all of it has arrived (head, and a body of known
+  /// length or none; the usual small request comes in one read), taken into `req` without I/O
+  /// and without a coroutine frame. False when more bytes are needed or something is wrong
+  /// with it: read_request then reads on, or answers the error.
+  bool take_whole_request(Session& s, Request& req, unsigned& minor, bool& keep_alive) const {
+    if (wire::parse_request_head(s.in.view(), s.head, s.why) != wire::Parse::complete) {
+      return false;
     }
-    s.busy = true;
+    const auto& head = s.head;
+    wire::Framing framing;
+    if (head.size == 0 || head.size > opt.header_limit ||
+        !wire::request_framing(head, framing, s.why) || framing.kind == wire::Framing::chunked) {
+      return false;
+    }
+    const std::size_t length =
+        framing.kind == wire::Framing::sized ? static_cast<std::size_t>(framing.length) : 0;
+    if (framing.kind == wire::Framing::sized &&
+        (framing.length > opt.body_limit || s.in.size() < head.size + length)) {
+      return false;
+    }
+    take_head(s, req, minor, keep_alive);
+    if (length > 0) req.body.assign(s.in.view().substr(head.size, length));
+    s.in.consume(head.size + length);
+    return true;
+  }
+
+  /// Reads one request (head and body) into `req`, its first bytes already in `s.in`. On a
+  /// protocol error it writes the error response itself (Got::answered; the connection then
+  /// closes).
+  Awaitable<Got> read_request(Session& s, Request& req, unsigned& minor, bool& keep_alive) {
     s.deadline.set(opt.header_timeout);
     std::string& why = s.why;
     for (;;) {
@@ -564,11 +592,7 @@ struct Server::Impl {
     if (framing.kind == wire::Framing::sized && framing.length > opt.body_limit) {
       co_return co_await refuse_too_large(s, minor);
     }
-    keep_alive = wire::keep_alive(head);
-    // Copy what the handler sees before reading the body moves the buffer.
-    req.method.assign(head.method);
-    req.target.assign(head.target);
-    req.headers.assign(head.fields);
+    take_head(s, req, minor, keep_alive);
     const bool expect_continue = [&] {
       auto e = head.get("Expect");
       return e && iequals(*e, "100-continue");
@@ -633,9 +657,20 @@ struct Server::Impl {
       req.headers.assign({});
       unsigned minor = 1;
       bool keep_alive = true;
-      const Got got = co_await read_request(s, req, minor, keep_alive, served);
-      if (got == Got::answered) s.linger = true;
-      if (got != Got::request) break;
+      if (s.in.empty()) {
+        // Idle: wait for the first byte of the next request (here, not in read_request: a
+        // request that then arrives whole needs no coroutine frame to be read).
+        s.deadline.set(served == 0 ? opt.header_timeout : opt.idle_timeout);
+        auto [ec, n] = co_await s.read_some(s.in.prepare(8192));
+        if (ec) break;
+        s.in.commit(n);
+      }
+      s.busy = true;
+      if (!take_whole_request(s, req, minor, keep_alive)) {
+        const Got got = co_await read_request(s, req, minor, keep_alive);
+        if (got == Got::answered) s.linger = true;
+        if (got != Got::request) break;
+      }
       s.deadline.clear();  // a handler may take as long as it needs (long polls, streams)
       ++served;
       in_flight.fetch_add(1);
