@@ -192,6 +192,7 @@ Scan scan_members(std::string_view text, OnMember&& on_member) {
   std::size_t i = 0;
   bool escaped = false;
   const auto skip_ws = [&] {
+    if (i < n && bytes[i] > ' ') return;  // compact JSON, the engines' usual: nothing to skip
     while (i < n && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\n' || bytes[i] == '\r'))
       ++i;
   };

@@ -75,6 +75,29 @@ int parse_version(std::string_view v) {
   return -1;
 }
 
+/// The first byte at or after `p` (before `end`) that is not a letter, digit or '-' (what header
+/// names are made of; the ':' after one, or a rarer token character the caller then checks
+/// byte by byte). Sixteen bytes at a time where SSE2 is there.
+const unsigned char* name_stop(const unsigned char* p, const unsigned char* end) {
+#if defined(__SSE2__)
+  if (end - p >= 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    // Signed comparisons: bytes from 0x80 are negative, so never letters or digits.
+    const __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+    const __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
+                                         _mm_cmplt_epi8(folded, _mm_set1_epi8('z' + 1)));
+    const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                        _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+    const __m128i dash = _mm_cmpeq_epi8(v, _mm_set1_epi8('-'));
+    const __m128i common = _mm_or_si128(_mm_or_si128(letter, digit), dash);
+    const auto mask = static_cast<unsigned>(~_mm_movemask_epi8(common)) & 0xffffu;
+    if (mask != 0) return p + __builtin_ctz(mask);
+    p += 16;
+  }
+#endif
+  return p;
+}
+
 /// The first byte at or after `p` (before `end`) that cannot be part of a field value: a control
 /// character other than HTAB, or DEL (so usually the CR that ends the line). Sixteen bytes at a
 /// time where SSE2 is there (values such as keys and cookies run long).
@@ -125,6 +148,7 @@ bool parse_fields(std::string_view lines, Head& head, std::string& error) {
       return false;
     }
     const auto* const name_begin = p;
+    p = name_stop(p, end);
     while (p < end && kChars.tchar[*p]) ++p;
     if (p == end || *p != ':' || p == name_begin) {
       error = bad_name_reason(view(name_begin, end));

@@ -5,13 +5,10 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
-#include <cstring>
 
 namespace openstation::http {
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  if (std::memcmp(a.data(), b.data(), a.size()) == 0) return true;  // the usual spelling
+bool detail::iequals_slow(std::string_view a, std::string_view b) noexcept {
   for (std::size_t i = 0; i < a.size(); ++i) {
     char x = a[i];
     char y = b[i];

@@ -91,7 +91,15 @@ class PathParams {
 };
 
 /// Case-insensitive ASCII comparison, for header names and tokens.
-bool iequals(std::string_view a, std::string_view b) noexcept;
+namespace detail {
+bool iequals_slow(std::string_view a, std::string_view b) noexcept;
+}
+/// Inline, as most comparisons (a header name against the one looked for) end at the sizes.
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a == b) return true;  // the usual spelling
+  return detail::iequals_slow(a, b);
+}
 
 /// A request as a handler sees it.
 struct Request {

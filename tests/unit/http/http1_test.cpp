@@ -112,6 +112,21 @@ TEST(Http1, FieldLinesAreCheckedByteByByte) {
           << at << " " << static_cast<int>(byte);
     }
   }
+  // Names are scanned sixteen bytes at a time for the usual letters, digits and dashes; any other
+  // token character is still accepted, anything else refused, wherever it falls.
+  for (std::size_t at = 0; at < 24; ++at) {
+    std::string name = "X-Abcdefghijklmnopq-1234";
+    name[at] = '_';
+    ASSERT_EQ(parse_request_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", h, why),
+              Parse::complete)
+        << name << ": " << why;
+    EXPECT_EQ(h.fields[0].first, name);
+    name[at] = '@';
+    EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", h, why),
+              Parse::error)
+        << name;
+    EXPECT_EQ(why, "an invalid character in a header field name") << name;
+  }
   // A response head goes through the same reading.
   ASSERT_EQ(parse_response_head("HTTP/1.1 200 OK\r\nContent-Length:  5 \r\n\r\nhello", h, why),
             Parse::complete);
