@@ -198,36 +198,31 @@ struct Gateway::Impl {
     limiter.add_tokens(o.who->key_id(), o.usage.total_tokens);
     store::CallLog fresh;
     auto& log = local != nullptr ? local->log : fresh;
-    // A new record throughout (fields not named here take their defaults), whose strings reuse
-    // the storage of the previous one's.
-    const auto reuse = [](std::string& storage, std::string_view value) {
-      std::string kept = std::move(storage);
-      kept.assign(value);
-      return kept;
-    };
     const auto completion =
         o.usage.reported ? o.usage.completion_tokens : o.content_events;  // a fair lower bound
     const auto generating = o.first_token ? end - *o.first_token : end - started;
     const double secs = std::chrono::duration<double>(generating).count();
-    log = store::CallLog{
-        .time = clock.now(),
-        .user_id = reuse(log.user_id, o.who->user_id()),
-        .key_id = reuse(log.key_id, o.who->key_id()),
-        .service = reuse(log.service, o.model),
-        .instance_id = reuse(log.instance_id, o.instance_id),
-        .status = o.status,
-        .duration_ms = duration.count() / 1000,
-        .prompt_tokens = o.usage.prompt_tokens,
-        .completion_tokens = completion,
-        .ttft_ms = o.first_token ? std::optional<std::int64_t>(
-                                       std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           *o.first_token - started)
-                                           .count())
-                                 : std::nullopt,
-        .tokens_per_second =
-            secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0,
-        .error = reuse(log.error, o.error),
-    };
+    // Every field is set, in place: the strings keep the storage of the record this one
+    // replaces. The binding lists all of CallLog's fields, so a new one cannot be missed here.
+    auto& [id, time, user_id, key_id, service, instance_id, status, duration_ms, prompt_tokens,
+           completion_tokens, ttft_ms, tokens_per_second, error] = log;
+    id = 0;
+    time = clock.now();
+    user_id.assign(o.who->user_id());
+    key_id.assign(o.who->key_id());
+    service.assign(o.model);
+    instance_id.assign(o.instance_id);
+    status = o.status;
+    duration_ms = duration.count() / 1000;
+    prompt_tokens = o.usage.prompt_tokens;
+    completion_tokens = completion;
+    ttft_ms = o.first_token ? std::optional<std::int64_t>(
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      *o.first_token - started)
+                                      .count())
+                            : std::nullopt;
+    tokens_per_second = secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0;
+    error.assign(o.error);
     sink.submit_reusing(log);
   }
 
