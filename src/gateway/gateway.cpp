@@ -216,11 +216,12 @@ struct Gateway::Impl {
     duration_ms = duration.count() / 1000;
     prompt_tokens = o.usage.prompt_tokens;
     completion_tokens = completion;
-    ttft_ms = o.first_token ? std::optional<std::int64_t>(
-                                  std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      *o.first_token - started)
-                                      .count())
-                            : std::nullopt;
+    ttft_ms =
+        o.first_token
+            ? std::optional<std::int64_t>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(*o.first_token - started)
+                      .count())
+            : std::nullopt;
     tokens_per_second = secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0;
     error.assign(o.error);
     sink.submit_reusing(log);
@@ -731,9 +732,8 @@ core::Result<void> Gateway::start() {
                    });
   // The proxy's own coroutine is the handler: a wrapper that awaited it would add a frame and a
   // resumption to every request.
-  im.server->stream("POST", "/v1/*", [&im](http::Request& r, http::ResponseStream& s) {
-    return im.proxy(r, s);
-  });
+  im.server->stream("POST", "/v1/*",
+                    [&im](http::Request& r, http::ResponseStream& s) { return im.proxy(r, s); });
   return im.server->start();
 }
 

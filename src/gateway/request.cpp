@@ -71,7 +71,6 @@ struct Found {
 /// document. Every body the fast scan below cannot vouch for comes here.
 class TopLevel : public Found {
  public:
-
   // The handler interface of boost::json::basic_parser.
   static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
   static constexpr std::size_t max_array_size = static_cast<std::size_t>(-1);
@@ -218,7 +217,7 @@ class FastScan {
 
   void skip_ws() {
     // Compact JSON (what clients send) has none: one comparison decides.
-    if (p_ < end_ && *p_ > ' ') return;
+    if (p_<end_&& * p_> ' ') return;
     while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
   }
   bool eat(unsigned char c) {
@@ -265,9 +264,9 @@ class FastScan {
     while (end - p >= 16) {
       const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       // Signed: bytes from 0x80 are negative, so one comparison finds them and controls.
-      const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, quote),
-                                                    _mm_cmpeq_epi8(b, backslash)),
-                                       _mm_cmplt_epi8(b, space));
+      const __m128i hit =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(b, backslash)),
+                       _mm_cmplt_epi8(b, space));
       const auto mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
       if (mask != 0) return p + __builtin_ctz(mask);
       p += 16;
@@ -334,7 +333,9 @@ class FastScan {
     return true;
   }
 
-  static bool digit(unsigned char c) { return c >= '0' && c <= '9'; }
+  static bool digit(unsigned char c) {
+    return c >= '0' && c <= '9';
+  }
 
   /// A number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; long ones are left to the parser.
   bool number() {

@@ -110,8 +110,8 @@ const unsigned char* value_stop(const unsigned char* p, const unsigned char* end
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     // Unsigned v <= 0x1f exactly when max(v, 0x1f) is 0x1f.
     const __m128i control = _mm_cmpeq_epi8(_mm_max_epu8(v, unit_separator), unit_separator);
-    const __m128i stop = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(v, tab), control),
-                                      _mm_cmpeq_epi8(v, del));
+    const __m128i stop =
+        _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(v, tab), control), _mm_cmpeq_epi8(v, del));
     const auto mask = static_cast<unsigned>(_mm_movemask_epi8(stop));
     if (mask != 0) return p + __builtin_ctz(mask);
     p += 16;
@@ -139,7 +139,8 @@ bool parse_fields(std::string_view lines, Head& head, std::string& error) {
   const auto* const end = begin + lines.size();
   const auto* p = begin;
   const auto view = [](const unsigned char* from, const unsigned char* to) {
-    return std::string_view(reinterpret_cast<const char*>(from), static_cast<std::size_t>(to - from));
+    return std::string_view(reinterpret_cast<const char*>(from),
+                            static_cast<std::size_t>(to - from));
   };
   while (p < end) {
     if (*p == '\r' && p + 1 < end && p[1] == '\n') break;  // the blank line: the head's end

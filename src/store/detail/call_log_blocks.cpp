@@ -85,8 +85,8 @@ bool get_number(std::string_view s, N& out) {
 /// A double written by put_number (hexadecimal, with its 'p' exponent) or, in blocks written
 /// before that, in decimal.
 bool get_number(std::string_view s, double& out) {
-  const auto format = s.find('p') != std::string_view::npos ? std::chars_format::hex
-                                                           : std::chars_format::general;
+  const auto format =
+      s.find('p') != std::string_view::npos ? std::chars_format::hex : std::chars_format::general;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), out, format);
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }

@@ -201,10 +201,10 @@ TEST(Request, TheFastScanReadsUsualBodiesAndLeavesTheRestToTheParser) {
     std::string_view code;   ///< the error; "" for a valid request
     std::string_view model;  ///< when valid
   };
-  const std::string deep31 = "{\"model\":\"m\",\"x\":" + std::string(30, '[') +
-                             std::string(30, ']') + "}";
-  const std::string deep33 = "{\"model\":\"m\",\"x\":" + std::string(32, '[') +
-                             std::string(32, ']') + "}";
+  const std::string deep31 =
+      "{\"model\":\"m\",\"x\":" + std::string(30, '[') + std::string(30, ']') + "}";
+  const std::string deep33 =
+      "{\"model\":\"m\",\"x\":" + std::string(32, '[') + std::string(32, ']') + "}";
   const std::vector<Case> cases{
       // Valid, and left to the parser: escapes where the value is read, surrogate escapes, deep
       // nesting, numbers the scan does not vouch for.
@@ -369,7 +369,8 @@ TEST(Usage, NestedValuesAreSkippedWhereverTheBlocksBreak) {
       const auto len = rng() % 90;
       for (std::size_t c = 0; c < len; ++c) text += alphabet[rng() % alphabet.size()];
       json::object item{{"text", text}};
-      if (rng() % 2 == 0) item["nested"] = json::array{json::object{{"k", text + "\\"}}, 1, nullptr};
+      if (rng() % 2 == 0)
+        item["nested"] = json::array{json::object{{"k", text + "\\"}}, 1, nullptr};
       choices.push_back(std::move(item));
     }
     const auto total = static_cast<std::int64_t>(rng() % 100000);

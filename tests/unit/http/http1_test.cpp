@@ -122,8 +122,7 @@ TEST(Http1, FieldLinesAreCheckedByteByByte) {
         << name << ": " << why;
     EXPECT_EQ(h.fields[0].first, name);
     name[at] = '@';
-    EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", h, why),
-              Parse::error)
+    EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", h, why), Parse::error)
         << name;
     EXPECT_EQ(why, "an invalid character in a header field name") << name;
   }

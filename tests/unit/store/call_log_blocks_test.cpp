@@ -110,9 +110,10 @@ TEST(CallLogBlocks, TokensPerSecondAreHexadecimalAndDecimalsStillRead) {
   ASSERT_TRUE(decode_call_logs(text, 1, "s", out));
   EXPECT_EQ(out[0].tokens_per_second, 120.0);
   out.clear();
-  ASSERT_TRUE(decode_call_logs("5\tu\tk\ti\t200\t1\t2\t3\t\t33.333333333333336\t\n"
-                               "1\t=\t=\t=\t=\t=\t=\t=\t\t-1.8p-1\t\n",
-                               1, "s", out));
+  ASSERT_TRUE(
+      decode_call_logs("5\tu\tk\ti\t200\t1\t2\t3\t\t33.333333333333336\t\n"
+                       "1\t=\t=\t=\t=\t=\t=\t=\t\t-1.8p-1\t\n",
+                       1, "s", out));
   EXPECT_EQ(out[0].tokens_per_second, 100.0 / 3);
   EXPECT_EQ(out[1].tokens_per_second, -0.75);
   out.clear();
