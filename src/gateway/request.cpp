@@ -449,8 +449,10 @@ class FastScan {
     }
   }
 
-  /// At the top-level '{': its members, the watched ones read into `out`.
-  bool top_members(Found& out) {
+  /// At an object's '{': its members; `on_member(name)` reads each one's value (a name with an
+  /// escape is left to the parser).
+  template <class OnMember>
+  bool members(OnMember&& on_member) {
     ++p_;
     skip_ws();
     if (p_ < end_ && *p_ == '}') {
@@ -462,25 +464,7 @@ class FastScan {
       if (p_ == end_ || *p_ != '"') return false;
       std::string_view name;
       bool escaped = false;
-      if (!string(name, escaped) || escaped || !eat(':')) return false;
-      if (name == "model") {
-        if (!member_value(out.model, 1)) return false;
-      } else if (name == "user") {
-        if (!member_value(out.user, 1)) return false;
-      } else if (name == "stream") {
-        if (!member_value(out.stream, 1)) return false;
-      } else if (name == "stream_options") {
-        skip_ws();
-        if (p_ < end_ && *p_ == '{') {
-          out.stream_options = Member{Kind::object, {}, false};
-          out.include_usage = {};  // a later "stream_options" replaces an earlier one
-          if (!options_members(out)) return false;
-        } else if (!member_value(out.stream_options, 1)) {
-          return false;
-        }
-      } else if (!value(1)) {
-        return false;
-      }
+      if (!string(name, escaped) || escaped || !eat(':') || !on_member(name)) return false;
       skip_ws();
       if (p_ == end_) return false;
       if (*p_ == '}') {
@@ -492,34 +476,22 @@ class FastScan {
     }
   }
 
-  /// At the '{' of "stream_options": its members, "include_usage" read into `out`.
-  bool options_members(Found& out) {
-    ++p_;
-    skip_ws();
-    if (p_ < end_ && *p_ == '}') {
-      ++p_;
-      return true;
-    }
-    for (;;) {
+  /// At the top-level '{': its members, the watched ones read into `out`.
+  bool top_members(Found& out) {
+    return members([&](std::string_view name) {
+      if (name == "model") return member_value(out.model, 1);
+      if (name == "user") return member_value(out.user, 1);
+      if (name == "stream") return member_value(out.stream, 1);
+      if (name != "stream_options") return value(1);
       skip_ws();
-      if (p_ == end_ || *p_ != '"') return false;
-      std::string_view name;
-      bool escaped = false;
-      if (!string(name, escaped) || escaped || !eat(':')) return false;
-      if (name == "include_usage") {
-        if (!member_value(out.include_usage, 2)) return false;
-      } else if (!value(2)) {
-        return false;
-      }
-      skip_ws();
-      if (p_ == end_) return false;
-      if (*p_ == '}') {
-        ++p_;
-        return true;
-      }
-      if (*p_ != ',') return false;
-      ++p_;
-    }
+      if (p_ == end_ || *p_ != '{') return member_value(out.stream_options, 1);
+      out.stream_options = Member{Kind::object, {}, false};
+      out.include_usage = {};  // a later "stream_options" replaces an earlier one
+      // Its members, "include_usage" read into `out`.
+      return members([&](std::string_view option) {
+        return option == "include_usage" ? member_value(out.include_usage, 2) : value(2);
+      });
+    });
   }
 
   const unsigned char* p_;
