@@ -1,5 +1,7 @@
 #include "gateway/openai_error.hpp"
 
+#include "gateway/utf8.hpp"
+
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -44,35 +46,6 @@ std::string text_of(const json::value* v) {
   return {};
 }
 
-/// Length of the valid UTF-8 sequence at `s[i]` (RFC 3629: no overlong forms, no surrogates,
-/// nothing above U+10FFFF), or 0 when the bytes there are not one.
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const auto c = b(0);
-  if (c < 0x80) return 1;
-  std::size_t len = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  if (b(1) < lo || b(1) > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k)
-    if ((b(k) & 0xC0) != 0x80) return 0;
-  return len;
-}
-
 /// `s` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD, so an
 /// engine's binary or mis-encoded error text still makes valid JSON.
 std::string valid_utf8(std::string_view s) {
@@ -80,7 +53,7 @@ std::string valid_utf8(std::string_view s) {
   out.reserve(s.size());
   std::size_t i = 0;
   while (i < s.size()) {
-    if (const auto len = utf8_sequence(s, i); len > 0) {
+    if (const auto len = detail::utf8_sequence(s, i); len > 0) {
       out.append(s.substr(i, len));
       i += len;
     } else {

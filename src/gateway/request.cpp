@@ -1,6 +1,7 @@
 #include "gateway/request.hpp"
 
 #include "gateway/json_scratch.hpp"
+#include "gateway/utf8.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/error.hpp>
@@ -304,33 +305,13 @@ class FastScan {
     return true;
   }
 
-  /// At a byte from 0x80: one well-formed UTF-8 sequence (Unicode Table 3-7: no overlong
-  /// forms, no surrogates, nothing above U+10FFFF).
+  /// At a byte from 0x80: one well-formed UTF-8 sequence.
   bool utf8() {
-    const unsigned char c = *p_;
-    int more = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      more = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      more = 2;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      more = 3;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (end_ - p_ <= more) return false;
-    if (p_[1] < lo || p_[1] > hi) return false;
-    for (int i = 2; i <= more; ++i) {
-      if (p_[i] < 0x80 || p_[i] > 0xBF) return false;
-    }
-    p_ += more + 1;
-    return true;
+    const std::string_view rest(reinterpret_cast<const char*>(p_),
+                                static_cast<std::size_t>(end_ - p_));
+    const std::size_t len = detail::utf8_sequence(rest, 0);
+    p_ += len;
+    return len > 0;
   }
 
   static bool digit(unsigned char c) {
