@@ -21,6 +21,8 @@
 /// check: another Boost version, or a build without the epoll reactor, falls back to plain reads
 /// (`kDrainAwareReads` is false and `enable_drain_tracking` does nothing).
 
+#include "http/detail/raw_syscall.hpp"
+
 #include <boost/asio/detail/reactive_socket_recv_op.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
@@ -67,8 +69,9 @@ inline bool enable_drain_tracking(boost::asio::ip::tcp::socket& socket) {
 /// Outcome of one non-blocking receive.
 enum class RecvResult { would_block, done, drained };
 
-/// One non-blocking recvmsg into `buffer`: bytes read go to `n`, errors (EOF included) to `ec`.
-/// `drained`: bytes were read and the kernel reported none left and no FIN queued.
+/// One non-blocking recvmsg (raw_syscall.hpp) into `buffer`: bytes read go to `n`, errors (EOF
+/// included) to `ec`. `drained`: bytes were read and the kernel reported none left and no FIN
+/// queued.
 inline RecvResult receive_reporting_drain(int fd, boost::asio::mutable_buffer buffer,
                                           boost::system::error_code& ec, std::size_t& n) {
   iovec iov{buffer.data(), buffer.size()};
@@ -79,7 +82,7 @@ inline RecvResult receive_reporting_drain(int fd, boost::asio::mutable_buffer bu
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   for (;;) {
-    const ssize_t r = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+    const ssize_t r = raw_recvmsg(fd, &msg, MSG_DONTWAIT);
     if (r > 0) {
       ec = {};
       n = static_cast<std::size_t>(r);

@@ -6,6 +6,7 @@
 
 #include "http/detail/beast.hpp"
 #include "http/detail/drain_read.hpp"
+#include "http/detail/raw_syscall.hpp"
 
 #include <boost/asio/async_result.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -174,8 +175,9 @@ class DualStream {
     co_return ec;
   }
 
-  /// One non-blocking gathered send on the plain socket. Returns false with `ec` set on a hard
-  /// error; true otherwise, with `sent` bytes taken (0 when the socket buffer is full).
+  /// One non-blocking gathered send on the plain socket (raw_syscall.hpp). Returns false with `ec`
+  /// set on a hard error; true otherwise, with `sent` bytes taken (0 when the socket buffer is
+  /// full).
   bool send_direct(const asio::const_buffer* parts, std::size_t count, std::size_t& sent,
                    beast::error_code& ec) {
     std::array<iovec, kMaxDirectBuffers> iov;
@@ -188,7 +190,7 @@ class DualStream {
     msg.msg_iovlen = count;
     for (;;) {
       const ssize_t r =
-          ::sendmsg(plain_->socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+          raw_sendmsg(plain_->socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (r >= 0) {
         sent = static_cast<std::size_t>(r);
         return true;
