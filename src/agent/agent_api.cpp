@@ -158,7 +158,7 @@ struct AgentApi::Impl {
     const bool follow = follow_v == "1" || follow_v == "true";
     std::size_t tail = 0;
     if (auto bad = parse_tail(req, follow ? 0 : 100, tail)) {
-      co_await stream.respond(std::move(*bad));
+      co_await stream.respond(*bad);
       co_return;
     }
     const auto path = supervisor.log_file(id);

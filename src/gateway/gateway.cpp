@@ -516,7 +516,7 @@ struct Gateway::Impl {
       give_back(local, *u, std::move(conn));
     }
     if (!reply) reply = unavailable_reply(*a.route, o);
-    co_await out.respond(std::move(*reply));
+    co_await out.respond(*reply);
     finish(local, o, started);
   }
 #pragma GCC diagnostic pop

@@ -180,7 +180,7 @@ class StreamImpl final : public ResponseStream {
     co_return true;
   }
 
-  Awaitable<bool> respond(Response res) override {
+  Awaitable<bool> respond(const Response& res) override {
     if (started_ || disconnected_) co_return false;
     started_ = true;
     finished_ = true;

@@ -53,7 +53,10 @@ class ResponseStream {
   virtual Awaitable<bool> start(int status, Headers headers) = 0;
   /// Sends a complete, non-chunked response instead of a stream (an error before streaming, or
   /// a handler that decided not to stream). Only before start(); afterwards returns false.
-  virtual Awaitable<bool> respond(Response response) = 0;
+  /// `response` is only read, and must live until the call completes (a temporary in the
+  /// `co_await` expression does): a by-value response would be one more copy of it in the
+  /// caller's coroutine frame.
+  virtual Awaitable<bool> respond(const Response& response) = 0;
   /// start() with the headers of an SSE stream (text/event-stream, no caching) plus `extra`.
   Awaitable<bool> start_sse(Headers extra = {});
   /// Sends one body chunk (empty data sends nothing).

@@ -107,7 +107,7 @@ http::Awaitable<void> get_file(ModelFileRoutes& r, http::Request& req,
   if (!range) {
     auto res = http::Response::error(416, range.error());
     res.headers.set("Content-Range", "bytes */" + std::to_string(opened->size));
-    co_await stream.respond(std::move(res));
+    co_await stream.respond(res);
     co_return;
   }
   std::int64_t pos = *range ? (*range)->first : 0;

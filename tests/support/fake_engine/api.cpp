@@ -304,7 +304,7 @@ class Api {
 
   Awaitable<void> generate(Request& req, ResponseStream& out, bool chat) {
     if (auto r = admit(req)) {
-      co_await out.respond(std::move(*r));
+      co_await out.respond(*r);
       co_return;
     }
     count_request();
@@ -314,7 +314,7 @@ class Api {
     }
     Generation g;
     if (auto err = parse_generation(req, chat, g)) {
-      co_await out.respond(std::move(*err));
+      co_await out.respond(*err);
       co_return;
     }
     struct Running {
@@ -394,7 +394,7 @@ class Api {
 
   Awaitable<void> embeddings(Request& req, ResponseStream& out) {
     if (auto r = admit(req)) {
-      co_await out.respond(std::move(*r));
+      co_await out.respond(*r);
       co_return;
     }
     count_request();
