@@ -2,11 +2,29 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <map>
 #include <vector>
 
 namespace openstation::gateway {
+
+namespace {
+
+/// Moves the calling thread to SCHED_IDLE; false where the system refuses.
+bool lower_to_idle_priority() {
+#ifdef SCHED_IDLE
+  sched_param param{};
+  param.sched_priority = 0;
+  return pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) == 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
 
 BatchingCallLogSink::BatchingCallLogSink(Options options) : options_(options) {}
 
@@ -18,10 +36,62 @@ BatchingCallLogSink::~BatchingCallLogSink() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lock(idle_mutex_);
+    idle_stopping_ = true;
+  }
+  idle_cv_.notify_all();
+  if (idle_thread_.joinable()) idle_thread_.join();
 }
 
 void BatchingCallLogSink::start() {
+  if (options_.idle_priority) {
+    idle_running_ = true;  // before any thread can flush
+    idle_thread_ = std::thread([this] { run_idle(); });
+  }
   thread_ = std::thread([this] { run(); });
+}
+
+void BatchingCallLogSink::run_idle() {
+  if (!lower_to_idle_priority()) {
+    spdlog::debug("gateway: call logs are written at normal priority (SCHED_IDLE refused)");
+  }
+  std::unique_lock lock(idle_mutex_);
+  for (;;) {
+    idle_cv_.wait(lock, [&] { return idle_stopping_ || idle_state_ == IdleJob::posted; });
+    if (idle_state_ != IdleJob::posted) return;  // stopping, nothing posted
+    idle_state_ = IdleJob::running;
+    const auto* job = idle_job_;
+    lock.unlock();
+    (*job)();
+    lock.lock();
+    idle_state_ = IdleJob::done;
+    idle_cv_.notify_all();
+  }
+}
+
+void BatchingCallLogSink::at_idle_priority(const std::function<void()>& job) {
+  std::unique_lock lock(idle_mutex_);
+  if (!idle_running_ || idle_stopping_) {
+    lock.unlock();
+    job();
+    return;
+  }
+  idle_job_ = &job;
+  idle_state_ = IdleJob::posted;
+  idle_cv_.notify_all();
+  if (!idle_cv_.wait_for(lock, 2 * options_.flush_interval,
+                         [&] { return idle_state_ != IdleJob::posted; })) {
+    // Not begun: the idle thread gets no CPU (every CPU is busy with other work). Done here.
+    idle_job_ = nullptr;
+    idle_state_ = IdleJob::none;
+    lock.unlock();
+    job();
+    return;
+  }
+  idle_cv_.wait(lock, [&] { return idle_state_ == IdleJob::done; });
+  idle_job_ = nullptr;
+  idle_state_ = IdleJob::none;
 }
 
 void BatchingCallLogSink::submit(store::CallLog log) {
@@ -56,9 +126,9 @@ void BatchingCallLogSink::enqueue(store::CallLog& log, bool reuse) {
 
 core::Result<void> BatchingCallLogSink::flush() {
   std::lock_guard flushing(flush_mutex_);
-  // Every step under `mutex_` is O(1) on the way that succeeds: the request threads take that
-  // lock for every request, and a writer preempted while it moved a batch's records under the
-  // lock would keep both I/O threads waiting for a whole time slice.
+  // Every step under `mutex_` is O(1) on the way that succeeds, and only threads at normal
+  // priority take it: the request threads take that lock for every request, and a writer
+  // preempted while it held it would keep them waiting.
   // What is queued now is taken once: records that arrive while it is written wait for the next
   // flush (a full batch or the interval). Taking them as they come would turn a busy gateway's
   // writer into a loop of small transactions, each with its commit's fixed cost.
@@ -67,6 +137,20 @@ core::Result<void> BatchingCallLogSink::flush() {
     std::lock_guard lock(mutex_);
     taken.swap(queue_);
   }
+  if (taken.empty()) return {};
+  Delivered d;
+  at_idle_priority([&] { d = deliver_all(taken); });
+  std::lock_guard lock(mutex_);
+  written_ += d.written;
+  dropped_ += d.dropped;
+  if (!d.result) requeue(taken);
+  // Kept for submit_reusing: their strings' storage goes back to the request threads.
+  if (spare_.empty()) spare_.swap(d.spare);
+  return d.result;
+}
+
+BatchingCallLogSink::Delivered BatchingCallLogSink::deliver_all(std::deque<store::CallLog>& taken) {
+  Delivered d;
   std::vector<store::CallLog> batch;
   while (!taken.empty()) {
     const auto n = static_cast<std::ptrdiff_t>(std::min(taken.size(), options_.batch_size));
@@ -75,22 +159,20 @@ core::Result<void> BatchingCallLogSink::flush() {
     taken.erase(taken.begin(), taken.begin() + n);
     bool retry = true;
     auto r = deliver(batch, retry);
-    std::lock_guard lock(mutex_);
     if (!r) {
       if (retry) {
         taken.insert(taken.begin(), std::make_move_iterator(batch.begin()),
                      std::make_move_iterator(batch.end()));
       } else {
-        dropped_ += batch.size();
+        d.dropped += batch.size();
       }
-      requeue(taken);
-      return r.error();
+      d.result = r.error();
+      return d;
     }
-    written_ += batch.size();
-    // Kept for submit_reusing: their strings' storage goes back to the request threads.
-    if (spare_.empty()) spare_.swap(batch);
+    d.written += batch.size();
+    if (d.spare.empty()) d.spare.swap(batch);
   }
-  return {};
+  return d;
 }
 
 void BatchingCallLogSink::requeue(std::deque<store::CallLog>& older) {
@@ -136,6 +218,13 @@ void BatchingCallLogSink::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The last flush at the caller's priority: the process is stopping.
+  {
+    std::lock_guard lock(idle_mutex_);
+    idle_stopping_ = true;
+  }
+  idle_cv_.notify_all();
+  if (idle_thread_.joinable()) idle_thread_.join();
   if (auto r = flush(); !r) {
     spdlog::warn("gateway: {} call logs could not be written to {} at stop: {}", queued(),
                  destination(), r.error().message);

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -41,12 +42,22 @@ class CallLogSink {
 /// `flush_interval`, or early once `batch_size` wait. A batch that fails goes back in front, oldest
 /// first, for the next flush; past `max_queue` the oldest records are dropped and counted, so a
 /// dead destination never grows the gateway's memory without bound.
+///
+/// Priority (Linux). `deliver` runs on a thread at SCHED_IDLE: the batches are encoded and written
+/// on CPU time that nothing else wants, and a request thread that wakes takes that CPU at once.
+/// At normal priority a flush (a few milliseconds for a batch of thousands) held a CPU that the
+/// request threads, the engine and the clients were waiting for, which cost throughput and tail
+/// latency under load. The idle thread never takes the lock that `submit` takes (the flush
+/// thread, at normal priority, moves records in and out of the queue), so a request never waits
+/// for it. A delivery that the idle thread has not begun within two flush intervals (a machine
+/// whose every CPU is busy with other work) is made by the flush thread itself.
 class BatchingCallLogSink : public CallLogSink {
  public:
   struct Options {
     std::chrono::milliseconds flush_interval{1000};
     std::size_t batch_size = 512;    ///< a flush happens early once this many wait
     std::size_t max_queue = 100000;  ///< beyond it the oldest are dropped
+    bool idle_priority = true;  ///< deliver at SCHED_IDLE (see above); false: on the flush thread
   };
   BatchingCallLogSink(const BatchingCallLogSink&) = delete;
   BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;
@@ -84,6 +95,21 @@ class BatchingCallLogSink : public CallLogSink {
   /// Queues `log` (moved from); with `reuse`, refills it from the spares.
   void enqueue(store::CallLog& log, bool reuse);
 
+  /// What delivering the records taken from the queue came to.
+  struct Delivered {
+    std::uint64_t written = 0;
+    std::uint64_t dropped = 0;
+    core::Result<void> result;          ///< the first failure; `taken` then holds the rest
+    std::vector<store::CallLog> spare;  ///< the last batch delivered, for submit_reusing
+  };
+  /// Hands `taken` to deliver() in batches, oldest first, until one fails. No lock of the queue.
+  Delivered deliver_all(std::deque<store::CallLog>& taken);
+  /// Runs `job` on the idle-priority thread and waits for it; runs it here when there is no such
+  /// thread, or when the thread has not begun it within two flush intervals.
+  void at_idle_priority(const std::function<void()>& job);
+  /// The idle-priority thread's loop.
+  void run_idle();
+
   Options options_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
@@ -94,6 +120,16 @@ class BatchingCallLogSink : public CallLogSink {
   std::uint64_t dropped_ = 0;
   bool stopping_ = false;
   std::thread thread_;
+
+  // The idle-priority thread and the one job it may hold (guarded by idle_mutex_).
+  enum class IdleJob { none, posted, running, done };
+  std::mutex idle_mutex_;
+  std::condition_variable idle_cv_;
+  const std::function<void()>* idle_job_ = nullptr;
+  IdleJob idle_state_ = IdleJob::none;
+  bool idle_running_ = false;  ///< set before the thread starts, never cleared
+  bool idle_stopping_ = false;
+  std::thread idle_thread_;
 };
 
 /// Call logs into the store, one transaction per batch, setting each used API key's last_used_at.

@@ -1,10 +1,17 @@
 // The call-log queue shared by the store and remote sinks: records go out in order, in batches of
 // at most batch_size; a failed batch goes back in front; past max_queue the oldest are dropped
-// and counted; while the destination is down the thread retries once per interval.
+// and counted; while the destination is down the thread retries once per interval; deliveries
+// run on a thread at idle priority, and a request's submit never waits for one.
 #include "gateway/call_log_writer.hpp"
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -44,6 +51,13 @@ class RecordingSink final : public BatchingCallLogSink {
   bool fail_for_good = false;
   /// Submitted from inside the next successful deliver (a request finishing meanwhile).
   std::vector<store::CallLog> arriving;
+  std::vector<int> policies;             ///< the scheduling policy of each delivery's thread
+  std::vector<std::thread::id> threads;  ///< the thread of each delivery
+  /// While set, a delivery waits (with `delivering` set) until it is cleared.
+  bool hold = false;
+  bool delivering = false;
+  std::mutex hold_mu;
+  std::condition_variable hold_cv;
 
  private:
   core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override {
@@ -54,6 +68,14 @@ class RecordingSink final : public BatchingCallLogSink {
       return core::Error(core::Errc::unavailable, "test.down", "the destination is down");
     }
     batch_sizes.push_back(batch.size());
+    policies.push_back(sched_getscheduler(0));
+    threads.push_back(std::this_thread::get_id());
+    if (hold) {
+      std::unique_lock held(hold_mu);
+      delivering = true;
+      hold_cv.notify_all();
+      hold_cv.wait(held, [&] { return !hold; });
+    }
     for (const auto& l : batch) delivered.push_back(l.service);
     for (auto& l : std::exchange(arriving, {})) submit(std::move(l));
     return {};
@@ -174,6 +196,67 @@ TEST(CallLogQueue, WhileTheDestinationIsDownTheThreadRetriesOncePerInterval) {
   EXPECT_GE(sink.attempts(), 1);
   EXPECT_LE(sink.attempts(), 8);
   EXPECT_EQ(sink.queued(), 5u);
+}
+
+/// Whether this system lets a thread lower itself to SCHED_IDLE (containers may refuse).
+bool idle_priority_allowed() {
+  bool ok = false;
+  std::thread([&] {
+    sched_param p{};
+    ok = pthread_setschedparam(pthread_self(), SCHED_IDLE, &p) == 0;
+  }).join();
+  return ok;
+}
+
+TEST(CallLogQueue, DeliveriesRunOnAThreadAtIdlePriorityAndSubmitsNeverWaitForThem) {
+  if (!idle_priority_allowed()) GTEST_SKIP() << "SCHED_IDLE is refused here";
+  // Fewer records than a batch throughout: the sink's own flush thread stays asleep (1 h).
+  RecordingSink sink({1h, 4, 1000}, true);
+  for (int i = 0; i < 3; ++i) sink.submit(numbered(i));
+  sink.hold = true;
+  std::thread::id flushing_thread;
+  std::thread flusher([&] {
+    flushing_thread = std::this_thread::get_id();
+    ASSERT_TRUE(sink.flush());
+  });
+  {
+    std::unique_lock held(sink.hold_mu);
+    ASSERT_TRUE(sink.hold_cv.wait_for(held, 10s, [&] { return sink.delivering; }));
+  }
+  // A batch is being written: requests finishing now queue their records without waiting.
+  for (int i = 3; i < 6; ++i) sink.submit(numbered(i));
+  EXPECT_EQ(sink.queued(), 3u);
+  {
+    std::lock_guard held(sink.hold_mu);
+    sink.hold = false;
+  }
+  sink.hold_cv.notify_all();
+  flusher.join();
+  EXPECT_EQ(sink.delivered, services(0, 3));
+  ASSERT_EQ(sink.policies.size(), 1u);
+  for (std::size_t i = 0; i < sink.policies.size(); ++i) {
+    EXPECT_EQ(sink.policies[i], SCHED_IDLE) << "batch " << i;
+    EXPECT_NE(sink.threads[i], flushing_thread);
+  }
+}
+
+TEST(CallLogQueue, WithoutIdlePriorityTheFlushingThreadDelivers) {
+  BatchingCallLogSink::Options o{1h, 4, 1000};
+  o.idle_priority = false;
+  RecordingSink sink(o, true);
+  for (int i = 0; i < 3; ++i) sink.submit(numbered(i));
+  ASSERT_TRUE(sink.flush());
+  ASSERT_EQ(sink.threads.size(), 1u);
+  EXPECT_EQ(sink.threads[0], std::this_thread::get_id());
+  EXPECT_EQ(sink.policies[0], sched_getscheduler(0));
+}
+
+TEST(CallLogQueue, StopDeliversWhatIsStillQueued) {
+  auto sink = std::make_unique<RecordingSink>(BatchingCallLogSink::Options{1h, 4, 1000}, true);
+  for (int i = 0; i < 5; ++i) sink->submit(numbered(i));
+  sink->stop();
+  EXPECT_EQ(sink->delivered, services(0, 5));
+  EXPECT_EQ(sink->queued(), 0u);
 }
 
 }  // namespace
