@@ -139,7 +139,11 @@ core::Result<void> BatchingCallLogSink::flush() {
   }
   if (taken.empty()) return {};
   Delivered d;
-  at_idle_priority([&] { d = deliver_all(taken); });
+  if (taken.size() >= options_.backlog) {
+    d = deliver_all(taken);  // the idle thread fell behind: at this thread's priority
+  } else {
+    at_idle_priority([&] { d = deliver_all(taken); });
+  }
   std::lock_guard lock(mutex_);
   written_ += d.written;
   dropped_ += d.dropped;

@@ -49,15 +49,19 @@ class CallLogSink {
 /// request threads, the engine and the clients were waiting for, which cost throughput and tail
 /// latency under load. The idle thread never takes the lock that `submit` takes (the flush
 /// thread, at normal priority, moves records in and out of the queue), so a request never waits
-/// for it. A delivery that the idle thread has not begun within two flush intervals (a machine
-/// whose every CPU is busy with other work) is made by the flush thread itself.
+/// for it. The flush thread delivers itself, at normal priority, when the idle thread falls
+/// behind: when a flush takes `backlog` records or more (they piled up during the last delivery),
+/// and when the idle thread has not begun a delivery within two flush intervals (a machine whose
+/// every CPU is busy with other work). So a lower priority defers call logs by a batch at most;
+/// it never lets the queue grow to its bound.
 class BatchingCallLogSink : public CallLogSink {
  public:
   struct Options {
     std::chrono::milliseconds flush_interval{1000};
     std::size_t batch_size = 512;    ///< a flush happens early once this many wait
     std::size_t max_queue = 100000;  ///< beyond it the oldest are dropped
-    bool idle_priority = true;  ///< deliver at SCHED_IDLE (see above); false: on the flush thread
+    bool idle_priority = true;    ///< deliver at SCHED_IDLE (see above); false: on the flush thread
+    std::size_t backlog = 16384;  ///< a flush taking this many delivers at normal priority
   };
   BatchingCallLogSink(const BatchingCallLogSink&) = delete;
   BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;

@@ -251,6 +251,23 @@ TEST(CallLogQueue, WithoutIdlePriorityTheFlushingThreadDelivers) {
   EXPECT_EQ(sink.policies[0], sched_getscheduler(0));
 }
 
+TEST(CallLogQueue, ABacklogIsDeliveredAtTheFlushingThreadsPriority) {
+  if (!idle_priority_allowed()) GTEST_SKIP() << "SCHED_IDLE is refused here";
+  BatchingCallLogSink::Options o{1h, 100, 1000};
+  o.backlog = 4;
+  RecordingSink sink(o, true);
+  for (int i = 0; i < 3; ++i) sink.submit(numbered(i));
+  ASSERT_TRUE(sink.flush());  // below the mark: the idle thread
+  for (int i = 3; i < 8; ++i) sink.submit(numbered(i));
+  ASSERT_TRUE(sink.flush());  // five waited: the idle thread is behind, this thread delivers
+  EXPECT_EQ(sink.delivered, services(0, 8));
+  ASSERT_EQ(sink.threads.size(), 2u);
+  EXPECT_EQ(sink.policies[0], SCHED_IDLE);
+  EXPECT_NE(sink.threads[0], std::this_thread::get_id());
+  EXPECT_EQ(sink.threads[1], std::this_thread::get_id());
+  EXPECT_EQ(sink.policies[1], sched_getscheduler(0));
+}
+
 TEST(CallLogQueue, StopDeliversWhatIsStillQueued) {
   auto sink = std::make_unique<RecordingSink>(BatchingCallLogSink::Options{1h, 4, 1000}, true);
   for (int i = 0; i < 5; ++i) sink->submit(numbered(i));
