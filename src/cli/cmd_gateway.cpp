@@ -93,7 +93,9 @@ void run_gateway(const GatewayFlags& flags, Context& ctx) {
     ctx.fail(first.error());
     return;
   }
-  gateway::RemoteCallLogSink logs(remote, {});
+  gateway::RemoteCallLogSink::Options log_options;
+  log_options.idle_priority = g.call_log_idle_priority;
+  gateway::RemoteCallLogSink logs(remote, log_options);
   gateway::GatewayOptions o;
   o.config = g;
   // The server's per-key limits apply to every gateway (each counts its own requests).

@@ -244,6 +244,7 @@ class LocalGateway final : public server::InFlightSource {
     // as much as the rows; the logs still reach the store within flush_interval (1 s).
     gateway::CallLogWriter::Options logs;
     logs.batch_size = 4096;
+    logs.idle_priority = config_.gateway.call_log_idle_priority;
     writer_ = std::make_unique<gateway::CallLogWriter>(store, logs);
     gateway::GatewayOptions o;
     o.config = config_.gateway;

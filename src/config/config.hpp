@@ -82,6 +82,9 @@ struct GatewayConfig {
   /// Requests with a session key (the X-Session-ID header, else the body's "user") stick to one
   /// healthy instance of their service (rendezvous hashing); off: least outstanding only.
   bool session_affinity = false;
+  /// Call logs are written by a thread at idle priority (SCHED_IDLE), on CPU time the requests
+  /// do not want; it falls back to normal priority when it falls behind. Off: normal priority.
+  bool call_log_idle_priority = true;
   bool operator==(const GatewayConfig&) const = default;
 };
 

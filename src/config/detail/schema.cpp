@@ -122,6 +122,9 @@ std::vector<Field> build_fixed() {
   v.push_back(make("gateway.session_affinity", Kind::boolean, OS_TARGET(gateway.session_affinity),
                    "Requests with a session key (X-Session-ID, else body user) stick to one "
                    "instance"));
+  v.push_back(make("gateway.call_log_idle_priority", Kind::boolean,
+                   OS_TARGET(gateway.call_log_idle_priority),
+                   "Call logs are written at idle CPU priority (normal when behind)"));
 
   v.push_back(with_choices(make("agent.server_url", Kind::url, OS_TARGET(agent.server_url),
                                 "The server this agent joins; empty: the local server"),
