@@ -52,8 +52,9 @@ class CallLogSink {
 /// for it. The flush thread delivers itself, at normal priority, when the idle thread falls
 /// behind: when a flush takes `backlog` records or more (they piled up during the last delivery),
 /// and when the idle thread has not begun a delivery within two flush intervals (a machine whose
-/// every CPU is busy with other work). So a lower priority defers call logs by a batch at most;
-/// it never lets the queue grow to its bound.
+/// every CPU is busy with other work). A delivery the idle thread has begun is its own to finish,
+/// however slowly a busy machine lets it run; records queue meanwhile (up to `max_queue`), and the
+/// next flush takes them at normal priority once `backlog` wait.
 class BatchingCallLogSink : public CallLogSink {
  public:
   struct Options {
