@@ -62,7 +62,7 @@ class BatchingCallLogSink : public CallLogSink {
     std::size_t batch_size = 512;    ///< a flush happens early once this many wait
     std::size_t max_queue = 100000;  ///< beyond it the oldest are dropped
     bool idle_priority = true;    ///< deliver at SCHED_IDLE (see above); false: on the flush thread
-    std::size_t backlog = 16384;  ///< a flush taking this many delivers at normal priority
+    std::size_t backlog = 32768;  ///< a flush taking this many delivers at normal priority
   };
   BatchingCallLogSink(const BatchingCallLogSink&) = delete;
   BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;
