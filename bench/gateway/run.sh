@@ -87,10 +87,8 @@ chmod +x "$work/bin/vllm"
 
 inventory=$src/examples/nodes/8x-a100-80g.json
 port=$(free_port)
-agent_port=$(free_port)
-gw_port=$(free_port)
-while [ "$agent_port" = "$port" ]; do agent_port=$(free_port); done
-while [ "$gw_port" = "$port" ] || [ "$gw_port" = "$agent_port" ]; do gw_port=$(free_port); done
+agent_port=$(free_port "$port")
+gw_port=$(free_port "$port" "$agent_port")
 api_url=https://127.0.0.1:$port
 
 say "starting openstation (gateway on $gw_port, $threads threads), log in $work/server.log"
@@ -155,7 +153,7 @@ wait_for "the gateway to route fast, paced and idle" 30 gateway_ready
 # connections (the gateway's threads share one acceptor); no access log (the gateway's call logs go to SQLite off the request
 # path).
 declare -A nginx_port
-for svc in fast paced idle; do nginx_port[$svc]=$(free_port); done
+for svc in fast paced idle; do nginx_port[$svc]=$(free_port "${nginx_port[@]}"); done
 {
   echo "worker_processes $threads;"
   echo "worker_rlimit_nofile $fd_limit;"

@@ -11,11 +11,16 @@ fail() {
   exit 1
 }
 
-# free_port: a TCP port in 20000-31999 nothing listens on now (bash's /dev/tcp refuses to connect).
+# free_port [TAKEN...]: a TCP port in 20000-31999 that nothing listens on now (bash's /dev/tcp
+# refuses to connect) and that is none of TAKEN: the ports a script chose before and whose servers
+# are not up yet. Each $(free_port) runs in a subshell, so two calls can draw the same number.
 free_port() {
-  local p i
+  local p i t
   for i in $(seq 1 200); do
     p=$((20000 + RANDOM % 12000))
+    for t in "$@"; do
+      [ "$t" != "$p" ] || continue 2
+    done
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

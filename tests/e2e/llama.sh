@@ -53,10 +53,8 @@ export OPENSTATION_ENGINES_LLAMA_CPP_COMMAND="$work/bin/llama-server"
 "$build/make-tiny-gguf" "$vocab" "$work/models/tiny-qwen2.gguf" >/dev/null || fail "make-tiny-gguf failed"
 
 port=$(free_port)
-agent_port=$(free_port)
-[ "$agent_port" != "$port" ] || agent_port=$(free_port)
-gw_port=$(free_port)
-while [ "$gw_port" = "$port" ] || [ "$gw_port" = "$agent_port" ]; do gw_port=$(free_port); done
+agent_port=$(free_port "$port")
+gw_port=$(free_port "$port" "$agent_port")
 gw_url=http://127.0.0.1:$gw_port
 api_url=https://127.0.0.1:$port
 data=$work/data

@@ -39,10 +39,10 @@ ln -s "$build/fake-engine" "$work/bin/vllm"
 ln -s "$build/fake-engine" "$work/bin/fake-engine"
 inventory=$src/examples/nodes/2x-a100-40g.json
 port=$(free_port)
-agent_port=$(free_port)
-gw_port=$(free_port)
-node2_port=$(free_port)
-hub_port=$(free_port)
+agent_port=$(free_port "$port")
+gw_port=$(free_port "$port" "$agent_port")
+node2_port=$(free_port "$port" "$agent_port" "$gw_port")
+hub_port=$(free_port "$port" "$agent_port" "$gw_port" "$node2_port")
 api_url=https://127.0.0.1:$port
 data=$work/server
 

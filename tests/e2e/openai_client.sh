@@ -43,10 +43,8 @@ ln -s "$build/fake-engine" "$work/bin/vllm"
 ln -s "$build/fake-engine" "$work/bin/fake-engine"
 inventory=$src/examples/nodes/2x-a100-40g.json
 port=$(free_port)
-agent_port=$(free_port)
-gw_port=$(free_port)
-ports="$port $agent_port $gw_port"
-[ "$(echo "$ports" | tr ' ' '\n' | sort -u | wc -l)" = 3 ] || fail "free_port gave the same port twice: $ports"
+agent_port=$(free_port "$port")
+gw_port=$(free_port "$port" "$agent_port")
 api_url=https://127.0.0.1:$port
 gw_url=http://127.0.0.1:$gw_port
 data=$work/data

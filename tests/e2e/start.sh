@@ -32,10 +32,8 @@ ln -s "$build/fake-engine" "$work/bin/vllm"
 ln -s "$build/fake-engine" "$work/bin/fake-engine"
 inventory=$src/examples/nodes/2x-a100-40g.json
 port=$(free_port)
-agent_port=$(free_port)
-[ "$agent_port" != "$port" ] || agent_port=$(free_port)
-gw_port=$(free_port)
-while [ "$gw_port" = "$port" ] || [ "$gw_port" = "$agent_port" ]; do gw_port=$(free_port); done
+agent_port=$(free_port "$port")
+gw_port=$(free_port "$port" "$agent_port")
 gw_url=http://127.0.0.1:$gw_port
 api_url=https://127.0.0.1:$port
 data=$work/data
