@@ -36,6 +36,10 @@ BatchingCallLogSink::~BatchingCallLogSink() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  stop_idle_thread();
+}
+
+void BatchingCallLogSink::stop_idle_thread() {
   {
     std::lock_guard lock(idle_mutex_);
     idle_stopping_ = true;
@@ -223,12 +227,7 @@ void BatchingCallLogSink::stop() {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   // The last flush at the caller's priority: the process is stopping.
-  {
-    std::lock_guard lock(idle_mutex_);
-    idle_stopping_ = true;
-  }
-  idle_cv_.notify_all();
-  if (idle_thread_.joinable()) idle_thread_.join();
+  stop_idle_thread();
   if (auto r = flush(); !r) {
     spdlog::warn("gateway: {} call logs could not be written to {} at stop: {}", queued(),
                  destination(), r.error().message);

@@ -114,6 +114,8 @@ class BatchingCallLogSink : public CallLogSink {
   void at_idle_priority(const std::function<void()>& job);
   /// The idle-priority thread's loop.
   void run_idle();
+  /// Ends the idle-priority thread (a job it has begun or was handed first); idempotent.
+  void stop_idle_thread();
 
   Options options_;
   mutable std::mutex mutex_;
