@@ -66,6 +66,13 @@ class Engine {
     const auto base = scratch() / ("run" + std::to_string(++counter));
     out_ = base.string() + ".out";
     err_ = base.string() + ".err";
+    // Emptied here, before the child exists: the directory is named after this process's pid,
+    // which an earlier test process may have had, and wait_ready() must never read the
+    // readiness line of that process's engine (truncated only by the child, it could).
+    for (const auto& f : {out_, err_}) {
+      const int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) ::close(fd);
+    }
     pid_ = ::fork();
     if (pid_ == 0) {
       int o = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
