@@ -26,6 +26,50 @@ bool lower_to_idle_priority() {
 
 }  // namespace
 
+namespace detail {
+
+bool CallLogRing::push_swap(store::CallLog& log, std::size_t max) {
+  if (size_ < slots_.size()) {
+    std::swap(log, slots_[(head_ + size_) % slots_.size()]);
+    ++size_;
+    return false;
+  }
+  if (size_ < max || slots_.empty()) {
+    linearize();  // new slots go after the newest record
+    slots_.emplace_back();
+    std::swap(log, slots_.back());
+    ++size_;
+    return false;
+  }
+  // Full: the newest record takes the oldest one's slot.
+  std::swap(log, slots_[head_]);
+  head_ = (head_ + 1) % slots_.size();
+  return true;
+}
+
+void CallLogRing::pop_front(std::size_t n) {
+  n = std::min(n, size_);
+  if (!slots_.empty()) head_ = (head_ + n) % slots_.size();
+  size_ -= n;
+}
+
+void CallLogRing::linearize() {
+  if (head_ == 0) return;
+  std::rotate(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(head_), slots_.end());
+  head_ = 0;
+}
+
+void CallLogRing::clear(std::size_t keep) {
+  head_ = 0;
+  size_ = 0;
+  if (slots_.size() > keep) {
+    slots_.resize(keep);
+    if (slots_.capacity() > 2 * keep) slots_.shrink_to_fit();
+  }
+}
+
+}  // namespace detail
+
 BatchingCallLogSink::BatchingCallLogSink(Options options) : options_(options) {}
 
 BatchingCallLogSink::~BatchingCallLogSink() {
@@ -99,31 +143,19 @@ void BatchingCallLogSink::at_idle_priority(const std::function<void()>& job) {
 }
 
 void BatchingCallLogSink::submit(store::CallLog log) {
-  enqueue(log, false);
+  enqueue(log);
 }
 
 void BatchingCallLogSink::submit_reusing(store::CallLog& log) {
-  enqueue(log, true);
+  enqueue(log);
 }
 
-void BatchingCallLogSink::enqueue(store::CallLog& log, bool reuse) {
+void BatchingCallLogSink::enqueue(store::CallLog& log) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(log));
-    while (queue_.size() > options_.max_queue) {
-      queue_.pop_front();
-      ++dropped_;
-    }
+    if (queue_.push_swap(log, options_.max_queue)) ++dropped_;
     wake = queue_.size() >= options_.batch_size;
-    if (reuse) {
-      if (spare_.empty()) {
-        log = {};
-      } else {
-        log = std::move(spare_.back());
-        spare_.pop_back();
-      }
-    }
   }
   if (wake) cv_.notify_one();
 }
@@ -136,63 +168,64 @@ core::Result<void> BatchingCallLogSink::flush() {
   // What is queued now is taken once: records that arrive while it is written wait for the next
   // flush (a full batch or the interval). Taking them as they come would turn a busy gateway's
   // writer into a loop of small transactions, each with its commit's fixed cost.
-  std::deque<store::CallLog> taken;
+  // The queue and the emptied ring of the last flush trade places: the request threads go on
+  // in slots that hold delivered records (whose strings they reuse), and this thread owns what
+  // it took.
   {
     std::lock_guard lock(mutex_);
-    taken.swap(queue_);
+    std::swap(taken_, queue_);
   }
-  if (taken.empty()) return {};
+  if (taken_.empty()) return {};
+  const std::size_t took = taken_.size();
   Delivered d;
-  if (taken.size() >= options_.backlog) {
-    d = deliver_all(taken);  // the idle thread fell behind: at this thread's priority
+  if (took >= options_.backlog) {
+    d = deliver_all();  // the idle thread fell behind: at this thread's priority
   } else {
-    at_idle_priority([&] { d = deliver_all(taken); });
+    at_idle_priority([&] { d = deliver_all(); });
   }
   std::lock_guard lock(mutex_);
   written_ += d.written;
   dropped_ += d.dropped;
-  if (!d.result) requeue(taken);
-  // Kept for submit_reusing: their strings' storage goes back to the request threads.
-  if (spare_.empty()) spare_.swap(d.spare);
+  if (!d.result) {
+    taken_.pop_front(d.delivered);
+    requeue();
+  }
+  // Slots for about twice what this flush took: a steady load reuses them all; after a burst,
+  // the memory goes back.
+  taken_.clear(std::max(2 * took, options_.batch_size));
   return d.result;
 }
 
-BatchingCallLogSink::Delivered BatchingCallLogSink::deliver_all(std::deque<store::CallLog>& taken) {
+BatchingCallLogSink::Delivered BatchingCallLogSink::deliver_all() {
   Delivered d;
-  std::vector<store::CallLog> batch;
-  while (!taken.empty()) {
-    const auto n = static_cast<std::ptrdiff_t>(std::min(taken.size(), options_.batch_size));
-    batch.assign(std::make_move_iterator(taken.begin()),
-                 std::make_move_iterator(taken.begin() + n));
-    taken.erase(taken.begin(), taken.begin() + n);
+  taken_.linearize();
+  const auto all = taken_.contiguous();
+  while (d.delivered < all.size()) {
+    const auto batch =
+        all.subspan(d.delivered, std::min(all.size() - d.delivered, options_.batch_size));
     bool retry = true;
     auto r = deliver(batch, retry);
     if (!r) {
-      if (retry) {
-        taken.insert(taken.begin(), std::make_move_iterator(batch.begin()),
-                     std::make_move_iterator(batch.end()));
-      } else {
+      if (!retry) {
         d.dropped += batch.size();
+        d.delivered += batch.size();
       }
       d.result = r.error();
       return d;
     }
     d.written += batch.size();
-    if (d.spare.empty()) d.spare.swap(batch);
+    d.delivered += batch.size();
   }
   return d;
 }
 
-void BatchingCallLogSink::requeue(std::deque<store::CallLog>& older) {
+void BatchingCallLogSink::requeue() {
   // The records not delivered go back in front of the ones that arrived meanwhile, oldest
   // first; past the bound the oldest of all are dropped.
-  for (auto& log : queue_) older.push_back(std::move(log));
-  queue_.swap(older);
-  older.clear();
-  while (queue_.size() > options_.max_queue) {
-    queue_.pop_front();
-    ++dropped_;
+  for (std::size_t i = 0; i < queue_.size(); ++i) {
+    if (taken_.push_swap(queue_[i], options_.max_queue)) ++dropped_;
   }
+  std::swap(taken_, queue_);
 }
 
 void BatchingCallLogSink::run() {
@@ -258,7 +291,7 @@ CallLogWriter::~CallLogWriter() {
   stop();
 }
 
-core::Result<void> CallLogWriter::deliver(std::vector<store::CallLog>& batch, bool& /*retry*/) {
+core::Result<void> CallLogWriter::deliver(std::span<const store::CallLog> batch, bool& /*retry*/) {
   // The newest use of each key in the batch, for its last_used_at.
   std::map<std::string, store::TimePoint> used;
   for (const auto& log : batch) {

@@ -12,10 +12,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +36,38 @@ class CallLogSink {
     log = {};
   }
 };
+
+namespace detail {
+
+/// Call-log records in arrival order, at most `max`: past it, a new record takes the oldest one's
+/// place (dropped). Slots keep their records when emptied, and a record comes in by swapping with
+/// its slot, so the submitter gets back what the slot held before: a record already delivered,
+/// whose strings keep their storage (or an empty record in a new slot). Not thread-safe.
+class CallLogRing {
+ public:
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  /// The i-th oldest record.
+  store::CallLog& operator[](std::size_t i) { return slots_[(head_ + i) % slots_.size()]; }
+  /// Swaps `log` into the newest slot; true when the oldest record was dropped for it.
+  bool push_swap(store::CallLog& log, std::size_t max);
+  /// Forgets the `n` oldest records (their slots keep them for reuse).
+  void pop_front(std::size_t n);
+  /// Puts the records in one run, oldest first, for contiguous() (a ring that wrapped).
+  void linearize();
+  /// The records, oldest first, after linearize().
+  std::span<const store::CallLog> contiguous() const { return {slots_.data() + head_, size_}; }
+  /// Empties the ring; keeps at most `keep` slots (and their records) for reuse.
+  void clear(std::size_t keep);
+  std::size_t slots() const { return slots_.size(); }
+
+ private:
+  std::vector<store::CallLog> slots_;
+  std::size_t head_ = 0;  ///< the oldest record's slot
+  std::size_t size_ = 0;
+};
+
+}  // namespace detail
 
 /// The queue and flush thread shared by the sinks that write call logs somewhere slow (the store,
 /// a remote server): `submit` is a lock and a push; a thread hands batches to `deliver` every
@@ -68,7 +100,8 @@ class BatchingCallLogSink : public CallLogSink {
   BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;
 
   void submit(store::CallLog log) final;
-  /// Delivered records are kept (up to one batch) and handed back here.
+  /// Hands back the records of a delivery before last (see CallLogRing): the queue is two rings
+  /// that trade places at each flush.
   void submit_reusing(store::CallLog& log) final;
   /// Delivers what is queued when called (blocking; records submitted meanwhile wait for the
   /// next flush); the error of the first batch that failed (kept queued unless `deliver` said it
@@ -89,26 +122,26 @@ class BatchingCallLogSink : public CallLogSink {
   void start();
   /// Writes one batch. On failure, set `retry` to false for a batch that would fail forever
   /// (it is then dropped and counted instead of queued again).
-  virtual core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) = 0;
+  virtual core::Result<void> deliver(std::span<const store::CallLog> batch, bool& retry) = 0;
   /// Where the logs go, for log lines ("the store", "http://...").
   virtual std::string destination() const = 0;
 
  private:
   void run();
-  /// Puts `older` (records taken but not delivered) back in front of the queue; `mutex_` held.
-  void requeue(std::deque<store::CallLog>& older);
-  /// Queues `log` (moved from); with `reuse`, refills it from the spares.
-  void enqueue(store::CallLog& log, bool reuse);
+  /// Puts the records of `taken_` not delivered back in front of the queue; `mutex_` held.
+  void requeue();
+  /// Queues `log`; it gets back what its slot held (see CallLogRing).
+  void enqueue(store::CallLog& log);
 
   /// What delivering the records taken from the queue came to.
   struct Delivered {
     std::uint64_t written = 0;
     std::uint64_t dropped = 0;
-    core::Result<void> result;          ///< the first failure; `taken` then holds the rest
-    std::vector<store::CallLog> spare;  ///< the last batch delivered, for submit_reusing
+    std::size_t delivered = 0;  ///< records of `taken_` delivered or dropped, oldest first
+    core::Result<void> result;  ///< the first failure; `taken_` then holds the rest
   };
-  /// Hands `taken` to deliver() in batches, oldest first, until one fails. No lock of the queue.
-  Delivered deliver_all(std::deque<store::CallLog>& taken);
+  /// Hands `taken_` to deliver() in batches, oldest first, until one fails. No lock of the queue.
+  Delivered deliver_all();
   /// Runs `job` on the idle-priority thread and waits for it; runs it here when there is no such
   /// thread, or when the thread has not begun it within two flush intervals.
   void at_idle_priority(const std::function<void()>& job);
@@ -120,9 +153,11 @@ class BatchingCallLogSink : public CallLogSink {
   Options options_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<store::CallLog> queue_;
-  std::vector<store::CallLog> spare_;  ///< delivered records, for submit_reusing
+  detail::CallLogRing queue_;  ///< guarded by mutex_
   std::mutex flush_mutex_;
+  /// What a flush took from the queue (guarded by flush_mutex_); emptied after delivery, it is
+  /// the next flush's fresh queue, whose slots hand delivered records back to submit_reusing.
+  detail::CallLogRing taken_;
   std::uint64_t written_ = 0;
   std::uint64_t dropped_ = 0;
   bool stopping_ = false;
@@ -147,7 +182,7 @@ class CallLogWriter final : public BatchingCallLogSink {
   ~CallLogWriter() override;  ///< stop()
 
  private:
-  core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override;
+  core::Result<void> deliver(std::span<const store::CallLog> batch, bool& retry) override;
   std::string destination() const override { return "the store"; }
   void touch_keys(const std::map<std::string, store::TimePoint>& used);
 

@@ -110,7 +110,29 @@ struct PerThread {
   ThreadView<server::auth::KeySnapshot> keys;
   Metrics::Shard& metrics;
   store::CallLog log;  ///< overwritten field by field, then swapped for a delivered one
+  /// Answers already sent, for the next requests: their header and body strings keep their
+  /// storage, so a usual answer allocates nothing (take_reply, give_reply).
+  std::vector<std::unique_ptr<http::Response>> replies;
 };
+
+/// A response to fill: one of the thread's earlier ones, or a new one.
+std::unique_ptr<http::Response> take_reply(PerThread* local) {
+  if (local == nullptr || local->replies.empty()) return std::make_unique<http::Response>();
+  auto r = std::move(local->replies.back());
+  local->replies.pop_back();
+  return r;
+}
+
+/// Keeps a sent response for the thread's next requests; a large body's storage, or a response
+/// past the number kept, is freed.
+void give_reply(PerThread* local, std::unique_ptr<http::Response> r) {
+  constexpr std::size_t kKept = 64;
+  constexpr std::size_t kLargestBody = 64 << 10;
+  if (local == nullptr || local->replies.size() >= kKept || r->body.capacity() > kLargestBody) {
+    return;
+  }
+  local->replies.push_back(std::move(r));
+}
 
 /// The client's headers that go on to the engine (never its credentials).
 constexpr std::array<std::string_view, 2> kForwarded{"Content-Type", "Accept"};
@@ -272,12 +294,10 @@ struct Gateway::Impl {
   /// Takes the part of a (non-streamed) body that came with the head into `body`; false, with
   /// `error` set, when it is malformed.
   static bool take_buffered_body(http::Connection& c, std::string& body, std::string& error) {
-    auto taken = c.buffered_body();
-    if (!taken) {
+    if (auto taken = c.buffered_body(body); !taken) {
       error = taken.error().message;
       return false;
     }
-    body = std::move(*taken);
     return true;
   }
 
@@ -418,18 +438,18 @@ struct Gateway::Impl {
     return std::nullopt;
   }
 
-  /// The answer to a non-streamed response from the engine: its body, or its error in the
-  /// OpenAI format.
-  static http::Response engine_reply(const http::ResponseHead& head, std::string body, Outcome& o) {
-    if (head.status >= 400) return error_reply(normalise_engine_error(head.status, body), o);
-    o.usage = usage_of_response(body);
+  /// The answer to a non-streamed response from the engine, whose body is already in `r`: that
+  /// body, or the engine's error in the OpenAI format.
+  static void engine_reply(const http::ResponseHead& head, http::Response& r, Outcome& o) {
+    if (head.status >= 400) {
+      r = error_reply(normalise_engine_error(head.status, r.body), o);
+      return;
+    }
+    o.usage = usage_of_response(r.body);
     o.status = head.status;
-    http::Response r;
     r.status = head.status;
-    r.headers.set("Content-Type",
-                  std::string(head.headers.get_or("Content-Type", "application/json")));
-    r.body = std::move(body);
-    return r;
+    r.headers.clear();
+    r.headers.add("Content-Type", head.headers.get_or("Content-Type", "application/json"));
   }
 
   /// The 503 when no instance could take the request.
@@ -455,10 +475,15 @@ struct Gateway::Impl {
     Outcome o;
     PerThread* local = thread_of(co_await boost::asio::this_coro::executor);
     Admitted a;
-    std::optional<http::Response> reply = admit(req, local, a, o);
-    std::string_view tried;  // the instance that failed (in the route table)
-    std::string body;        // the engine's answer, when not a stream
-    for (int attempt = 0; !reply && attempt < 2; ++attempt) {
+    auto reply = take_reply(local);
+    bool ready = false;  // `reply` holds the answer
+    if (auto refused = admit(req, local, a, o)) {
+      *reply = std::move(*refused);
+      ready = true;
+    }
+    std::string_view tried;           // the instance that failed (in the route table)
+    std::string& body = reply->body;  // the engine's answer, when not a stream
+    for (int attempt = 0; !ready && attempt < 2; ++attempt) {
       body.clear();
       const Upstream* u = nullptr;
       const auto sent_at = clock.steady_now();  // picked, then sent at once
@@ -500,6 +525,7 @@ struct Gateway::Impl {
       if (sse) {
         co_await relay_stream(conn, *u, a.keep_usage_chunk, out, o, sent_at);
         finish(local, o, started);
+        give_reply(local, std::move(reply));
         co_return;
       }
       // A small body usually came with the head: taken without a coroutine of its own.
@@ -511,13 +537,15 @@ struct Gateway::Impl {
       }
       record_latency(
           *u, std::chrono::duration_cast<std::chrono::microseconds>(clock.steady_now() - sent_at));
-      reply = engine_reply(head, std::move(body), o);
+      engine_reply(head, *reply, o);
+      ready = true;
       conn.recycle(std::move(head));
       give_back(local, *u, std::move(conn));
     }
-    if (!reply) reply = unavailable_reply(*a.route, o);
+    if (!ready) *reply = unavailable_reply(*a.route, o);
     co_await out.respond(*reply);
     finish(local, o, started);
+    give_reply(local, std::move(reply));
   }
 #pragma GCC diagnostic pop
 

@@ -152,7 +152,7 @@ RemoteCallLogSink::~RemoteCallLogSink() {
   stop();
 }
 
-core::Result<void> RemoteCallLogSink::deliver(std::vector<store::CallLog>& batch, bool& retry) {
+core::Result<void> RemoteCallLogSink::deliver(std::span<const store::CallLog> batch, bool& retry) {
   http::Client client(server_.tls);
   const std::string url = server_.url + std::string(server::kGatewayCallLogsPath);
   auto r = client.post_json(url, server::call_logs_to_json(batch), server_.timeout,

@@ -20,8 +20,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,7 +88,7 @@ class RemoteCallLogSink final : public BatchingCallLogSink {
   ~RemoteCallLogSink() override;  ///< stop()
 
  private:
-  core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override;
+  core::Result<void> deliver(std::span<const store::CallLog> batch, bool& retry) override;
   std::string destination() const override { return server_.url; }
 
   RemoteServer server_;

@@ -402,10 +402,8 @@ core::Result<std::optional<SseEvent>> Connection::buffered_event() {
   }
 }
 
-core::Result<std::string> Connection::buffered_body() {
-  std::string piece;
-  if (auto r = impl_->take_buffered(piece); !r) return r.error();
-  return piece;
+core::Result<void> Connection::buffered_body(std::string& body) {
+  return impl_->take_buffered(body);
 }
 
 Awaitable<core::Result<Response>> Connection::request(const Request& req,

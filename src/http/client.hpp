@@ -81,10 +81,11 @@ class Connection {
   /// body_done() is true). Errors as read_event's. Lets a relay gather the events that came in
   /// one read and forward them with one write.
   core::Result<std::optional<SseEvent>> buffered_event();
-  /// The body bytes already received by earlier reads, decoded, with no I/O (possibly "");
-  /// body_done() then says whether that was all of it. Lets a caller take a small body that came
-  /// with the head without a coroutine of its own. Errors as read_some's.
-  core::Result<std::string> buffered_body();
+  /// Appends the body bytes already received by earlier reads, decoded, to `body`, with no I/O
+  /// (possibly nothing); body_done() then says whether that was all of it. Lets a caller take a
+  /// small body that came with the head without a coroutine of its own, into a string whose
+  /// storage it reuses. Errors as read_some's.
+  core::Result<void> buffered_body(std::string& body);
   /// Hands back a head this connection's send() returned, so that the next send() refills its
   /// header fields instead of allocating new ones (a proxy that sends a request per client
   /// request on a pooled connection).

@@ -58,15 +58,15 @@ std::string_view Headers::get_or(std::string_view name, std::string_view fallbac
   return v ? *v : fallback;
 }
 
-void Headers::set(std::string name, std::string value) {
+void Headers::set(std::string_view name, std::string_view value) {
   erase(name);
-  add(std::move(name), std::move(value));
+  add(name, value);
 }
 
-void Headers::add(std::string name, std::string value) {
+void Headers::add(std::string_view name, std::string_view value) {
   auto& f = next_slot();
-  f.first = std::move(name);
-  f.second = std::move(value);
+  f.first.assign(name);
+  f.second.assign(value);
 }
 
 void Headers::assign(std::span<const std::pair<std::string_view, std::string_view>> fields) {

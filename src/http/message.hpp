@@ -40,10 +40,13 @@ class Headers {
   /// The first value of `name`, or `fallback`.
   std::string_view get_or(std::string_view name, std::string_view fallback) const;
   bool has(std::string_view name) const { return get(name).has_value(); }
-  /// Replaces every field called `name` with one field.
-  void set(std::string name, std::string value);
-  /// Appends a field (several fields of one name are allowed, e.g. Set-Cookie).
-  void add(std::string name, std::string value);
+  /// Replaces every field called `name` with one field. Copies into the storage of a removed
+  /// field where there is one, so `name` and `value` must not point into these headers.
+  void set(std::string_view name, std::string_view value);
+  /// Appends a field (several fields of one name are allowed, e.g. Set-Cookie); as set().
+  void add(std::string_view name, std::string_view value);
+  /// Removes every field, keeping their storage for the next ones.
+  void clear() { size_ = 0; }
   /// Removes every field called `name`; true if one was there.
   bool erase(std::string_view name);
   /// Removes every field whose name is not one of `names`; the rest keep their order.

@@ -290,7 +290,7 @@ core::Result<GatewaySnapshot> parse_gateway_snapshot(std::string_view text) {
   });
 }
 
-std::string call_logs_to_json(const std::vector<store::CallLog>& logs) {
+std::string call_logs_to_json(std::span<const store::CallLog> logs) {
   json::array a;
   for (const auto& l : logs) {
     json::object j;

@@ -20,6 +20,7 @@
 #include "store/store.hpp"
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,7 +75,7 @@ std::string gateway_snapshot_to_json(const GatewaySnapshot& s);
 core::Result<GatewaySnapshot> parse_gateway_snapshot(std::string_view text);
 
 /// Call logs as {"logs": [...]} (times as Unix milliseconds), what a replica posts.
-std::string call_logs_to_json(const std::vector<store::CallLog>& logs);
+std::string call_logs_to_json(std::span<const store::CallLog> logs);
 /// Parses {"logs": [...]}. Errors: "gateway.bad_call_logs" (invalid_argument) naming the field;
 /// more than 10,000 entries is one of them.
 core::Result<std::vector<store::CallLog>> parse_call_logs(std::string_view text);

@@ -49,6 +49,7 @@ class RecordingSink final : public BatchingCallLogSink {
   std::vector<std::size_t> batch_sizes;
   bool fail = false;
   bool fail_for_good = false;
+  int fail_after = -1;  ///< when not -1: this many deliveries succeed, then `fail` is set
   /// Submitted from inside the next successful deliver (a request finishing meanwhile).
   std::vector<store::CallLog> arriving;
   std::vector<int> policies;             ///< the scheduling policy of each delivery's thread
@@ -60,9 +61,11 @@ class RecordingSink final : public BatchingCallLogSink {
   std::condition_variable hold_cv;
 
  private:
-  core::Result<void> deliver(std::vector<store::CallLog>& batch, bool& retry) override {
+  core::Result<void> deliver(std::span<const store::CallLog> batch, bool& retry) override {
     std::lock_guard lock(mu_);
     ++attempts_;
+    if (fail_after == 0) fail = true;
+    if (fail_after >= 0) --fail_after;
     if (fail || fail_for_good) {
       retry = !fail_for_good;
       return core::Error(core::Errc::unavailable, "test.down", "the destination is down");
@@ -89,6 +92,11 @@ std::vector<std::string> services(int from, int to) {
   std::vector<std::string> out;
   for (int i = from; i < to; ++i) out.push_back(numbered(i).service);
   return out;
+}
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 TEST(CallLogQueue, RecordsGoOutInOrderInBatchesAndAFailedBatchGoesBackInFront) {
@@ -139,7 +147,9 @@ TEST(CallLogQueue, ARetriedBatchKeepsItsPlaceWhenTheQueueFilledMeanwhile) {
   EXPECT_EQ(sink.delivered, services(1, 6));
 }
 
-TEST(CallLogQueue, SubmitReusingHandsBackDeliveredRecordsUpToOneBatch) {
+TEST(CallLogQueue, SubmitReusingHandsBackTheRecordsOfTheDeliveryBeforeLast) {
+  // The queue is two rings that trade places at each flush: after a flush, submits fill the ring
+  // the flush before emptied, and get back the records it delivered, with their strings' storage.
   RecordingSink sink({1h, 2, 1000});
   store::CallLog log = numbered(0);
   sink.submit_reusing(log);
@@ -156,20 +166,58 @@ TEST(CallLogQueue, SubmitReusingHandsBackDeliveredRecordsUpToOneBatch) {
   sink.fail = false;
   ASSERT_TRUE(sink.flush());
   EXPECT_EQ(sink.delivered, services(0, 4));
-  // Two batches went out; the first one (two records) is kept, with its strings' storage.
+  for (int i = 10; i < 12; ++i) {  // into the other ring, empty until now
+    log = numbered(i);
+    sink.submit_reusing(log);
+    EXPECT_EQ(log, store::CallLog{});
+  }
+  ASSERT_TRUE(sink.flush());
+  // The ring of 0..3 is the queue again: its four records come back, oldest first, then a
+  // fresh one.
   std::vector<std::string> back;
-  for (int i = 0; i < 3; ++i) {
-    store::CallLog next = numbered(10 + i);
+  for (int i = 20; i < 25; ++i) {
+    store::CallLog next = numbered(i);
     sink.submit_reusing(next);
     back.push_back(next.service);
     if (!next.service.empty()) {
       EXPECT_GE(next.service.capacity(), numbered(0).service.size());
     }
   }
-  EXPECT_EQ(back, (std::vector<std::string>{numbered(1).service, numbered(0).service, ""}));
-  EXPECT_EQ(sink.queued(), 3u);
+  EXPECT_EQ(back, (std::vector<std::string>{numbered(0).service, numbered(1).service,
+                                            numbered(2).service, numbered(3).service, ""}));
+  EXPECT_EQ(sink.queued(), 5u);
   ASSERT_TRUE(sink.flush());
-  EXPECT_EQ(sink.delivered.size(), 7u);
+  auto expected = services(0, 4);
+  for (auto& more : {services(10, 12), services(20, 25)}) {
+    expected.insert(expected.end(), more.begin(), more.end());
+  }
+  EXPECT_EQ(sink.delivered, expected);
+}
+
+TEST(CallLogQueue, AQueueThatWrappedPastItsBoundGoesOutOldestFirstAfterARetry) {
+  // Records dropped at the bound leave the ring wrapped; a failure part-way through keeps the
+  // rest in order in front of what arrived meanwhile, and a record that can never be delivered
+  // is dropped and counted.
+  RecordingSink sink({1h, 3, 7});
+  for (int i = 0; i < 10; ++i) sink.submit(numbered(i));  // 0..2 dropped; 3..9 queued, wrapped
+  EXPECT_EQ(sink.dropped(), 3u);
+  sink.fail_after = 1;  // the first batch goes out, the second fails
+  EXPECT_FALSE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(3, 6));
+  EXPECT_EQ(sink.queued(), 4u);
+  for (int i = 10; i < 14; ++i) sink.submit(numbered(i));  // 6..9 then 10..13: 6 is dropped
+  EXPECT_EQ(sink.queued(), 7u);
+  EXPECT_EQ(sink.dropped(), 4u);
+  sink.fail_after = -1;
+  sink.fail = false;
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(3, 6) + services(7, 14));
+  EXPECT_EQ(sink.written(), 10u);
+  sink.submit(numbered(14));
+  sink.fail_for_good = true;
+  EXPECT_FALSE(sink.flush());
+  EXPECT_EQ(sink.queued(), 0u);
+  EXPECT_EQ(sink.dropped(), 5u);
 }
 
 TEST(CallLogQueue, AFlushDeliversWhatWasQueuedWhenItStartedNotWhatArrivesMeanwhile) {

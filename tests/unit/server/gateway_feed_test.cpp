@@ -121,7 +121,7 @@ TEST(GatewayCallLogCodec, RoundTripsAndRejectsBadBatches) {
   failed.status = 502;
   failed.ttft_ms.reset();
   failed.error = "the engine's stream broke";
-  auto back = parse_call_logs(call_logs_to_json({l, failed}));
+  auto back = parse_call_logs(call_logs_to_json(std::vector<store::CallLog>{l, failed}));
   ASSERT_TRUE(back) << back.error().message;
   ASSERT_EQ(back->size(), 2u);
   EXPECT_EQ((*back)[0], l);
