@@ -130,23 +130,25 @@ void format_head(std::string& out, int status, unsigned minor, std::string_view 
 }
 
 /// A wake-up signal for coroutines on one io_context (one thread): wait() returns once notify() was
-/// called (or immediately if it already was).
+/// called (or immediately if it already was). Its timer is made by the first wait(): a response
+/// that is not streamed never waits, and making a timer takes the io_context's service lock.
 class Signal {
  public:
-  explicit Signal(const asio::any_io_executor& ex) : timer_(ex) {
-    timer_.expires_at(std::chrono::steady_clock::time_point::max());
-  }
+  explicit Signal(const asio::any_io_executor& ex) : ex_(ex) {}
   void notify() {
     fired_ = true;
-    timer_.cancel();
+    if (timer_) timer_->cancel();
   }
   bool fired() const { return fired_; }
   Awaitable<void> wait() {
-    if (!fired_) co_await timer_.async_wait(use_tuple);
+    if (fired_) co_return;
+    if (!timer_) timer_.emplace(ex_, std::chrono::steady_clock::time_point::max());
+    co_await timer_->async_wait(use_tuple);
   }
 
  private:
-  asio::steady_timer timer_;
+  asio::any_io_executor ex_;
+  std::optional<asio::steady_timer> timer_;
   bool fired_ = false;
 };
 
