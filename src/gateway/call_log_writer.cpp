@@ -28,21 +28,20 @@ bool lower_to_idle_priority() {
 
 namespace detail {
 
-bool CallLogRing::push_swap(store::CallLog& log, std::size_t max) {
+bool CallLogRing::push(const store::CallLog& log, std::size_t max) {
   if (size_ < slots_.size()) {
-    std::swap(log, slots_[(head_ + size_) % slots_.size()]);
+    slots_[(head_ + size_) % slots_.size()] = log;
     ++size_;
     return false;
   }
   if (size_ < max || slots_.empty()) {
     linearize();  // new slots go after the newest record
-    slots_.emplace_back();
-    std::swap(log, slots_.back());
+    slots_.push_back(log);
     ++size_;
     return false;
   }
   // Full: the newest record takes the oldest one's slot.
-  std::swap(log, slots_[head_]);
+  slots_[head_] = log;
   head_ = (head_ + 1) % slots_.size();
   return true;
 }
@@ -59,12 +58,19 @@ void CallLogRing::linearize() {
   head_ = 0;
 }
 
-void CallLogRing::clear(std::size_t keep) {
+void CallLogRing::clear(std::size_t used, std::size_t floor) {
   head_ = 0;
   size_ = 0;
+  if (used * 4 >= slots_.size()) {
+    underused_ = 0;
+    return;
+  }
+  if (++underused_ < 16) return;
+  underused_ = 0;
+  const auto keep = std::max(2 * used, floor);
   if (slots_.size() > keep) {
     slots_.resize(keep);
-    if (slots_.capacity() > 2 * keep) slots_.shrink_to_fit();
+    slots_.shrink_to_fit();
   }
 }
 
@@ -150,11 +156,11 @@ void BatchingCallLogSink::submit_reusing(store::CallLog& log) {
   enqueue(log);
 }
 
-void BatchingCallLogSink::enqueue(store::CallLog& log) {
+void BatchingCallLogSink::enqueue(const store::CallLog& log) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
-    if (queue_.push_swap(log, options_.max_queue)) ++dropped_;
+    if (queue_.push(log, options_.max_queue)) ++dropped_;
     wake = queue_.size() >= options_.batch_size;
   }
   if (wake) cv_.notify_one();
@@ -169,8 +175,8 @@ core::Result<void> BatchingCallLogSink::flush() {
   // flush (a full batch or the interval). Taking them as they come would turn a busy gateway's
   // writer into a loop of small transactions, each with its commit's fixed cost.
   // The queue and the emptied ring of the last flush trade places: the request threads go on
-  // in slots that hold delivered records (whose strings they reuse), and this thread owns what
-  // it took.
+  // copying into slots that held delivered records (whose strings' storage is reused), and this
+  // thread owns what it took.
   {
     std::lock_guard lock(mutex_);
     std::swap(taken_, queue_);
@@ -190,9 +196,8 @@ core::Result<void> BatchingCallLogSink::flush() {
     taken_.pop_front(d.delivered);
     requeue();
   }
-  // Slots for about twice what this flush took: a steady load reuses them all; after a burst,
-  // the memory goes back.
-  taken_.clear(std::max(2 * took, options_.batch_size));
+  // A steady load reuses every slot; after a burst, the memory goes back (CallLogRing::clear).
+  taken_.clear(took, options_.batch_size);
   return d.result;
 }
 
@@ -223,7 +228,7 @@ void BatchingCallLogSink::requeue() {
   // The records not delivered go back in front of the ones that arrived meanwhile, oldest
   // first; past the bound the oldest of all are dropped.
   for (std::size_t i = 0; i < queue_.size(); ++i) {
-    if (taken_.push_swap(queue_[i], options_.max_queue)) ++dropped_;
+    if (taken_.push(queue_[i], options_.max_queue)) ++dropped_;
   }
   std::swap(taken_, queue_);
 }

@@ -1,6 +1,6 @@
 #pragma once
 /// Writes call logs off the request path: requests hand their record to `submit` (a lock and a
-/// push; `submit_reusing` hands a delivered record back for the next one), a background thread
+/// copy into a slot whose storage is reused: `submit_reusing`), a background thread
 /// appends them to the store in batches (one transaction each) and sets each used API key's
 /// last_used_at. When the store is down the batch is retried at the next flush; past `max_queue`
 /// the oldest records are dropped and counted, so a dead database never grows the gateway's memory
@@ -27,10 +27,10 @@ class CallLogSink {
  public:
   virtual ~CallLogSink() = default;
   virtual void submit(store::CallLog log) = 0;
-  /// Queues `log` and leaves in its place a record to overwrite next time: one already
-  /// delivered, whose strings keep their storage, where the sink recycles them (so a thread
+  /// Queues `log` and leaves in its place a record to overwrite next time, whose strings keep
+  /// their storage: `log` itself where the sink copies it into storage of its own (so a thread
   /// that submits a log per request allocates nothing for it, and frees nothing another thread
-  /// allocated); an empty record otherwise. The caller sets every field before the next call.
+  /// allocated), or another record. The caller sets every field before the next call.
   virtual void submit_reusing(store::CallLog& log) {
     submit(std::move(log));
     log = {};
@@ -40,31 +40,34 @@ class CallLogSink {
 namespace detail {
 
 /// Call-log records in arrival order, at most `max`: past it, a new record takes the oldest one's
-/// place (dropped). Slots keep their records when emptied, and a record comes in by swapping with
-/// its slot, so the submitter gets back what the slot held before: a record already delivered,
-/// whose strings keep their storage (or an empty record in a new slot). Not thread-safe.
+/// place (dropped). Slots keep their records when emptied, and a record is copied into its slot,
+/// whose strings keep the storage of the records it held before: a ring in steady use allocates
+/// nothing. Not thread-safe.
 class CallLogRing {
  public:
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   /// The i-th oldest record.
   store::CallLog& operator[](std::size_t i) { return slots_[(head_ + i) % slots_.size()]; }
-  /// Swaps `log` into the newest slot; true when the oldest record was dropped for it.
-  bool push_swap(store::CallLog& log, std::size_t max);
+  /// Copies `log` into the newest slot; true when the oldest record was dropped for it.
+  bool push(const store::CallLog& log, std::size_t max);
   /// Forgets the `n` oldest records (their slots keep them for reuse).
   void pop_front(std::size_t n);
   /// Puts the records in one run, oldest first, for contiguous() (a ring that wrapped).
   void linearize();
   /// The records, oldest first, after linearize().
   std::span<const store::CallLog> contiguous() const { return {slots_.data() + head_, size_}; }
-  /// Empties the ring; keeps at most `keep` slots (and their records) for reuse.
-  void clear(std::size_t keep);
+  /// Empties the ring, which held `used` records. Its slots stay for reuse; they are trimmed to
+  /// twice `used` (at least `floor`) only after 16 such calls in a row used under a quarter of
+  /// them, so a load that varies from flush to flush does not free and remake them each time.
+  void clear(std::size_t used, std::size_t floor);
   std::size_t slots() const { return slots_.size(); }
 
  private:
   std::vector<store::CallLog> slots_;
   std::size_t head_ = 0;  ///< the oldest record's slot
   std::size_t size_ = 0;
+  int underused_ = 0;  ///< clear() calls in a row that used under a quarter of the slots
 };
 
 }  // namespace detail
@@ -100,8 +103,8 @@ class BatchingCallLogSink : public CallLogSink {
   BatchingCallLogSink& operator=(const BatchingCallLogSink&) = delete;
 
   void submit(store::CallLog log) final;
-  /// Hands back the records of a delivery before last (see CallLogRing): the queue is two rings
-  /// that trade places at each flush.
+  /// Copies `log` into a queue slot that keeps the storage of the records it held (see
+  /// CallLogRing); `log` stays as it was.
   void submit_reusing(store::CallLog& log) final;
   /// Delivers what is queued when called (blocking; records submitted meanwhile wait for the
   /// next flush); the error of the first batch that failed (kept queued unless `deliver` said it
@@ -130,8 +133,8 @@ class BatchingCallLogSink : public CallLogSink {
   void run();
   /// Puts the records of `taken_` not delivered back in front of the queue; `mutex_` held.
   void requeue();
-  /// Queues `log`; it gets back what its slot held (see CallLogRing).
-  void enqueue(store::CallLog& log);
+  /// Queues a copy of `log`.
+  void enqueue(const store::CallLog& log);
 
   /// What delivering the records taken from the queue came to.
   struct Delivered {
@@ -156,7 +159,7 @@ class BatchingCallLogSink : public CallLogSink {
   detail::CallLogRing queue_;  ///< guarded by mutex_
   std::mutex flush_mutex_;
   /// What a flush took from the queue (guarded by flush_mutex_); emptied after delivery, it is
-  /// the next flush's fresh queue, whose slots hand delivered records back to submit_reusing.
+  /// the next flush's fresh queue, whose slots keep the delivered records' storage.
   detail::CallLogRing taken_;
   std::uint64_t written_ = 0;
   std::uint64_t dropped_ = 0;

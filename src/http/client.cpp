@@ -310,7 +310,7 @@ Awaitable<core::Result<ResponseHead>> Connection::send(const Request& req,
       co_return im.io_error("http.send", "sending " + req.method + " " + req.target, ec, timeout);
     }
   }
-  im.sse = SseParser();
+  im.sse.reset();
   im.done = false;
   std::string why;
   for (;;) {

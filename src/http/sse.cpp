@@ -58,6 +58,15 @@ std::string format_sse_comment(std::string_view text) {
   return format_sse(e);
 }
 
+void SseParser::reset() {
+  buffer_.clear();
+  pos_ = 0;
+  current_ = SseEvent{};
+  has_data_ = false;
+  has_fields_ = false;
+  skip_lf_ = false;
+}
+
 bool SseParser::feed(std::string_view bytes) {
   if (pos_ > 0 && pos_ >= buffer_.size() / 2) {
     buffer_.erase(0, pos_);

@@ -44,6 +44,8 @@ class SseParser {
   std::optional<SseEvent> next();
   /// Bytes received but not yet part of a complete event.
   std::size_t pending_bytes() const { return buffer_.size() - pos_; }
+  /// Back to the state of a new parser (same `max_buffer`), keeping the buffer's storage.
+  void reset();
 
   explicit SseParser(std::size_t max_buffer = 1u << 20) : max_buffer_(max_buffer) {}
 

@@ -45,7 +45,8 @@ class RecordingSink final : public BatchingCallLogSink {
     return attempts_;
   }
 
-  std::vector<std::string> delivered;  ///< services, in delivery order
+  std::vector<std::string> delivered;   ///< services, in delivery order
+  std::vector<store::CallLog> records;  ///< the records themselves, in delivery order
   std::vector<std::size_t> batch_sizes;
   bool fail = false;
   bool fail_for_good = false;
@@ -80,6 +81,7 @@ class RecordingSink final : public BatchingCallLogSink {
       hold_cv.wait(held, [&] { return !hold; });
     }
     for (const auto& l : batch) delivered.push_back(l.service);
+    records.insert(records.end(), batch.begin(), batch.end());
     for (auto& l : std::exchange(arriving, {})) submit(std::move(l));
     return {};
   }
@@ -147,51 +149,42 @@ TEST(CallLogQueue, ARetriedBatchKeepsItsPlaceWhenTheQueueFilledMeanwhile) {
   EXPECT_EQ(sink.delivered, services(1, 6));
 }
 
-TEST(CallLogQueue, SubmitReusingHandsBackTheRecordsOfTheDeliveryBeforeLast) {
-  // The queue is two rings that trade places at each flush: after a flush, submits fill the ring
-  // the flush before emptied, and get back the records it delivered, with their strings' storage.
+TEST(CallLogQueue, SubmitReusingCopiesTheRecordIntoSlotsThatNeverLeakAnEarlierOnesFields) {
+  // The caller keeps its record (and its strings' storage) to overwrite for the next request;
+  // the queue's slots are reused flush after flush, and a shorter or emptier record copied over
+  // a longer one must come out as itself.
   RecordingSink sink({1h, 2, 1000});
+  std::vector<store::CallLog> sent;
+  auto send = [&](store::CallLog& log) {
+    const store::CallLog before = log;
+    sink.submit_reusing(log);
+    EXPECT_EQ(log, before);  // left as it was
+    sent.push_back(before);
+  };
   store::CallLog log = numbered(0);
-  sink.submit_reusing(log);
-  EXPECT_EQ(log, store::CallLog{});  // nothing delivered yet: an empty record
-  for (int i = 1; i < 3; ++i) {
-    log = numbered(i);
-    sink.submit_reusing(log);
-  }
-  sink.fail = true;
-  EXPECT_FALSE(sink.flush());
-  log = numbered(3);
-  sink.submit_reusing(log);
-  EXPECT_EQ(log, store::CallLog{});  // a failed batch is queued again, not handed back
-  sink.fail = false;
-  ASSERT_TRUE(sink.flush());
-  EXPECT_EQ(sink.delivered, services(0, 4));
-  for (int i = 10; i < 12; ++i) {  // into the other ring, empty until now
-    log = numbered(i);
-    sink.submit_reusing(log);
-    EXPECT_EQ(log, store::CallLog{});
-  }
-  ASSERT_TRUE(sink.flush());
-  // The ring of 0..3 is the queue again: its four records come back, oldest first, then a
-  // fresh one.
-  std::vector<std::string> back;
-  for (int i = 20; i < 25; ++i) {
-    store::CallLog next = numbered(i);
-    sink.submit_reusing(next);
-    back.push_back(next.service);
-    if (!next.service.empty()) {
-      EXPECT_GE(next.service.capacity(), numbered(0).service.size());
+  log.error = "a long error message that does not fit in a short string";
+  log.ttft_ms = 12;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      log.service = round % 2 == 0 ? numbered(10 * round + i).service : "s";
+      log.user_id = round % 2 == 0 ? "" : "u_" + std::to_string(i);
+      log.error = round == 3 ? "" : log.error;
+      log.ttft_ms = round % 2 == 0 ? std::optional<std::int64_t>(12) : std::nullopt;
+      send(log);
     }
+    if (round == 1) {
+      sink.fail = true;
+      EXPECT_FALSE(sink.flush());  // queued again, in front of the next round's records
+      sink.fail = false;
+      continue;
+    }
+    ASSERT_TRUE(sink.flush());
   }
-  EXPECT_EQ(back, (std::vector<std::string>{numbered(0).service, numbered(1).service,
-                                            numbered(2).service, numbered(3).service, ""}));
-  EXPECT_EQ(sink.queued(), 5u);
-  ASSERT_TRUE(sink.flush());
-  auto expected = services(0, 4);
-  for (auto& more : {services(10, 12), services(20, 25)}) {
-    expected.insert(expected.end(), more.begin(), more.end());
-  }
+  std::vector<std::string> expected;
+  for (const auto& l : sent) expected.push_back(l.service);
   EXPECT_EQ(sink.delivered, expected);
+  ASSERT_EQ(sink.records.size(), sent.size());
+  for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sink.records[i], sent[i]) << i;
 }
 
 TEST(CallLogQueue, AQueueThatWrappedPastItsBoundGoesOutOldestFirstAfterARetry) {

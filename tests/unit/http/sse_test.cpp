@@ -43,6 +43,25 @@ TEST(SseParser, RoundTripsFormattedEvents) {
   EXPECT_FALSE(p.next());
 }
 
+TEST(SseParser, ResetForgetsAPartialEventAPendingLineAndALoneCr) {
+  // A pooled connection's parser is reset for each response: nothing of the last one carries
+  // over, and the size limit stays.
+  SseParser p(128);
+  ASSERT_TRUE(p.feed("event: old\ndata: half of an event\nid: 9\ndata: a line without its end\r"));
+  EXPECT_FALSE(p.next());
+  p.reset();
+  EXPECT_EQ(p.pending_bytes(), 0u);
+  ASSERT_TRUE(p.feed("\ndata: new\n\n"));  // the LF after the old CR is a line of its own now
+  auto e = p.next();
+  ASSERT_TRUE(e);
+  SseEvent fresh;
+  fresh.data = "new";
+  EXPECT_EQ(*e, fresh);
+  EXPECT_FALSE(p.next());
+  p.reset();
+  EXPECT_FALSE(p.feed(std::string(129, 'x')));
+}
+
 TEST(SseParser, ByteByByteWithCrLfAndLoneCr) {
   const std::string wire = "data: one\r\ndata: two\r\n\r\nevent: e\rdata: three\r\r";
   SseParser p;
