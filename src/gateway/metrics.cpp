@@ -134,7 +134,7 @@ std::string Metrics::render(const LoadRegistry& loads) const {
        "# TYPE openstation_gateway_in_flight gauge\n";
   for (const auto& [id, load] : loads.all())
     o << "openstation_gateway_in_flight{instance=\"" << escape_label(id) << "\"} "
-      << load->outstanding.load() << '\n';
+      << load->outstanding() << '\n';
   return o.str();
 }
 

@@ -1,5 +1,7 @@
 #include "gateway/route_table.hpp"
 
+#include "core/sharded.hpp"
+
 #include <algorithm>
 #include <unordered_set>
 
@@ -11,8 +13,36 @@ RouteTable::RouteTable(std::vector<ServiceRoute> services) : services_(std::move
   for (std::size_t i = 0; i < services_.size(); ++i) index_.emplace(services_[i].model, i);
 }
 
+std::int64_t InstanceLoad::outstanding() const {
+  std::int64_t n = 0;
+  for (const auto& s : slots_) n += s.outstanding.load(std::memory_order_relaxed);
+  return n;
+}
+
+std::int64_t InstanceLoad::latency_us() const {
+  std::int64_t sum = 0;
+  std::int64_t with = 0;
+  for (const auto& s : slots_) {
+    const auto v = s.latency_ewma_us.load(std::memory_order_relaxed);
+    if (v == 0) continue;
+    sum += v;
+    ++with;
+  }
+  return with == 0 ? 0 : sum / with;
+}
+
+std::uint64_t InstanceLoad::requests() const {
+  std::uint64_t n = 0;
+  for (const auto& s : slots_) n += s.requests.load(std::memory_order_relaxed);
+  return n;
+}
+
+InstanceLoad::Slot& InstanceLoad::mine() {
+  return slots_[core::thread_slot(kSlots)];
+}
+
 const ServiceRoute* RouteTable::find(std::string_view model) const {
-  const auto it = index_.find(std::string(model));
+  const auto it = index_.find(model);
   return it == index_.end() ? nullptr : &services_[it->second];
 }
 
@@ -42,14 +72,14 @@ void LoadRegistry::retain(const std::vector<std::string>& instance_ids) {
   const std::unordered_set<std::string> keep(instance_ids.begin(), instance_ids.end());
   std::lock_guard lock(mutex_);
   std::erase_if(loads_, [&](const auto& kv) {
-    return !keep.contains(kv.first) && kv.second->outstanding.load() == 0;
+    return !keep.contains(kv.first) && kv.second->outstanding() == 0;
   });
 }
 
 std::int64_t LoadRegistry::in_flight(std::string_view instance_id) const {
   std::lock_guard lock(mutex_);
   const auto it = loads_.find(std::string(instance_id));
-  return it == loads_.end() ? 0 : it->second->outstanding.load();
+  return it == loads_.end() ? 0 : it->second->outstanding();
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<InstanceLoad>>> LoadRegistry::all() const {
@@ -62,16 +92,28 @@ std::vector<std::pair<std::string, std::shared_ptr<InstanceLoad>>> LoadRegistry:
 
 const Upstream* pick_upstream(const ServiceRoute& route, std::int64_t now_ms,
                               std::string_view exclude) {
+  // The counters are read only when there is a choice to make: one routable instance (the
+  // usual case) costs no reads of other threads' slots.
   const Upstream* best = nullptr;
+  bool best_read = false;
   std::int64_t best_outstanding = 0;
   std::int64_t best_latency = 0;
   for (const auto& u : route.upstreams) {
     if (u.draining || u.instance_id == exclude || !u.load) continue;
     if (u.load->failed_until_ms.load(std::memory_order_relaxed) > now_ms) continue;
-    const auto outstanding = u.load->outstanding.load(std::memory_order_relaxed);
-    const auto latency = u.load->latency_ewma_us.load(std::memory_order_relaxed);
-    if (best == nullptr || outstanding < best_outstanding ||
-        (outstanding == best_outstanding && latency < best_latency)) {
+    if (best == nullptr) {
+      best = &u;
+      continue;
+    }
+    if (!best_read) {
+      best_outstanding = best->load->outstanding();
+      best_latency = best->load->latency_us();
+      best_read = true;
+    }
+    const auto outstanding = u.load->outstanding();
+    if (outstanding > best_outstanding) continue;
+    const auto latency = u.load->latency_us();
+    if (outstanding < best_outstanding || latency < best_latency) {
       best = &u;
       best_outstanding = outstanding;
       best_latency = latency;
@@ -86,8 +128,8 @@ void mark_failed(const Upstream& u, std::int64_t now_ms, std::chrono::millisecon
 
 void record_latency(const Upstream& u, std::chrono::microseconds sample) {
   if (!u.load) return;
-  auto& ewma = u.load->latency_ewma_us;
-  const auto s = sample.count();
+  auto& ewma = u.load->mine().latency_ewma_us;
+  const auto s = std::max<std::int64_t>(1, sample.count());  // 0 means "no sample"
   auto old = ewma.load(std::memory_order_relaxed);
   std::int64_t next = 0;
   do {
@@ -95,15 +137,15 @@ void record_latency(const Upstream& u, std::chrono::microseconds sample) {
   } while (!ewma.compare_exchange_weak(old, next, std::memory_order_relaxed));
 }
 
-InFlight::InFlight(InstanceLoad* load) : load_(load) {
-  if (load_) {
-    load_->outstanding.fetch_add(1, std::memory_order_relaxed);
-    load_->requests.fetch_add(1, std::memory_order_relaxed);
+InFlight::InFlight(InstanceLoad* load) : slot_(load != nullptr ? &load->mine() : nullptr) {
+  if (slot_ != nullptr) {
+    slot_->outstanding.fetch_add(1, std::memory_order_relaxed);
+    slot_->requests.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 InFlight::~InFlight() {
-  if (load_) load_->outstanding.fetch_sub(1, std::memory_order_relaxed);
+  if (slot_ != nullptr) slot_->outstanding.fetch_sub(1, std::memory_order_relaxed);
 }
 
 namespace {

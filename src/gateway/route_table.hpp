@@ -7,6 +7,7 @@
 
 #include "core/clock.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -19,12 +20,33 @@
 
 namespace openstation::gateway {
 
-/// Live counters of one instance, shared by every snapshot that lists it.
-struct InstanceLoad {
-  std::atomic<std::int64_t> outstanding{0};      ///< requests in flight
-  std::atomic<std::int64_t> latency_ewma_us{0};  ///< recent response latency (0: unknown)
-  std::atomic<std::int64_t> failed_until_ms{0};  ///< steady ms: skipped until then after a failure
-  std::atomic<std::uint64_t> requests{0};        ///< total, for /metrics
+/// Live counters of one instance, shared by every snapshot that lists it. The counters that every
+/// request moves are split into per-thread slots (core::thread_slot; see core/sharded.hpp): one
+/// shared cache line written for every request made each request thread wait for it to come back
+/// from another core. Readers sum the slots.
+class InstanceLoad {
+ public:
+  static constexpr std::size_t kSlots = 8;
+
+  /// Requests in flight (every slot's count).
+  std::int64_t outstanding() const;
+  /// Recent response latency in µs, the mean of the slots that have one (0: unknown).
+  std::int64_t latency_us() const;
+  /// Requests sent, ever (for /metrics).
+  std::uint64_t requests() const;
+  /// Steady ms until which the instance is skipped after a failure.
+  std::atomic<std::int64_t> failed_until_ms{0};
+
+  /// This thread's slot.
+  struct alignas(64) Slot {
+    std::atomic<std::int64_t> outstanding{0};
+    std::atomic<std::int64_t> latency_ewma_us{0};  ///< 0: no sample yet
+    std::atomic<std::uint64_t> requests{0};
+  };
+  Slot& mine();
+
+ private:
+  std::array<Slot, kSlots> slots_{};
 };
 
 /// One instance a service can be sent to.
@@ -57,8 +79,13 @@ class RouteTable {
   const std::vector<ServiceRoute>& services() const { return services_; }
 
  private:
+  /// Hashes std::string and std::string_view alike, so a lookup by view copies nothing.
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::vector<ServiceRoute> services_;
-  std::unordered_map<std::string, std::size_t> index_;
+  std::unordered_map<std::string, std::size_t, NameHash, std::equal_to<>> index_;
 };
 
 /// The current table. Thread-safe; `load` never returns null.
@@ -123,7 +150,7 @@ class InFlight {
   InFlight& operator=(const InFlight&) = delete;
 
  private:
-  InstanceLoad* load_;
+  InstanceLoad::Slot* slot_;  ///< the one counted in, whichever thread ends the request
 };
 
 }  // namespace openstation::gateway

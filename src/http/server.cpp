@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include "core/sharded.hpp"
+
 #include "http/detail/beast.hpp"
 #include "http/detail/deadline.hpp"
 #include "http/detail/in_buffer.hpp"
@@ -12,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -417,7 +420,7 @@ struct Server::Impl {
   std::uint16_t port = 0;
   std::atomic<bool> stopping{false};
   std::atomic<bool> running{false};
-  std::atomic<std::size_t> in_flight{0};
+  core::ShardedCounter<> in_flight;  ///< per-thread slots: every request moves it
   mutable std::mutex mu;
   std::condition_variable cv;
   std::set<std::shared_ptr<Session>> sessions;
@@ -675,11 +678,11 @@ struct Server::Impl {
       }
       s.deadline.clear();  // a handler may take as long as it needs (long polls, streams)
       ++served;
-      in_flight.fetch_add(1);
       struct InFlight {
-        std::atomic<std::size_t>& n;
-        ~InFlight() { n.fetch_sub(1); }
-      } guard{in_flight};
+        std::atomic<std::int64_t>& n;
+        ~InFlight() { n.fetch_sub(1, std::memory_order_relaxed); }
+      } guard{in_flight.mine()};
+      guard.n.fetch_add(1, std::memory_order_relaxed);
 
       req.remote_address = remote;
       keep_alive =
@@ -929,7 +932,7 @@ asio::any_io_executor Server::executor(std::size_t i) const {
 }
 
 std::size_t Server::in_flight() const {
-  return impl_->in_flight.load();
+  return static_cast<std::size_t>(std::max<std::int64_t>(0, impl_->in_flight.sum()));
 }
 
 std::size_t Server::connections() const {
@@ -965,6 +968,10 @@ void Server::stop(std::chrono::milliseconds grace) {
     if (t.joinable()) t.join();
   }
   im.threads.clear();
+  // The close posted above may not have run: a busy machine may not have scheduled the accept
+  // thread before its io_context stopped. No thread runs now; the port must be free on return.
+  beast::error_code ec;
+  im.acceptor.close(ec);
 }
 
 }  // namespace openstation::http

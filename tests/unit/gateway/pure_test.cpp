@@ -8,14 +8,17 @@
 #include "support/manual_clock.hpp"
 
 #include <gtest/gtest.h>
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace openstation::gateway {
@@ -464,11 +467,11 @@ ServiceRoute route_of(LoadRegistry& reg, std::initializer_list<const char*> ids)
 TEST(Pick, LeastOutstandingThenLatency) {
   LoadRegistry reg;
   auto r = route_of(reg, {"a", "b", "c"});
-  r.upstreams[0].load->outstanding = 2;
-  r.upstreams[1].load->outstanding = 1;
-  r.upstreams[2].load->outstanding = 1;
-  r.upstreams[1].load->latency_ewma_us = 900;
-  r.upstreams[2].load->latency_ewma_us = 300;
+  r.upstreams[0].load->mine().outstanding = 2;
+  r.upstreams[1].load->mine().outstanding = 1;
+  r.upstreams[2].load->mine().outstanding = 1;
+  r.upstreams[1].load->mine().latency_ewma_us = 900;
+  r.upstreams[2].load->mine().latency_ewma_us = 300;
   ASSERT_NE(pick_upstream(r, 0), nullptr);
   EXPECT_EQ(pick_upstream(r, 0)->instance_id, "c");
   EXPECT_EQ(pick_upstream(r, 0, "c")->instance_id, "b");
@@ -480,6 +483,33 @@ TEST(Pick, LeastOutstandingThenLatency) {
   r.upstreams[0].draining = true;
   mark_failed(r.upstreams[1], 7000, 5s);
   EXPECT_EQ(pick_upstream(r, 7000), nullptr);
+}
+
+TEST(Pick, CountsFromManyThreadsAddUpWhicheverThreadEndsTheRequest) {
+  // Each thread counts in a slot of its own (threads past the slots share one); the instance's
+  // numbers are the slots' sum, and a request ended by another thread still balances.
+  LoadRegistry reg;
+  auto r = route_of(reg, {"a", "b"});
+  std::vector<std::unique_ptr<InFlight>> held(InstanceLoad::kSlots + 4);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    threads.emplace_back(
+        [&, i] { held[i] = std::make_unique<InFlight>(r.upstreams[0].load.get()); });
+  }
+  for (auto& t : threads) t.join();
+  const auto n = static_cast<std::int64_t>(held.size());
+  EXPECT_EQ(reg.in_flight("a"), n);
+  EXPECT_EQ(r.upstreams[0].load->requests(), held.size());
+  EXPECT_EQ(pick_upstream(r, 0)->instance_id, "b");
+  held.clear();  // ended here, not on the threads that counted them
+  EXPECT_EQ(reg.in_flight("a"), 0);
+  EXPECT_EQ(r.upstreams[0].load->requests(), static_cast<std::uint64_t>(n));
+  // Latency: each thread keeps its own average; the instance's is their mean.
+  std::thread([&] { record_latency(r.upstreams[1], 1000us); }).join();
+  std::thread([&] { record_latency(r.upstreams[1], 3000us); }).join();
+  EXPECT_EQ(r.upstreams[1].load->latency_us(), 2000);
+  InFlight busy(r.upstreams[1].load.get());
+  EXPECT_EQ(pick_upstream(r, 0)->instance_id, "a");
 }
 
 TEST(Pick, InFlightCountsAndRegistryRetains) {
@@ -502,9 +532,9 @@ TEST(Pick, LatencyAverageMoves) {
   LoadRegistry reg;
   auto r = route_of(reg, {"a"});
   record_latency(r.upstreams[0], 800us);
-  EXPECT_EQ(r.upstreams[0].load->latency_ewma_us, 800);
+  EXPECT_EQ(r.upstreams[0].load->latency_us(), 800);
   record_latency(r.upstreams[0], 1600us);
-  EXPECT_EQ(r.upstreams[0].load->latency_ewma_us, 900);
+  EXPECT_EQ(r.upstreams[0].load->latency_us(), 900);
 }
 
 TEST(RouteTableTest, FindsBySortedModelId) {
