@@ -196,6 +196,10 @@ url() {
 }
 key_for() { [ "$1" = gateway ] && echo "$key" || echo ""; }
 paths="direct nginx gateway"
+# The paths of round R, in the order they are measured: the two proxies swap places every round,
+# so neither always runs right after the other (a host whose load drifts, or a run that leaves
+# work behind, would otherwise favour one of them).
+round_paths() { if [ $(($1 % 2)) -eq 1 ]; then echo "direct nginx gateway"; else echo "direct gateway nginx"; fi; }
 
 body() {  # body SERVICE STREAM
   echo "{\"model\":\"$1\",\"messages\":[{\"role\":\"user\",\"content\":\"Say hello in four words.\"}],\"max_tokens\":4,\"stream\":$2}"
@@ -238,14 +242,14 @@ cpu_load() { cut -d' ' -f1 /proc/loadavg; }
 
 # --- small requests: fixed rate (open loop) and saturation (wrk), paths interleaved ---------------
 for r in $(seq 1 "$rounds"); do
-  for p in $paths; do
+  for p in $(round_paths "$r"); do
     say "round $r: $p at $rate req/s for ${seconds}s"
     out=$("$loadgen" rate "$(url "$p" fast)" --key "$(key_for "$p")" --body "$work/fast.json" \
       --rate "$rate" --duration "$seconds" --connections 64 --warmup 1 --label "$p") ||
       say "os-loadgen rate through $p reported failures: $out"
     echo "$out" | jq -c --arg r "$r" --arg load "$(cpu_load)" '. + {round: ($r|tonumber), load: $load}' >>"$results"
   done
-  for p in $paths; do
+  for p in $(round_paths "$r"); do
     say "round $r: $p saturated by wrk ($wrk_conns connections, ${seconds}s)"
     perf_pid=
     if [ -n "${BENCH_PROFILE:-}" ] && [ "$p" = gateway ] && [ "$r" = 1 ]; then
@@ -288,7 +292,7 @@ done
 # As many rounds as the other tests, paths interleaved, the median kept: one sample of a few
 # hundred microseconds moves by as much as the difference being measured.
 for r in $(seq "$rounds"); do
-  for p in $paths; do
+  for p in $(round_paths "$r"); do
     [ "$sse_streams" -gt 0 ] || break 2
     say "$p: $sse_streams concurrent streams at $sse_rate tokens/s for ${seconds}s (round $r)"
     out=$("$loadgen" sse "$(url "$p" paced)" --key "$(key_for "$p")" --body "$work/paced.json" \
@@ -383,6 +387,14 @@ for p in paths:
         ms(med("wrk", p, "latency_p99_us")),
         ratio(med("wrk", p, "rps"), med("wrk", "nginx", "rps")),
         ratio(med("wrk", p, "latency_p50_us"), med("wrk", "nginx", "latency_p50_us"))))
+print()
+by_round = {}
+for r in pick("wrk", "nginx") + pick("wrk", "gateway"):
+    by_round.setdefault(r["round"], {})[r["label"]] = r["rps"]
+per_round = ["round %d (%s first) %s" % (n, "nginx" if n % 2 == 1 else "gateway",
+                                         ratio(v.get("gateway"), v.get("nginx")))
+             for n, v in sorted(by_round.items())]
+print("Per round, gateway ÷ nginx req/s: " + ", ".join(per_round) + ".")
 print()
 direct50 = med("sse", "direct", "event_p50_us")
 direct99 = med("sse", "direct", "event_p99_us")
