@@ -109,7 +109,7 @@ struct PerThread {
   ThreadView<RouteTable> routes;
   ThreadView<server::auth::KeySnapshot> keys;
   Metrics::Shard& metrics;
-  store::CallLog log;  ///< overwritten field by field, then swapped for a delivered one
+  store::CallLog log;  ///< overwritten field by field for each request; the sink copies it
   /// Answers already sent, for the next requests: their header and body strings keep their
   /// storage, so a usual answer allocates nothing (take_reply, give_reply).
   std::vector<std::unique_ptr<http::Response>> replies;
