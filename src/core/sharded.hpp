@@ -19,25 +19,52 @@ inline std::size_t thread_slot(std::size_t n) {
   return index % n;
 }
 
-/// A counter split into `N` per-thread slots, one cache line each; its value is their sum.
-template <std::size_t N = 8>
-class ShardedCounter {
+/// `N` values of `T` (atomics), one cache line each: a thread writes the one thread_slot() gives
+/// it; readers visit them all.
+template <class T, std::size_t N = 8>
+class PerThreadSlots {
  public:
-  /// The calling thread's slot: a guard that undoes its add keeps it (it may end on another
-  /// thread; the sum stays right).
-  std::atomic<std::int64_t>& mine() { return slots_[thread_slot(N)].value; }
-  void add(std::int64_t n) { mine().fetch_add(n, std::memory_order_relaxed); }
-  std::int64_t sum() const {
-    std::int64_t total = 0;
-    for (const auto& s : slots_) total += s.value.load(std::memory_order_relaxed);
-    return total;
+  static constexpr std::size_t kSlots = N;
+  T& mine() { return slots_[thread_slot(N)].value; }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& s : slots_) f(s.value);
   }
 
  private:
   struct alignas(64) Slot {
-    std::atomic<std::int64_t> value{0};
+    T value{};
   };
   std::array<Slot, N> slots_{};
+};
+
+/// A counter in per-thread slots; its value is their sum.
+template <std::size_t N = 8>
+class ShardedCounter {
+ public:
+  /// Counts one for its lifetime, in the slot of the thread that made it (it may end on another
+  /// thread; the sum stays right).
+  class Hold {
+   public:
+    explicit Hold(ShardedCounter& c) : slot_(c.slots_.mine()) {
+      slot_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~Hold() { slot_.fetch_sub(1, std::memory_order_relaxed); }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    std::atomic<std::int64_t>& slot_;
+  };
+
+  std::int64_t sum() const {
+    std::int64_t total = 0;
+    slots_.for_each([&](const auto& v) { total += v.load(std::memory_order_relaxed); });
+    return total;
+  }
+
+ private:
+  PerThreadSlots<std::atomic<std::int64_t>, N> slots_;
 };
 
 }  // namespace openstation::core

@@ -61,7 +61,6 @@ class CallLogRing {
   /// twice `used` (at least `floor`) only after 16 such calls in a row used under a quarter of
   /// them, so a load that varies from flush to flush does not free and remake them each time.
   void clear(std::size_t used, std::size_t floor);
-  std::size_t slots() const { return slots_.size(); }
 
  private:
   std::vector<store::CallLog> slots_;

@@ -1,7 +1,5 @@
 #include "gateway/route_table.hpp"
 
-#include "core/sharded.hpp"
-
 #include <algorithm>
 #include <unordered_set>
 
@@ -15,30 +13,26 @@ RouteTable::RouteTable(std::vector<ServiceRoute> services) : services_(std::move
 
 std::int64_t InstanceLoad::outstanding() const {
   std::int64_t n = 0;
-  for (const auto& s : slots_) n += s.outstanding.load(std::memory_order_relaxed);
+  slots_.for_each([&](const Slot& s) { n += s.outstanding.load(std::memory_order_relaxed); });
   return n;
 }
 
 std::int64_t InstanceLoad::latency_us() const {
   std::int64_t sum = 0;
   std::int64_t with = 0;
-  for (const auto& s : slots_) {
+  slots_.for_each([&](const Slot& s) {
     const auto v = s.latency_ewma_us.load(std::memory_order_relaxed);
-    if (v == 0) continue;
+    if (v == 0) return;
     sum += v;
     ++with;
-  }
+  });
   return with == 0 ? 0 : sum / with;
 }
 
 std::uint64_t InstanceLoad::requests() const {
   std::uint64_t n = 0;
-  for (const auto& s : slots_) n += s.requests.load(std::memory_order_relaxed);
+  slots_.for_each([&](const Slot& s) { n += s.requests.load(std::memory_order_relaxed); });
   return n;
-}
-
-InstanceLoad::Slot& InstanceLoad::mine() {
-  return slots_[core::thread_slot(kSlots)];
 }
 
 const ServiceRoute* RouteTable::find(std::string_view model) const {

@@ -6,8 +6,8 @@
 /// Picking an instance reads atomics only: no lock and no database on the request path.
 
 #include "core/clock.hpp"
+#include "core/sharded.hpp"
 
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -26,8 +26,6 @@ namespace openstation::gateway {
 /// from another core. Readers sum the slots.
 class InstanceLoad {
  public:
-  static constexpr std::size_t kSlots = 8;
-
   /// Requests in flight (every slot's count).
   std::int64_t outstanding() const;
   /// Recent response latency in µs, the mean of the slots that have one (0: unknown).
@@ -37,16 +35,19 @@ class InstanceLoad {
   /// Steady ms until which the instance is skipped after a failure.
   std::atomic<std::int64_t> failed_until_ms{0};
 
-  /// This thread's slot.
-  struct alignas(64) Slot {
+  /// One thread's counters.
+  struct Slot {
     std::atomic<std::int64_t> outstanding{0};
     std::atomic<std::int64_t> latency_ewma_us{0};  ///< 0: no sample yet
     std::atomic<std::uint64_t> requests{0};
   };
-  Slot& mine();
+  using Slots = core::PerThreadSlots<Slot>;
+  static constexpr std::size_t kSlots = Slots::kSlots;
+  /// This thread's slot.
+  Slot& mine() { return slots_.mine(); }
 
  private:
-  std::array<Slot, kSlots> slots_{};
+  Slots slots_;
 };
 
 /// One instance a service can be sent to.

@@ -678,11 +678,7 @@ struct Server::Impl {
       }
       s.deadline.clear();  // a handler may take as long as it needs (long polls, streams)
       ++served;
-      struct InFlight {
-        std::atomic<std::int64_t>& n;
-        ~InFlight() { n.fetch_sub(1, std::memory_order_relaxed); }
-      } guard{in_flight.mine()};
-      guard.n.fetch_add(1, std::memory_order_relaxed);
+      const core::ShardedCounter<>::Hold counting{in_flight};
 
       req.remote_address = remote;
       keep_alive =
@@ -932,7 +928,7 @@ asio::any_io_executor Server::executor(std::size_t i) const {
 }
 
 std::size_t Server::in_flight() const {
-  return static_cast<std::size_t>(std::max<std::int64_t>(0, impl_->in_flight.sum()));
+  return static_cast<std::size_t>(impl_->in_flight.sum());
 }
 
 std::size_t Server::connections() const {
