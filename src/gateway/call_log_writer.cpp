@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <utility>
 #include <vector>
 
 namespace openstation::gateway {
@@ -74,7 +75,160 @@ void CallLogRing::clear(std::size_t used, std::size_t floor) {
   }
 }
 
+CallLogLane::CallLogLane() : tail_(new Chunk), head_(tail_) {}
+
+CallLogLane::~CallLogLane() {
+  for (Chunk* c = head_; c != nullptr;) delete std::exchange(c, c->next.load());
+  for (Chunk* c : spares_) delete c;
+}
+
+CallLogLane::Chunk* CallLogLane::fresh_chunk() {
+  {
+    std::lock_guard lock(spare_mutex_);
+    if (!spares_.empty()) {
+      Chunk* c = spares_.back();
+      spares_.pop_back();
+      return c;
+    }
+  }
+  return new Chunk;
+}
+
+store::CallLog& CallLogLane::next() {
+  if (tail_used_ == kChunk) {
+    // Linked before anything is published into it: the consumer, seeing a record past this
+    // chunk's end, finds the link.
+    Chunk* c = fresh_chunk();
+    tail_->next.store(c, std::memory_order_release);
+    tail_ = c;
+    tail_used_ = 0;
+  }
+  return tail_->slots[tail_used_];
+}
+
+void CallLogLane::publish() {
+  ++tail_used_;
+  published_.store(++published_count_, std::memory_order_release);
+}
+
+const store::CallLog& CallLogLane::front() {
+  if (head_used_ == kChunk) {
+    // Every slot taken, and a record waits past them: the producer has moved to the next chunk
+    // and never comes back to this one, which goes to the spares.
+    Chunk* done = std::exchange(head_, head_->next.load(std::memory_order_acquire));
+    head_used_ = 0;
+    done->next.store(nullptr, std::memory_order_relaxed);
+    std::unique_lock lock(spare_mutex_);
+    if (spares_.size() < kSpares) {
+      spares_.push_back(done);
+    } else {
+      lock.unlock();
+      delete done;
+    }
+  }
+  return head_->slots[head_used_];
+}
+
+void CallLogLane::pop() {
+  ++head_used_;
+  // Release: the producer reuses the slot only after this consumer is done reading it.
+  taken_.store(++taken_count_, std::memory_order_release);
+}
+
 }  // namespace detail
+
+namespace {
+
+/// Fills a record of its own and hands it to the sink's submit_reusing().
+class CopyingProducer final : public CallLogSink::Producer {
+ public:
+  explicit CopyingProducer(CallLogSink& sink) : sink_(sink) {}
+  store::CallLog& next() override { return log_; }
+  void publish() override { sink_.submit_reusing(log_); }
+
+ private:
+  CallLogSink& sink_;
+  store::CallLog log_;
+};
+
+}  // namespace
+
+std::unique_ptr<CallLogSink::Producer> CallLogSink::producer() {
+  return std::make_unique<CopyingProducer>(*this);
+}
+
+/// Publishes into a lane and wakes the flush thread once a batch waits there.
+class BatchingCallLogSink::LaneProducer final : public CallLogSink::Producer {
+ public:
+  LaneProducer(BatchingCallLogSink& sink, std::shared_ptr<detail::CallLogLane> lane)
+      : sink_(sink),
+        lane_(std::move(lane)),
+        until_check_(std::max<std::size_t>(sink.options_.batch_size, 1)) {}
+  ~LaneProducer() override { lane_->retire(); }
+  LaneProducer(const LaneProducer&) = delete;
+  LaneProducer& operator=(const LaneProducer&) = delete;
+
+  store::CallLog& next() override { return lane_->next(); }
+  void publish() override {
+    lane_->publish();
+    // The lane is looked at no more often than once per batch_size records.
+    if (--until_check_ > 0) return;
+    const std::size_t batch = std::max<std::size_t>(sink_.options_.batch_size, 1);
+    const std::size_t pending = lane_->pending();
+    if (pending >= batch) {
+      sink_.lane_filled();
+      until_check_ = batch;
+    } else {
+      until_check_ = batch - pending;
+    }
+  }
+
+ private:
+  BatchingCallLogSink& sink_;
+  std::shared_ptr<detail::CallLogLane> lane_;
+  std::size_t until_check_;
+};
+
+std::unique_ptr<CallLogSink::Producer> BatchingCallLogSink::producer() {
+  auto lane = std::make_shared<detail::CallLogLane>();
+  {
+    std::lock_guard lock(mutex_);
+    lanes_.push_back(lane);
+  }
+  return std::make_unique<LaneProducer>(*this, std::move(lane));
+}
+
+void BatchingCallLogSink::lane_filled() {
+  {
+    std::lock_guard lock(mutex_);
+    lane_filled_ = true;
+  }
+  cv_.notify_one();
+}
+
+std::size_t BatchingCallLogSink::lanes_pending() const {
+  std::size_t n = 0;
+  for (const auto& lane : lanes_) n += lane->pending();
+  return n;
+}
+
+std::uint64_t BatchingCallLogSink::take_from_lanes() {
+  std::uint64_t dropped = 0;
+  for (;;) {
+    // The lane whose oldest record is the oldest (a lane's records are in its thread's order).
+    std::pair<std::shared_ptr<detail::CallLogLane>, std::size_t>* from = nullptr;
+    for (auto& d : draining_) {
+      if (d.second == 0) continue;
+      if (from == nullptr || d.first->front().time < from->first->front().time) from = &d;
+    }
+    if (from == nullptr) break;
+    if (taken_.push(from->first->front(), options_.max_queue)) ++dropped;
+    from->first->pop();
+    --from->second;
+  }
+  draining_.clear();
+  return dropped;
+}
 
 BatchingCallLogSink::BatchingCallLogSink(Options options) : options_(options) {}
 
@@ -177,12 +331,22 @@ core::Result<void> BatchingCallLogSink::flush() {
   // The queue and the emptied ring of the last flush trade places: the request threads go on
   // copying into slots that held delivered records (whose strings' storage is reused), and this
   // thread owns what it took.
+  std::size_t from_lanes = 0;
   {
     std::lock_guard lock(mutex_);
     std::swap(taken_, queue_);
+    lane_filled_ = false;
+    std::erase_if(lanes_, [](const auto& lane) { return lane->retired() && lane->pending() == 0; });
+    draining_.clear();
+    for (const auto& lane : lanes_) {
+      if (const auto n = lane->pending(); n > 0) {
+        draining_.emplace_back(lane, n);
+        from_lanes += n;
+      }
+    }
   }
-  if (taken_.empty()) return {};
-  const std::size_t took = taken_.size();
+  if (taken_.empty() && from_lanes == 0) return {};
+  const std::size_t took = taken_.size() + from_lanes;
   Delivered d;
   if (took >= options_.backlog) {
     d = deliver_all();  // the idle thread fell behind: at this thread's priority
@@ -203,6 +367,7 @@ core::Result<void> BatchingCallLogSink::flush() {
 
 BatchingCallLogSink::Delivered BatchingCallLogSink::deliver_all() {
   Delivered d;
+  d.dropped = take_from_lanes();
   taken_.linearize();
   const auto all = taken_.contiguous();
   while (d.delivered < all.size()) {
@@ -241,10 +406,11 @@ void BatchingCallLogSink::run() {
       // A full batch may still be waiting: retry after the interval, not at once in a loop.
       cv_.wait_for(lock, options_.flush_interval, [&] { return stopping_; });
     } else {
-      cv_.wait_for(lock, options_.flush_interval,
-                   [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+      cv_.wait_for(lock, options_.flush_interval, [&] {
+        return stopping_ || lane_filled_ || queue_.size() >= options_.batch_size;
+      });
     }
-    if (queue_.empty() || stopping_) continue;
+    if ((queue_.empty() && lanes_pending() == 0) || stopping_) continue;
     lock.unlock();
     auto r = flush();
     failed = !r;
@@ -284,7 +450,7 @@ std::uint64_t BatchingCallLogSink::dropped() const {
 
 std::size_t BatchingCallLogSink::queued() const {
   std::lock_guard lock(mutex_);
-  return queue_.size();
+  return queue_.size() + lanes_pending();
 }
 
 CallLogWriter::CallLogWriter(store::Store& store, Options options)

@@ -101,19 +101,26 @@ class ThreadView {
 
 /// What one I/O thread keeps for itself, touched by that thread only: its idle upstream
 /// connections, the keys its clients authenticated with lately, its copies of the route table
-/// and key snapshot, its shard of the metrics, and the call-log record it fills next.
+/// and key snapshot, its shard of the metrics, and its way into the call-log sink.
 struct PerThread {
-  PerThread(std::size_t max_idle, Metrics::Shard& m) : pool(max_idle), metrics(m) {}
+  PerThread(std::size_t max_idle, Metrics::Shard& m, std::unique_ptr<CallLogSink::Producer> c)
+      : pool(max_idle), metrics(m), calls(std::move(c)) {}
   UpstreamPool pool;
   server::auth::AuthMemo auth;
   ThreadView<RouteTable> routes;
   ThreadView<server::auth::KeySnapshot> keys;
   Metrics::Shard& metrics;
-  store::CallLog log;  ///< overwritten field by field for each request; the sink copies it
+  /// Gives the record to fill field by field for each request, and queues it.
+  std::unique_ptr<CallLogSink::Producer> calls;
   /// Answers already sent, for the next requests: their header and body strings keep their
   /// storage, so a usual answer allocates nothing (take_reply, give_reply).
   std::vector<std::unique_ptr<http::Response>> replies;
 };
+
+/// Sets `s` to `v` without writing to it when it holds `v` already.
+void assign_if_changed(std::string& s, std::string_view v) {
+  if (std::string_view(s) != v) s.assign(v);
+}
 
 /// A response to fill: one of the thread's earlier ones, or a new one.
 std::unique_ptr<http::Response> take_reply(PerThread* local) {
@@ -219,8 +226,8 @@ struct Gateway::Impl {
     }
     if (o.who == nullptr) return;  // unauthenticated: metrics only
     limiter.add_tokens(o.who->key_id(), o.usage.total_tokens);
-    store::CallLog fresh;
-    auto& log = local != nullptr ? local->log : fresh;
+    std::optional<store::CallLog> fresh;
+    auto& log = local != nullptr ? local->calls->next() : fresh.emplace();
     const auto completion =
         o.usage.reported ? o.usage.completion_tokens : o.content_events;  // a fair lower bound
     const auto generating = o.first_token ? end - *o.first_token : end - started;
@@ -233,10 +240,12 @@ struct Gateway::Impl {
     // The wall-clock time at the end, from the one read at the start and the steady clock's
     // (one clock read fewer per request).
     time = o.admitted + std::chrono::duration_cast<core::Clock::Duration>(end - started);
-    user_id.assign(o.who->user_id());
-    key_id.assign(o.who->key_id());
-    service.assign(o.model);
-    instance_id.assign(o.instance_id);
+    // The same user, key, model and instance as the slot's last record are the usual case: left
+    // unwritten, their storage stays shared with the writer thread that read it.
+    assign_if_changed(user_id, o.who->user_id());
+    assign_if_changed(key_id, o.who->key_id());
+    assign_if_changed(service, o.model);
+    assign_if_changed(instance_id, o.instance_id);
     status = o.status;
     duration_ms = duration.count() / 1000;
     prompt_tokens = o.usage.prompt_tokens;
@@ -248,8 +257,12 @@ struct Gateway::Impl {
                       .count())
             : std::nullopt;
     tokens_per_second = secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0;
-    error.assign(o.error);
-    sink.submit_reusing(log);
+    assign_if_changed(error, o.error);
+    if (local != nullptr) {
+      local->calls->publish();
+    } else {
+      sink.submit(std::move(*fresh));
+    }
   }
 
   /// The state of the I/O thread that runs `ex` (null for an executor that is not one of the
@@ -745,7 +758,8 @@ core::Result<void> Gateway::start() {
   for (std::size_t i = 0; i < im.server->io_threads(); ++i) {
     im.threads.emplace_back(
         &im.server->executor(i).context(),
-        std::make_unique<PerThread>(im.options.max_idle_per_upstream, im.metrics.add_shard()));
+        std::make_unique<PerThread>(im.options.max_idle_per_upstream, im.metrics.add_shard(),
+                                    im.sink.producer()));
   }
   im.server->route("GET", "/health", [&im](http::Request&) -> http::Awaitable<http::Response> {
     if (im.draining.load()) {

@@ -309,6 +309,167 @@ TEST(CallLogQueue, ABacklogIsDeliveredAtTheFlushingThreadsPriority) {
   EXPECT_EQ(sink.policies[1], sched_getscheduler(0));
 }
 
+/// Fills the producer's next record with `log` and publishes it.
+void publish(CallLogSink::Producer& p, const store::CallLog& log) {
+  p.next() = log;
+  p.publish();
+}
+
+store::CallLog at(int i, int seconds) {
+  auto log = numbered(i);
+  log.time = store::TimePoint{} + std::chrono::seconds(seconds);
+  return log;
+}
+
+TEST(CallLogLane, RecordsComeOutInOrderAcrossChunksAndTheirSlotsKeepTheirStorage) {
+  detail::CallLogLane lane;
+  const std::string long_name(100, 'x');
+  int produced = 0;
+  int consumed = 0;
+  auto produce = [&](int n) {
+    for (int k = 0; k < n; ++k, ++produced) {
+      auto& slot = lane.next();
+      EXPECT_EQ(&slot, &lane.next());  // the same slot until published
+      slot = numbered(produced);
+      slot.error = long_name;
+      lane.publish();
+    }
+  };
+  auto consume = [&](int n) {
+    ASSERT_GE(lane.pending(), static_cast<std::size_t>(n));
+    for (int k = 0; k < n; ++k, ++consumed) {
+      ASSERT_EQ(lane.front().service, numbered(consumed).service);
+      lane.pop();
+    }
+  };
+  produce(700);  // three chunks
+  EXPECT_EQ(lane.pending(), 700u);
+  consume(300);
+  produce(500);
+  consume(900);
+  EXPECT_EQ(lane.pending(), 0u);
+  // In steady use the chunks go round: every slot handed out has held a record before, and its
+  // strings keep their storage.
+  for (int round = 0; round < 20; ++round) {
+    produce(100);
+    consume(100);
+  }
+  for (int k = 0; k < 1000; ++k, ++produced) {
+    auto& slot = lane.next();
+    ASSERT_GE(slot.error.capacity(), long_name.size()) << k;
+    slot = numbered(produced);
+    lane.publish();
+    consume(1);
+  }
+}
+
+TEST(CallLogLane, AConsumerOnAnotherThreadSeesEveryRecordWholeAndInOrder) {
+  detail::CallLogLane lane;
+  constexpr int kRecords = 200000;
+  std::thread producer([&] {
+    for (int i = 0; i < kRecords; ++i) {
+      auto& slot = lane.next();
+      slot.prompt_tokens = i;
+      slot.service.assign(static_cast<std::size_t>(20 + i % 50), static_cast<char>('a' + i % 26));
+      slot.completion_tokens = i * 2;
+      lane.publish();
+    }
+  });
+  int seen = 0;
+  bool whole = true;
+  while (seen < kRecords) {
+    if (lane.pending() == 0) {
+      std::this_thread::yield();
+      continue;
+    }
+    const auto& r = lane.front();
+    whole = whole && r.prompt_tokens == seen && r.completion_tokens == seen * 2 &&
+            r.service == std::string(static_cast<std::size_t>(20 + seen % 50),
+                                     static_cast<char>('a' + seen % 26));
+    lane.pop();
+    ++seen;
+  }
+  producer.join();
+  EXPECT_TRUE(whole);
+  EXPECT_EQ(lane.pending(), 0u);
+}
+
+TEST(CallLogQueue, ProducersLanesAreTakenAfterTheQueueAndMergedByTime) {
+  // Requests finish on several threads, each with its own lane; the store gets them in the
+  // order they finished, whatever thread served them.
+  RecordingSink sink({1h, 4, 1000});
+  auto a = sink.producer();
+  auto b = sink.producer();
+  publish(*a, at(1, 10));
+  publish(*b, at(2, 20));
+  publish(*a, at(3, 30));
+  publish(*a, at(4, 40));
+  publish(*b, at(5, 35));
+  sink.submit(at(0, 50));  // queued the other way: goes first
+  EXPECT_EQ(sink.queued(), 6u);
+  ASSERT_TRUE(sink.flush());
+  const std::vector<store::CallLog> expected{at(0, 50), at(1, 10), at(2, 20),
+                                             at(3, 30), at(5, 35), at(4, 40)};
+  EXPECT_EQ(sink.records, expected);
+  EXPECT_EQ(sink.batch_sizes, (std::vector<std::size_t>{4, 2}));
+  EXPECT_EQ(sink.written(), 6u);
+  EXPECT_EQ(sink.queued(), 0u);
+}
+
+TEST(CallLogQueue, ALanesRecordsAreRetriedAndBoundedLikeQueuedOnes) {
+  RecordingSink sink({1h, 2, 5});
+  auto p = sink.producer();
+  for (int i = 0; i < 4; ++i) publish(*p, at(i, i));
+  sink.fail = true;
+  EXPECT_FALSE(sink.flush());
+  EXPECT_EQ(sink.queued(), 4u);  // back in the queue, in order
+  for (int i = 4; i < 7; ++i) publish(*p, at(i, i));
+  EXPECT_EQ(sink.queued(), 7u);
+  sink.fail = false;
+  ASSERT_TRUE(sink.flush());  // 0 and 1 dropped at the bound of 5
+  EXPECT_EQ(sink.delivered, services(2, 7));
+  EXPECT_EQ(sink.dropped(), 2u);
+  EXPECT_EQ(sink.queued(), 0u);
+}
+
+TEST(CallLogQueue, AProducerThatIsGoneLeavesItsRecordsToBeDelivered) {
+  RecordingSink sink({1h, 4, 1000});
+  auto p = sink.producer();
+  for (int i = 0; i < 3; ++i) publish(*p, at(i, i));
+  p.reset();
+  EXPECT_EQ(sink.queued(), 3u);
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(0, 3));
+  EXPECT_EQ(sink.queued(), 0u);
+  ASSERT_TRUE(sink.flush());  // the empty lane of a producer that is gone is let go
+  EXPECT_EQ(sink.delivered, services(0, 3));
+}
+
+TEST(CallLogQueue, ALaneHoldingABatchWakesTheFlushThreadAndStopDeliversTheRest) {
+  auto sink = std::make_unique<RecordingSink>(BatchingCallLogSink::Options{1h, 4, 1000}, true);
+  auto p = sink->producer();
+  for (int i = 0; i < 4; ++i) publish(*p, at(i, i));
+  for (int i = 0; i < 1000 && sink->written() < 4; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(sink->written(), 4u);  // not the hour-long interval
+  publish(*p, at(4, 4));
+  sink->stop();
+  EXPECT_EQ(sink->delivered, services(0, 5));
+  EXPECT_EQ(sink->queued(), 0u);
+}
+
+TEST(CallLogQueue, ASinksDefaultProducerSubmitsTheRecordItFilled) {
+  struct Submitted final : CallLogSink {
+    std::vector<store::CallLog> logs;
+    void submit(store::CallLog log) override { logs.push_back(std::move(log)); }
+  } sink;
+  auto p = sink.CallLogSink::producer();
+  publish(*p, at(1, 1));
+  publish(*p, at(2, 2));
+  ASSERT_EQ(sink.logs.size(), 2u);
+  EXPECT_EQ(sink.logs[0], at(1, 1));
+  EXPECT_EQ(sink.logs[1], at(2, 2));
+}
+
 TEST(CallLogQueue, StopDeliversWhatIsStillQueued) {
   auto sink = std::make_unique<RecordingSink>(BatchingCallLogSink::Options{1h, 4, 1000}, true);
   for (int i = 0; i < 5; ++i) sink->submit(numbered(i));
