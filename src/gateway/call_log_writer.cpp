@@ -170,6 +170,10 @@ class BatchingCallLogSink::LaneProducer final : public CallLogSink::Producer {
 
   store::CallLog& next() override { return lane_->next(); }
   void publish() override {
+    if (lane_->pending() >= sink_.options_.max_queue) {
+      lane_->count_dropped();  // a flush is stuck: the lane keeps what it has
+      return;
+    }
     lane_->publish();
     // The lane is looked at no more often than once per batch_size records.
     if (--until_check_ > 0) return;
@@ -336,7 +340,11 @@ core::Result<void> BatchingCallLogSink::flush() {
     std::lock_guard lock(mutex_);
     std::swap(taken_, queue_);
     lane_filled_ = false;
-    std::erase_if(lanes_, [](const auto& lane) { return lane->retired() && lane->pending() == 0; });
+    std::erase_if(lanes_, [&](const auto& lane) {
+      if (!lane->retired() || lane->pending() != 0) return false;
+      dropped_ += lane->dropped();
+      return true;
+    });
     draining_.clear();
     for (const auto& lane : lanes_) {
       if (const auto n = lane->pending(); n > 0) {
@@ -445,7 +453,9 @@ std::uint64_t BatchingCallLogSink::written() const {
 
 std::uint64_t BatchingCallLogSink::dropped() const {
   std::lock_guard lock(mutex_);
-  return dropped_;
+  std::uint64_t n = dropped_;
+  for (const auto& lane : lanes_) n += lane->dropped();
+  return n;
 }
 
 std::size_t BatchingCallLogSink::queued() const {

@@ -108,6 +108,10 @@ class CallLogLane {
   void publish();
   /// Says the producer is gone: nothing will be published any more.
   void retire() { retired_.store(true, std::memory_order_release); }
+  /// Counts a record the producer dropped instead of publishing.
+  void count_dropped() {
+    dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 
   // Any thread's:
   /// Records published and not yet taken.
@@ -116,6 +120,7 @@ class CallLogLane {
                                     taken_.load(std::memory_order_acquire));
   }
   bool retired() const { return retired_.load(std::memory_order_acquire); }
+  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
   // The consumer's (one thread at a time), with pending() > 0:
   /// The oldest record not taken.
@@ -141,6 +146,7 @@ class CallLogLane {
   std::size_t tail_used_ = 0;  ///< slots of tail_ published
   std::uint64_t published_count_ = 0;
   alignas(64) std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> dropped_{0};
   // The consumer's.
   alignas(64) Chunk* head_;
   std::size_t head_used_ = 0;  ///< slots of head_ taken
@@ -191,7 +197,8 @@ class BatchingCallLogSink : public CallLogSink {
   /// A lane of the calling thread's own (CallLogLane): no lock per record. A flush takes the
   /// lanes' records after the queue's, the lanes merged by time, and from there on they are
   /// queued records like any other (retried, bounded by `max_queue`). Between flushes a lane
-  /// holds what its thread published since the last one.
+  /// holds what its thread published since the last one, at most `max_queue`: while a flush is
+  /// stuck (a destination that hangs rather than fails), the newest are dropped and counted.
   std::unique_ptr<Producer> producer() final;
   /// Delivers what is queued when called (blocking; records submitted meanwhile wait for the
   /// next flush); the error of the first batch that failed (kept queued unless `deliver` said it

@@ -432,6 +432,24 @@ TEST(CallLogQueue, ALanesRecordsAreRetriedAndBoundedLikeQueuedOnes) {
   EXPECT_EQ(sink.queued(), 0u);
 }
 
+TEST(CallLogQueue, WhileAFlushIsStuckALaneHoldsAtMostTheBoundAndDropsTheNewest) {
+  // A destination that hangs instead of failing keeps the flush from taking the lanes; they
+  // must not grow with every request meanwhile.
+  RecordingSink sink({1h, 2, 5});
+  auto p = sink.producer();
+  for (int i = 0; i < 8; ++i) publish(*p, at(i, i));
+  EXPECT_EQ(sink.queued(), 5u);
+  EXPECT_EQ(sink.dropped(), 3u);
+  ASSERT_TRUE(sink.flush());
+  EXPECT_EQ(sink.delivered, services(0, 5));
+  publish(*p, at(8, 8));  // room again
+  p.reset();
+  ASSERT_TRUE(sink.flush());
+  ASSERT_TRUE(sink.flush());  // the lane is let go; its drops stay counted
+  EXPECT_EQ(sink.delivered, services(0, 5) + services(8, 9));
+  EXPECT_EQ(sink.dropped(), 3u);
+}
+
 TEST(CallLogQueue, AProducerThatIsGoneLeavesItsRecordsToBeDelivered) {
   RecordingSink sink({1h, 4, 1000});
   auto p = sink.producer();
