@@ -131,7 +131,8 @@ const store::CallLog& CallLogLane::front() {
 
 void CallLogLane::pop() {
   ++head_used_;
-  // Release: the producer reuses the slot only after this consumer is done reading it.
+  // Only counted here: the slot is filled again once its whole chunk has come back through the
+  // spares (under their lock), after this thread is done reading it.
   taken_.store(++taken_count_, std::memory_order_release);
 }
 
