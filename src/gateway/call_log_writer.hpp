@@ -54,6 +54,8 @@ class CallLogSink {
   /// A producer for the calling thread. This one fills a record of its own and hands it to
   /// submit_reusing().
   virtual std::unique_ptr<Producer> producer();
+  /// Records dropped so far at the sink's bounds (a destination down or hanging), for /metrics.
+  virtual std::uint64_t dropped() const { return 0; }
 };
 
 namespace detail {
@@ -209,7 +211,7 @@ class BatchingCallLogSink : public CallLogSink {
   void stop();
 
   std::uint64_t written() const;
-  std::uint64_t dropped() const;
+  std::uint64_t dropped() const override;
   std::size_t queued() const;
 
  protected:

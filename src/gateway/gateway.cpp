@@ -768,7 +768,7 @@ core::Result<void> Gateway::start() {
     co_return http::Response::json(200, R"({"status":"ok"})");
   });
   im.server->route("GET", "/metrics", [&im](http::Request&) -> http::Awaitable<http::Response> {
-    co_return http::Response::text(200, im.metrics.render(im.loads),
+    co_return http::Response::text(200, im.metrics.render(im.loads, im.sink.dropped()),
                                    "text/plain; version=0.0.4; charset=utf-8");
   });
   im.server->route("GET", "/v1/models", [&im](http::Request& r) -> http::Awaitable<http::Response> {

@@ -91,7 +91,7 @@ void histogram(std::ostringstream& o, std::string_view name, const std::string& 
 
 }  // namespace
 
-std::string Metrics::render(const LoadRegistry& loads) const {
+std::string Metrics::render(const LoadRegistry& loads, std::uint64_t call_logs_dropped) const {
   std::map<std::string, PerModel, std::less<>> models;
   {
     std::lock_guard list(shards_mutex_);
@@ -135,6 +135,11 @@ std::string Metrics::render(const LoadRegistry& loads) const {
   for (const auto& [id, load] : loads.all())
     o << "openstation_gateway_in_flight{instance=\"" << escape_label(id) << "\"} "
       << load->outstanding() << '\n';
+  o << "# HELP openstation_gateway_call_logs_dropped_total Call-log records dropped at the "
+       "queue's bounds while the store (or server) was down or hanging.\n"
+       "# TYPE openstation_gateway_call_logs_dropped_total counter\n"
+       "openstation_gateway_call_logs_dropped_total "
+    << call_logs_dropped << '\n';
   return o.str();
 }
 

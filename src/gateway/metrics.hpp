@@ -75,7 +75,7 @@ class Metrics {
   /// Records into the shard that every thread without one of its own shares.
   void record(const RequestSample& s) { record(shards_.front(), s); }
   /// The exposition text (every shard summed), with in-flight gauges read from `loads`.
-  std::string render(const LoadRegistry& loads) const;
+  std::string render(const LoadRegistry& loads, std::uint64_t call_logs_dropped = 0) const;
 
  private:
   mutable std::mutex shards_mutex_;  ///< guards the list, not the shards' contents

@@ -48,6 +48,7 @@ class MemorySink final : public CallLogSink {
     std::lock_guard lock(mutex_);
     return logs_;
   }
+  std::uint64_t dropped() const override { return 7; }  // what /metrics must show
 
  private:
   mutable std::mutex mutex_;
@@ -637,6 +638,8 @@ TEST_F(GatewayTest, HealthAndMetrics) {
   ASSERT_TRUE(m);
   EXPECT_NE(m->body.find("openstation_gateway_requests_total{model=\"m\",code=\"200\"} 1"),
             std::string::npos)
+      << m->body;
+  EXPECT_NE(m->body.find("\nopenstation_gateway_call_logs_dropped_total 7\n"), std::string::npos)
       << m->body;
   auto one = http::Client{}.request("GET", url("/v1/models/m"),
                                     {{"Authorization", "Bearer " + key_}}, {}, 10s);
