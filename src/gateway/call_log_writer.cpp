@@ -171,15 +171,15 @@ class BatchingCallLogSink::LaneProducer final : public CallLogSink::Producer {
 
   store::CallLog& next() override { return lane_->next(); }
   void publish() override {
-    if (lane_->pending() >= sink_.options_.max_queue) {
+    const std::size_t pending = lane_->pending() + 1;  // with this record
+    if (pending > sink_.options_.max_queue) {
       lane_->count_dropped();  // a flush is stuck: the lane keeps what it has
       return;
     }
     lane_->publish();
-    // The lane is looked at no more often than once per batch_size records.
+    // The flush thread is woken no more often than once per batch_size records.
     if (--until_check_ > 0) return;
     const std::size_t batch = std::max<std::size_t>(sink_.options_.batch_size, 1);
-    const std::size_t pending = lane_->pending();
     if (pending >= batch) {
       sink_.lane_filled();
       until_check_ = batch;
@@ -327,15 +327,16 @@ void BatchingCallLogSink::enqueue(const store::CallLog& log) {
 
 core::Result<void> BatchingCallLogSink::flush() {
   std::lock_guard flushing(flush_mutex_);
-  // Every step under `mutex_` is O(1) on the way that succeeds, and only threads at normal
-  // priority take it: the request threads take that lock for every request, and a writer
-  // preempted while it held it would keep them waiting.
+  // Every step under `mutex_` is O(1) per lane on the way that succeeds, and only threads at
+  // normal priority take it: a thread that submits takes that lock for every record (a request
+  // thread, once a batch waits in its lane), and a writer preempted while it held it would keep
+  // them waiting.
   // What is queued now is taken once: records that arrive while it is written wait for the next
   // flush (a full batch or the interval). Taking them as they come would turn a busy gateway's
   // writer into a loop of small transactions, each with its commit's fixed cost.
-  // The queue and the emptied ring of the last flush trade places: the request threads go on
+  // The queue and the emptied ring of the last flush trade places: submitting threads go on
   // copying into slots that held delivered records (whose strings' storage is reused), and this
-  // thread owns what it took.
+  // thread owns what it took, to which the lanes' records are added.
   std::size_t from_lanes = 0;
   {
     std::lock_guard lock(mutex_);
