@@ -27,6 +27,32 @@ bool lower_to_idle_priority() {
 
 }  // namespace
 
+void assign(store::CallLog& log, const CallRecord& r) {
+  // The binding lists all of CallLog's fields, so a new one cannot be missed here.
+  auto& [id, time, user_id, key_id, service, instance_id, status, duration_ms, prompt_tokens,
+         completion_tokens, ttft_ms, tokens_per_second, error] = log;
+  id = 0;
+  time = r.time;
+  user_id.assign(r.user_id);
+  key_id.assign(r.key_id);
+  service.assign(r.service);
+  instance_id.assign(r.instance_id);
+  status = r.status;
+  duration_ms = r.duration_ms;
+  prompt_tokens = r.prompt_tokens;
+  completion_tokens = r.completion_tokens;
+  ttft_ms = r.ttft_ms;
+  tokens_per_second = r.tokens_per_second;
+  error.assign(r.error);
+}
+
+CallRecord view_of(const store::CallLog& log) {
+  return {log.time,        log.user_id,           log.key_id,
+          log.service,     log.instance_id,       log.status,
+          log.duration_ms, log.prompt_tokens,     log.completion_tokens,
+          log.ttft_ms,     log.tokens_per_second, log.error};
+}
+
 namespace detail {
 
 bool CallLogRing::push(const store::CallLog& log, std::size_t max) {
@@ -94,7 +120,7 @@ CallLogLane::Chunk* CallLogLane::fresh_chunk() {
   return new Chunk;
 }
 
-store::CallLog& CallLogLane::next() {
+void CallLogLane::publish(const CallRecord& r) {
   if (tail_used_ == kChunk) {
     // Linked before anything is published into it: the consumer, seeing a record past this
     // chunk's end, finds the link.
@@ -103,15 +129,30 @@ store::CallLog& CallLogLane::next() {
     tail_ = c;
     tail_used_ = 0;
   }
-  return tail_->slots[tail_used_];
-}
-
-void CallLogLane::publish() {
+  auto& n = tail_->numbers[tail_used_];
+  n.time = r.time;
+  n.duration_ms = r.duration_ms;
+  n.prompt_tokens = r.prompt_tokens;
+  n.completion_tokens = r.completion_tokens;
+  n.has_ttft = r.ttft_ms.has_value();
+  n.ttft_ms = r.ttft_ms.value_or(0);
+  n.tokens_per_second = r.tokens_per_second;
+  n.status = r.status;
+  const std::array<std::string_view, kTexts> texts{r.user_id, r.key_id, r.service, r.instance_id,
+                                                   r.error};
+  std::uint8_t changed = 0;
+  for (std::size_t i = 0; i < kTexts; ++i) {
+    if (texts[i] == sent_[i]) continue;
+    sent_[i].assign(texts[i]);
+    tail_->texts[tail_used_][i].assign(texts[i]);
+    changed |= static_cast<std::uint8_t>(1U << i);
+  }
+  n.changed = changed;
   ++tail_used_;
   published_.store(++published_count_, std::memory_order_release);
 }
 
-const store::CallLog& CallLogLane::front() {
+store::TimePoint CallLogLane::front_time() {
   if (head_used_ == kChunk) {
     // Every slot taken, and a record waits past them: the producer has moved to the next chunk
     // and never comes back to this one, which goes to the spares.
@@ -126,10 +167,38 @@ const store::CallLog& CallLogLane::front() {
       delete done;
     }
   }
-  return head_->slots[head_used_];
+  return head_->numbers[head_used_].time;
+}
+
+void CallLogLane::decode() {
+  if (decoded_) return;
+  current_.time = front_time();
+  const auto& n = head_->numbers[head_used_];
+  current_.status = n.status;
+  current_.duration_ms = n.duration_ms;
+  current_.prompt_tokens = n.prompt_tokens;
+  current_.completion_tokens = n.completion_tokens;
+  current_.ttft_ms = n.has_ttft ? std::optional<std::int64_t>(n.ttft_ms) : std::nullopt;
+  current_.tokens_per_second = n.tokens_per_second;
+  if (n.changed != 0) {
+    const auto& texts = head_->texts[head_used_];
+    std::array<std::string*, kTexts> into{&current_.user_id, &current_.key_id, &current_.service,
+                                          &current_.instance_id, &current_.error};
+    for (std::size_t i = 0; i < kTexts; ++i) {
+      if ((n.changed & (1U << i)) != 0) *into[i] = texts[i];
+    }
+  }
+  decoded_ = true;
+}
+
+const store::CallLog& CallLogLane::front() {
+  decode();
+  return current_;
 }
 
 void CallLogLane::pop() {
+  decode();  // the strings that changed carry over to the records after it
+  decoded_ = false;
   ++head_used_;
   // Only counted here: the slot is filled again once its whole chunk has come back through the
   // spares (under their lock), after this thread is done reading it.
@@ -140,12 +209,14 @@ void CallLogLane::pop() {
 
 namespace {
 
-/// Fills a record of its own and hands it to the sink's submit_reusing().
+/// Copies each record into one of its own and hands that to the sink's submit_reusing().
 class CopyingProducer final : public CallLogSink::Producer {
  public:
   explicit CopyingProducer(CallLogSink& sink) : sink_(sink) {}
-  store::CallLog& next() override { return log_; }
-  void publish() override { sink_.submit_reusing(log_); }
+  void publish(const CallRecord& r) override {
+    assign(log_, r);
+    sink_.submit_reusing(log_);
+  }
 
  private:
   CallLogSink& sink_;
@@ -169,14 +240,13 @@ class BatchingCallLogSink::LaneProducer final : public CallLogSink::Producer {
   LaneProducer(const LaneProducer&) = delete;
   LaneProducer& operator=(const LaneProducer&) = delete;
 
-  store::CallLog& next() override { return lane_->next(); }
-  void publish() override {
+  void publish(const CallRecord& r) override {
     const std::size_t pending = lane_->pending() + 1;  // with this record
     if (pending > sink_.options_.max_queue) {
       lane_->count_dropped();  // a flush is stuck: the lane keeps what it has
       return;
     }
-    lane_->publish();
+    lane_->publish(r);
     // The flush thread is woken no more often than once per batch_size records.
     if (--until_check_ > 0) return;
     const std::size_t batch = std::max<std::size_t>(sink_.options_.batch_size, 1);
@@ -224,7 +294,7 @@ std::uint64_t BatchingCallLogSink::take_from_lanes() {
     std::pair<std::shared_ptr<detail::CallLogLane>, std::size_t>* from = nullptr;
     for (auto& d : draining_) {
       if (d.second == 0) continue;
-      if (from == nullptr || d.first->front().time < from->first->front().time) from = &d;
+      if (from == nullptr || d.first->front_time() < from->first->front_time()) from = &d;
     }
     if (from == nullptr) break;
     if (taken_.push(from->first->front(), options_.max_queue)) ++dropped;

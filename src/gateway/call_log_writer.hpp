@@ -19,12 +19,36 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 namespace openstation::gateway {
+
+/// A finished request's call-log record as the request holds it: store::CallLog's fields, with
+/// views of the request's own strings (valid for the call they are passed to).
+struct CallRecord {
+  store::TimePoint time{};
+  std::string_view user_id{};
+  std::string_view key_id{};
+  std::string_view service{};
+  std::string_view instance_id{};
+  int status = 0;
+  std::int64_t duration_ms = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::optional<std::int64_t> ttft_ms{};
+  double tokens_per_second = 0;
+  std::string_view error{};
+};
+
+/// `r` as a record's fields (id 0), into `log`, whose strings keep their storage.
+void assign(store::CallLog& log, const CallRecord& r);
+/// A view of `log`'s fields.
+CallRecord view_of(const store::CallLog& log);
 
 /// Where finished requests go. Thread-safe, never blocks on I/O.
 class CallLogSink {
@@ -40,19 +64,16 @@ class CallLogSink {
     log = {};
   }
 
-  /// One thread's own way in, for a thread that logs every request it serves: it sets every
-  /// field of the record next() gives (whose strings keep the storage of an earlier record) and
-  /// publishes it. Used by one thread; must not outlive its sink.
+  /// One thread's own way in, for a thread that logs every request it serves. Used by one
+  /// thread; must not outlive its sink.
   class Producer {
    public:
     virtual ~Producer() = default;
-    /// The record to fill; the same one until publish().
-    virtual store::CallLog& next() = 0;
-    /// Queues the record next() gave.
-    virtual void publish() = 0;
+    /// Queues a record with `r`'s values (copied: its views need not outlive the call).
+    virtual void publish(const CallRecord& r) = 0;
   };
-  /// A producer for the calling thread. This one fills a record of its own and hands it to
-  /// submit_reusing().
+  /// A producer for the calling thread. This one copies each record into a record of its own
+  /// and hands that to submit_reusing().
   virtual std::unique_ptr<Producer> producer();
   /// Records dropped so far at the sink's bounds (a destination down or hanging), for /metrics.
   virtual std::uint64_t dropped() const { return 0; }
@@ -91,11 +112,16 @@ class CallLogRing {
 };
 
 /// One thread's call-log records on their way to the flushing thread, without a lock on either
-/// side: the producing thread fills the slot next() gives and publishes it (a release store),
-/// and one consumer at a time takes published records, oldest first. Slots live in chunks that go
-/// back to the producer once taken, and keep their strings' storage, so a lane in steady use
-/// allocates nothing. A shared queue under a lock made every request wait, at the unlock, for
-/// the stores of the copy into a slot that the flushing thread had read last.
+/// side: the producing thread writes each record into the next slot and publishes it (a release
+/// store), and one consumer at a time takes published records, oldest first. Slots live in
+/// chunks that go back to the producer once taken, so a lane in steady use allocates nothing.
+///
+/// A slot holds a record's numbers in one cache line, and its strings only where they differ
+/// from the lane's record before (the user, key, model, instance and error of a thread's
+/// requests mostly repeat): the producer compares them with copies of its own, and the consumer
+/// keeps the last of each. A record then costs the producer one line that the consumer read
+/// last. A shared queue under a lock made every request wait, at the unlock, for the stores of a
+/// whole record (five strings, five lines or more) into a slot the flushing thread had read.
 class CallLogLane {
  public:
   CallLogLane();
@@ -104,10 +130,8 @@ class CallLogLane {
   CallLogLane& operator=(const CallLogLane&) = delete;
 
   // The producing thread's:
-  /// The slot for the next record; the same one until publish().
-  store::CallLog& next();
-  /// Makes the record next() gave visible to the consumer.
-  void publish();
+  /// Writes `r` into the next slot and makes it visible to the consumer.
+  void publish(const CallRecord& r);
   /// Says the producer is gone: nothing will be published any more.
   void retire() { retired_.store(true, std::memory_order_release); }
   /// Counts a record the producer dropped instead of publishing.
@@ -125,34 +149,57 @@ class CallLogLane {
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
   // The consumer's (one thread at a time), with pending() > 0:
-  /// The oldest record not taken.
+  /// The oldest record's time.
+  store::TimePoint front_time();
+  /// The oldest record not taken (valid until pop()).
   const store::CallLog& front();
   /// Takes the oldest record; its slot may be filled again.
   void pop();
 
  private:
   static constexpr std::size_t kChunk = 128;
-  /// Chunks kept for reuse beyond those in use (about 30 KB each): enough for the records of
+  /// Chunks kept for reuse beyond those in use (about 28 KB each): enough for the records of
   /// 0.2 s at 40,000 requests per second, for a flush running late. With fewer, a lane made and
-  /// freed chunks (and their slots' strings) at every late flush.
+  /// freed chunks at every late flush.
   static constexpr std::size_t kSpares = 64;
+  /// A record's strings, in CallLog's order: user, key, service, instance, error.
+  static constexpr std::size_t kTexts = 5;
+  using Texts = std::array<std::string, kTexts>;
+  /// A record's numbers, written for every record.
+  struct Numbers {
+    store::TimePoint time{};
+    std::int64_t duration_ms = 0;
+    std::int64_t prompt_tokens = 0;
+    std::int64_t completion_tokens = 0;
+    std::int64_t ttft_ms = 0;
+    double tokens_per_second = 0;
+    std::int32_t status = 0;
+    bool has_ttft = false;
+    std::uint8_t changed = 0;  ///< bit i: the slot's texts[i] holds a new value
+  };
   struct Chunk {
-    std::array<store::CallLog, kChunk> slots;
+    std::array<Numbers, kChunk> numbers;
+    std::array<Texts, kChunk> texts;    ///< written only where a string changed
     std::atomic<Chunk*> next{nullptr};  ///< set by the producer before it publishes into it
   };
   /// A chunk given back by the consumer, or a new one.
   Chunk* fresh_chunk();
+  /// Makes the head slot's record the consumer's `current_`, once per record.
+  void decode();
 
   // The producer's.
   Chunk* tail_;
   std::size_t tail_used_ = 0;  ///< slots of tail_ published
   std::uint64_t published_count_ = 0;
+  Texts sent_;  ///< the strings of the last record published
   alignas(64) std::atomic<std::uint64_t> published_{0};
   std::atomic<std::uint64_t> dropped_{0};
   // The consumer's.
   alignas(64) Chunk* head_;
   std::size_t head_used_ = 0;  ///< slots of head_ taken
   std::uint64_t taken_count_ = 0;
+  store::CallLog current_;  ///< the head record once decoded; its strings the last ones taken
+  bool decoded_ = false;
   std::atomic<std::uint64_t> taken_{0};
   std::atomic<bool> retired_{false};
   // Chunks taken, for the producer to reuse (a lock once per chunk).

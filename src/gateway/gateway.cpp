@@ -117,11 +117,6 @@ struct PerThread {
   std::vector<std::unique_ptr<http::Response>> replies;
 };
 
-/// Sets `s` to `v` without writing to it when it holds `v` already.
-void assign_if_changed(std::string& s, std::string_view v) {
-  if (std::string_view(s) != v) s.assign(v);
-}
-
 /// A response to fill: one of the thread's earlier ones, or a new one.
 std::unique_ptr<http::Response> take_reply(PerThread* local) {
   if (local == nullptr || local->replies.empty()) return std::make_unique<http::Response>();
@@ -226,42 +221,34 @@ struct Gateway::Impl {
     }
     if (o.who == nullptr) return;  // unauthenticated: metrics only
     limiter.add_tokens(o.who->key_id(), o.usage.total_tokens);
-    std::optional<store::CallLog> fresh;
-    auto& log = local != nullptr ? local->calls->next() : fresh.emplace();
     const auto completion =
         o.usage.reported ? o.usage.completion_tokens : o.content_events;  // a fair lower bound
     const auto generating = o.first_token ? end - *o.first_token : end - started;
     const double secs = std::chrono::duration<double>(generating).count();
-    // Every field is set, in place: the strings keep the storage of the record this one
-    // replaces. The binding lists all of CallLog's fields, so a new one cannot be missed here.
-    auto& [id, time, user_id, key_id, service, instance_id, status, duration_ms, prompt_tokens,
-           completion_tokens, ttft_ms, tokens_per_second, error] = log;
-    id = 0;
+    CallRecord r;
     // The wall-clock time at the end, from the one read at the start and the steady clock's
     // (one clock read fewer per request).
-    time = o.admitted + std::chrono::duration_cast<core::Clock::Duration>(end - started);
-    // The same user, key, model and instance as the slot's last record are the usual case: left
-    // unwritten, their storage stays shared with the writer thread that read it.
-    assign_if_changed(user_id, o.who->user_id());
-    assign_if_changed(key_id, o.who->key_id());
-    assign_if_changed(service, o.model);
-    assign_if_changed(instance_id, o.instance_id);
-    status = o.status;
-    duration_ms = duration.count() / 1000;
-    prompt_tokens = o.usage.prompt_tokens;
-    completion_tokens = completion;
-    ttft_ms =
-        o.first_token
-            ? std::optional<std::int64_t>(
-                  std::chrono::duration_cast<std::chrono::milliseconds>(*o.first_token - started)
-                      .count())
-            : std::nullopt;
-    tokens_per_second = secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0;
-    assign_if_changed(error, o.error);
+    r.time = o.admitted + std::chrono::duration_cast<core::Clock::Duration>(end - started);
+    r.user_id = o.who->user_id();
+    r.key_id = o.who->key_id();
+    r.service = o.model;
+    r.instance_id = o.instance_id;
+    r.status = o.status;
+    r.duration_ms = duration.count() / 1000;
+    r.prompt_tokens = o.usage.prompt_tokens;
+    r.completion_tokens = completion;
+    if (o.first_token) {
+      r.ttft_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(*o.first_token - started).count();
+    }
+    r.tokens_per_second = secs > 0 && completion > 0 ? static_cast<double>(completion) / secs : 0.0;
+    r.error = o.error;
     if (local != nullptr) {
-      local->calls->publish();
+      local->calls->publish(r);
     } else {
-      sink.submit(std::move(*fresh));
+      store::CallLog log;
+      assign(log, r);
+      sink.submit(std::move(log));
     }
   }
 
