@@ -1,17 +1,16 @@
 #pragma once
-/// Private: a deadline for the I/O of one connection that costs a read of the coarse clock per
-/// operation, not a timer operation. set() moves the due time; one timer waits on it and, when it
-/// fires early (the due time moved later in the meantime), waits again for the rest. So a
-/// connection busy with many short reads and writes re-arms its timer about once per timeout period
-/// instead of twice per operation (Beast's tcp_stream arms and cancels a timer around every
-/// operation). When the due time passes, `on_expire` runs (it closes the socket, which ends the
-/// pending operation) and expired() turns true until the next set(). Everything runs on the
+/// Private: a deadline for the I/O of one connection that costs a clock read per operation, not
+/// a timer operation. set() moves the due time; one timer waits on it and, when it fires early
+/// (the due time moved later in the meantime), waits again for the rest. So a connection busy
+/// with many short reads and writes re-arms its timer about once per timeout period instead of
+/// twice per operation (Beast's tcp_stream arms and cancels a timer around every operation).
+/// When the due time passes, `on_expire` runs (it closes the socket, which ends the pending
+/// operation) and expired() turns true until the next set(). Everything runs on the
 /// connection's executor (one thread, or a strand).
 
 #include "http/detail/beast.hpp"
 
 #include <chrono>
-#include <ctime>
 #include <functional>
 #include <memory>
 
@@ -39,7 +38,7 @@ class Deadline {
       s.due = Clock::time_point::max();  // a waiting timer finds it cleared and stops
       return;
     }
-    s.due = coarse_now() + d;
+    s.due = Clock::now() + d;
     if (!s.waiting || s.armed_for > s.due) arm(state_);
   }
   /// No deadline (an idle wait that may last forever, or the end of the operations); expired()
@@ -60,29 +59,6 @@ class Deadline {
     bool expired = false;
     unsigned generation = 0;
   };
-
-  /// Now, as of the clock's last tick, plus one tick: never before Clock::now(), and at most two
-  /// ticks (a few milliseconds) after it, which a timeout does not mind. A read of the coarse
-  /// clock costs a few nanoseconds; Clock::now() costs tens (it reads the time-stamp counter),
-  /// and set() runs several times per request.
-  static Clock::time_point coarse_now() {
-#ifdef CLOCK_MONOTONIC_COARSE
-    // steady_clock is CLOCK_MONOTONIC, of which the coarse clock is the value at the last tick.
-    static const Clock::duration tick = [] {
-      timespec res{};
-      if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) return Clock::duration(-1);
-      return std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(res.tv_sec) +
-                                                         std::chrono::nanoseconds(res.tv_nsec));
-    }();
-    timespec ts{};
-    if (tick.count() >= 0 && clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0) {
-      return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
-                 std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec))) +
-             tick;
-    }
-#endif
-    return Clock::now();
-  }
 
   static void arm(const std::shared_ptr<State>& sp) {
     auto& s = *sp;
