@@ -1,5 +1,5 @@
 #pragma once
-/// Private: sendmsg and recvmsg as plain system calls, for the proxy's hot path.
+/// Private: send, sendmsg and recvmsg as plain system calls, for the proxy's hot path.
 ///
 /// glibc's sendmsg and recvmsg are POSIX cancellation points: each call switches the thread to
 /// asynchronous cancellation and back around the system call (two atomic read-modify-writes on
@@ -12,6 +12,10 @@
 #include <unistd.h>
 
 namespace openstation::http::detail {
+
+inline ssize_t raw_send(int fd, const void* data, size_t size, int flags) {
+  return static_cast<ssize_t>(::syscall(SYS_sendto, fd, data, size, flags, nullptr, 0));
+}
 
 inline ssize_t raw_sendmsg(int fd, const msghdr* msg, int flags) {
   return static_cast<ssize_t>(::syscall(SYS_sendmsg, fd, msg, flags));

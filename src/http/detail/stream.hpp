@@ -16,6 +16,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -127,7 +128,7 @@ class DualStream {
     }
     if (total == 0 || !plain_->socket().is_open()) return write_rest(buffers, 0);
     std::size_t sent = 0;
-    if (!send_direct(parts.data(), count, sent, ec)) return std::nullopt;
+    if (!send_direct(parts.data(), count, total, sent, ec)) return std::nullopt;
     if (sent == total) return std::nullopt;
     // The kernel took part (or none) of it: the rest waits for the socket to be writable.
     return write_rest(buffers, sent);
@@ -135,6 +136,8 @@ class DualStream {
 
  private:
   static constexpr std::size_t kMaxDirectBuffers = 8;
+  /// Pieces of a direct write that add up to no more are gathered into one send (send_direct).
+  static constexpr std::size_t kGatherUpTo = 2048;
 
   /// The asynchronous part of a write: everything after the first `sent` bytes of `buffers`
   /// (taken by value: the caller's temporaries may be gone when this runs).
@@ -178,19 +181,37 @@ class DualStream {
   /// One non-blocking gathered send on the plain socket (raw_syscall.hpp). Returns false with `ec`
   /// set on a hard error; true otherwise, with `sent` bytes taken (0 when the socket buffer is
   /// full).
-  bool send_direct(const asio::const_buffer* parts, std::size_t count, std::size_t& sent,
-                   beast::error_code& ec) {
-    std::array<iovec, kMaxDirectBuffers> iov;
-    for (std::size_t i = 0; i < count; ++i) {
-      iov[i].iov_base = const_cast<void*>(parts[i].data());
-      iov[i].iov_len = parts[i].size();
+  bool send_direct(const asio::const_buffer* parts, std::size_t count, std::size_t total,
+                   std::size_t& sent, beast::error_code& ec) {
+    // One buffer goes out with send(2), which takes it as it is; sendmsg also copies in a
+    // message header and an I/O vector and walks them. A few pieces that add up to little (a
+    // head and a small body) are gathered here for that: copying a few hundred bytes costs less.
+    std::array<char, kGatherUpTo> flat;
+    const void* one = nullptr;
+    if (count == 1) {
+      one = parts[0].data();
+    } else if (total <= flat.size()) {
+      std::size_t at = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        std::memcpy(flat.data() + at, parts[i].data(), parts[i].size());
+        at += parts[i].size();
+      }
+      one = flat.data();
     }
+    std::array<iovec, kMaxDirectBuffers> iov;
     msghdr msg{};
-    msg.msg_iov = iov.data();
-    msg.msg_iovlen = count;
+    if (one == nullptr) {
+      for (std::size_t i = 0; i < count; ++i) {
+        iov[i].iov_base = const_cast<void*>(parts[i].data());
+        iov[i].iov_len = parts[i].size();
+      }
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = count;
+    }
+    const int fd = plain_->socket().native_handle();
     for (;;) {
-      const ssize_t r =
-          raw_sendmsg(plain_->socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t r = one != nullptr ? raw_send(fd, one, total, MSG_NOSIGNAL | MSG_DONTWAIT)
+                                       : raw_sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (r >= 0) {
         sent = static_cast<std::size_t>(r);
         return true;
