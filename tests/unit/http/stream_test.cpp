@@ -16,6 +16,7 @@
 
 #include <array>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -197,6 +198,57 @@ TEST(StreamWrite, WhatTheKernelCannotTakeGoesOnFromTheRightByte) {
   beast::error_code ec;
   auto rest = stream.start_write(bufs, ec);
   ASSERT_TRUE(rest.has_value()) << "the kernel took 24 MiB at once";
+  std::string received;
+  std::thread reader([&] {
+    char buf[65536];
+    while (received.size() < all.size()) {
+      const auto n = ::recv(p.peer.native_handle(), buf, sizeof buf, 0);
+      if (n <= 0) break;
+      received.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  beast::error_code rest_ec = asio::error::would_block;
+  asio::co_spawn(
+      p.ioc, [&]() -> asio::awaitable<void> { rest_ec = co_await std::move(*rest); },
+      asio::detached);
+  p.ioc.run_for(10s);
+  stream.tcp_layer().socket().close();  // a reader still waiting for missing bytes ends
+  reader.join();
+  EXPECT_FALSE(rest_ec) << rest_ec.message();
+  ASSERT_EQ(received.size(), all.size());
+  EXPECT_TRUE(received == all);
+}
+
+TEST(StreamWrite, SmallWritesGoOnFromTheRightByteWhenTheSocketFills) {
+  // Pieces that add up to 2 KiB or less go out gathered into one send(2), as does one buffer of
+  // any size: when the kernel takes only part of one (nobody reads), the rest goes on from the
+  // right byte of the caller's own pieces.
+  Pair p;
+  const int small = 8192;
+  ASSERT_EQ(::setsockopt(p.ours.native_handle(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  DualStream stream(std::move(p.ours));
+  std::string all;
+  std::array<std::string, 3> pieces;  // the last write's, alive until it is done
+  std::optional<asio::awaitable<beast::error_code>> rest;
+  bool gathered_last = false;
+  for (int i = 0; i < 100000 && !rest; ++i) {
+    pieces[0] = "head " + std::to_string(i) + "|";
+    pieces[1].assign(static_cast<std::size_t>(500 + i % 700), static_cast<char>('a' + i % 26));
+    pieces[2] = "|tail\n";
+    gathered_last = i % 2 == 0;
+    beast::error_code ec;
+    if (gathered_last) {
+      const std::array<asio::const_buffer, 3> bufs{asio::buffer(pieces[0]), asio::buffer(pieces[1]),
+                                                   asio::buffer(pieces[2])};
+      rest = stream.start_write(bufs, ec);
+      all += pieces[0] + pieces[1] + pieces[2];
+    } else {
+      rest = stream.start_write(asio::buffer(pieces[1]), ec);
+      all += pieces[1];
+    }
+    ASSERT_FALSE(ec) << ec.message();
+  }
+  ASSERT_TRUE(rest.has_value()) << "the socket never filled";
   std::string received;
   std::thread reader([&] {
     char buf[65536];
