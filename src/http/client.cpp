@@ -209,7 +209,7 @@ Awaitable<core::Result<Connection>> Connection::connect(asio::any_io_executor ex
                                                         std::optional<TlsClientOptions> tls) {
   std::unique_ptr<Impl> impl;
   if (tls) {
-    auto ctx = detail::make_client_context(*tls);
+    auto ctx = detail::shared_client_context(*tls);
     if (!ctx) co_return ctx.error();
     impl = std::make_unique<Impl>(ex, std::move(*ctx));
   } else {

@@ -21,8 +21,11 @@
 
 #include <array>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -506,6 +509,34 @@ core::Result<std::shared_ptr<ssl::context>> make_client_context(const TlsClientO
     ERR_clear_error();  // no system store: verification will fail and say so
   }
   return ctx;
+}
+
+core::Result<std::shared_ptr<ssl::context>> shared_client_context(const TlsClientOptions& opt) {
+  // What the context depends on (not the server name: that is set per connection).
+  std::string key;
+  key.append(opt.ca_file).append(1, '\0').append(opt.pinned_sha256).append(1, '\0');
+  key.append(opt.insecure_skip_verify ? "1" : "0");
+  if (!opt.ca_file.empty()) {
+    std::error_code time_ec;
+    std::error_code size_ec;
+    const auto written = std::filesystem::last_write_time(opt.ca_file, time_ec);
+    const auto size = std::filesystem::file_size(opt.ca_file, size_ec);
+    if (!time_ec && !size_ec) {
+      key.append(1, '\0').append(std::to_string(written.time_since_epoch().count()));
+      key.append(1, '\0').append(std::to_string(size));
+    }
+  }
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<ssl::context>> made;
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = made.find(key); it != made.end()) return it->second;
+  }
+  auto ctx = make_client_context(opt);
+  if (!ctx) return ctx;
+  std::lock_guard lock(mutex);
+  if (made.size() >= 32) made.clear();  // options that keep changing: keep only the recent ones
+  return made.try_emplace(key, std::move(*ctx)).first->second;
 }
 
 void prepare_client_ssl(SSL* ssl, const TlsClientOptions& opt, const std::string& host) {

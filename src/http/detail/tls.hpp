@@ -23,6 +23,15 @@ core::Result<std::shared_ptr<boost::asio::ssl::context>> make_server_context(
 core::Result<std::shared_ptr<boost::asio::ssl::context>> make_client_context(
     const TlsClientOptions& opt);
 
+/// make_client_context's context for `opt`, made once and shared by the connections made with
+/// the same options: making one costs milliseconds of CPU (OpenSSL's defaults, a CA file or the
+/// system's store parsed), which a client that connects every few seconds (an agent's
+/// heartbeat) paid each time. A CA file is looked at on every call (its modification time and
+/// size): a replaced file gets a new context. The system's store is read once per process.
+/// Errors as make_client_context's (not kept: the next call tries again).
+core::Result<std::shared_ptr<boost::asio::ssl::context>> shared_client_context(
+    const TlsClientOptions& opt);
+
 /// Sets up one client connection before its handshake: SNI, and the verification mode and the
 /// expected host name (or IP address) by `opt`'s rules.
 void prepare_client_ssl(SSL* ssl, const TlsClientOptions& opt, const std::string& host);

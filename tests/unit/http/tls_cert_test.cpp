@@ -1,5 +1,6 @@
 // The certificate helpers: self-signed generation (files, modes, SANs, idempotence), fingerprints
 // and their normalisation.
+#include "http/detail/tls.hpp"
 #include "http/tls.hpp"
 #include "support/temp_dir.hpp"
 
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -193,6 +195,37 @@ TEST_F(TlsCertTest, FingerprintFormatAndStability) {
   auto junk = certificate_fingerprint(dir_ / "junk.crt");
   ASSERT_FALSE(junk);
   EXPECT_EQ(junk.error().code, "http.tls_cert");
+}
+
+TEST_F(TlsCertTest, ClientContextsAreSharedUntilTheCaFileChanges) {
+  const auto ca = dir_ / "ca.pem";
+  TlsClientOptions opt;
+  opt.ca_file = ca.string();
+  // A missing file is an error, and not remembered: the call after it is there succeeds.
+  auto missing = detail::shared_client_context(opt);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, "http.tls_ca");
+  ASSERT_TRUE(ensure_self_signed_certificate(ca, dir_ / "key.pem", {"localhost"}));
+  auto a = detail::shared_client_context(opt);
+  ASSERT_TRUE(a) << a.error().message;
+  auto b = detail::shared_client_context(opt);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(a->get(), b->get());
+  opt.server_name = "other.example";  // set per connection: the same context
+  EXPECT_EQ(detail::shared_client_context(opt)->get(), a->get());
+  auto insecure = opt;
+  insecure.insecure_skip_verify = true;
+  EXPECT_NE(detail::shared_client_context(insecure)->get(), a->get());
+  // The CA file replaced (a new certificate, written later): a new context that trusts it.
+  const auto before = fs::last_write_time(ca);
+  fs::remove(ca);
+  fs::remove(dir_ / "key.pem");
+  ASSERT_TRUE(ensure_self_signed_certificate(ca, dir_ / "key.pem", {"localhost"}));
+  fs::last_write_time(ca, before + std::chrono::seconds(1));
+  auto c = detail::shared_client_context(opt);
+  ASSERT_TRUE(c);
+  EXPECT_NE(c->get(), a->get());
+  EXPECT_EQ(detail::shared_client_context(opt)->get(), c->get());
 }
 
 TEST(TlsFingerprint, NormalizeAcceptsEveryFormAndRejectsOthers) {
