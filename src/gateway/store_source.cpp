@@ -27,20 +27,28 @@ StoreSource::~StoreSource() {
 }
 
 bool StoreSource::refresh() {
+  std::lock_guard lock(refresh_mutex_);
   auto k = load_key_records(store_);
   if (!k) {
     spdlog::warn("gateway: reading API keys failed, keeping the previous ones: {}",
                  k.error().message);
     return false;
   }
-  auto r = load_routes(store_, loads_);
-  if (!r) {
+  auto services = server::load_gateway_services(store_);
+  if (!services) {
     spdlog::warn("gateway: reading services failed, keeping the previous routes: {}",
-                 r.error().message);
+                 services.error().message);
     return false;
   }
-  keys_.store(std::make_shared<const server::auth::KeySnapshot>(std::move(*k)));
-  routes_.store(std::make_shared<const RouteTable>(std::move(*r)));
+  if (!built_ || *k != built_keys_) {
+    built_keys_ = *k;
+    keys_.store(std::make_shared<const server::auth::KeySnapshot>(std::move(*k)));
+  }
+  if (!built_ || *services != built_services_) {
+    routes_.store(std::make_shared<const RouteTable>(routes_from(*services, loads_)));
+    built_services_ = std::move(*services);
+  }
+  built_ = true;
   return true;
 }
 

@@ -2,7 +2,8 @@
 /// Feeds the gateway from the store, in the process that owns the store (the server and the
 /// all-in-one `openstation start`): the API keys (with their users' state) as a KeySnapshot and
 /// the services' routable instances as a RouteTable, rebuilt by a background thread every
-/// `interval` or at once on `trigger()`, and swapped atomically. A request never waits for it.
+/// `interval` or at once on `trigger()`, and swapped atomically when they changed. A request never
+/// waits for it.
 ///
 /// Routable: an instance in state running (draining ones are listed as draining, so their
 /// in-flight requests finish while no new ones arrive) with a port, on a node with an address.
@@ -12,9 +13,11 @@
 #include "core/periodic.hpp"
 #include "gateway/route_table.hpp"
 #include "server/auth/api_key.hpp"
+#include "server/gateway_feed.hpp"
 #include "store/store.hpp"
 
 #include <chrono>
+#include <mutex>
 #include <vector>
 
 namespace openstation::gateway {
@@ -33,8 +36,10 @@ class StoreSource {
   StoreSource(const StoreSource&) = delete;
   StoreSource& operator=(const StoreSource&) = delete;
 
-  /// Rebuilds both snapshots now, on the calling thread. False (and the old snapshots kept) when
-  /// the store failed.
+  /// Reads keys and services now, on the calling thread, and replaces the snapshots when either
+  /// changed since the last read. Unchanged (the usual case), the holders keep theirs: the I/O
+  /// threads keep their copies, and their memos of the keys they authenticated. False (and the
+  /// old snapshots kept) when the store failed.
   bool refresh();
   /// Starts the thread (after one synchronous refresh).
   void start();
@@ -48,6 +53,11 @@ class StoreSource {
   RouteTableHolder& routes_;
   LoadRegistry& loads_;
   std::chrono::milliseconds interval_;
+  // What the snapshots were built from (refresh() runs on one thread at a time).
+  std::mutex refresh_mutex_;
+  bool built_ = false;
+  std::vector<server::auth::KeyRecord> built_keys_;
+  std::vector<server::GatewayService> built_services_;
   core::Periodic refresher_;
 };
 

@@ -83,6 +83,7 @@ struct KeyRecord {
   /// Models (service Model IDs) the key may call; empty means every model. Sorted and
   /// de-duplicated when a snapshot is built.
   std::vector<std::string> allowed_models;
+  bool operator==(const KeyRecord&) const = default;
 };
 
 /// Who a request acts for: the key that authenticated it. Holds the snapshot's record, so it stays

@@ -84,6 +84,74 @@ TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
   EXPECT_EQ(revoked.error().code, "auth.key_revoked");
 }
 
+TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
+  // A refresh every second that changed nothing must leave the I/O threads' copies (and their
+  // memos of the keys they authenticated) alone.
+  const auto alice = user("alice");
+  const auto k = server::auth::generate_api_key();
+  store::ApiKey a;
+  a.user_id = alice.id;
+  a.prefix = k.prefix;
+  a.secret_hash = k.hash;
+  ASSERT_TRUE(store_->api_keys().create(a));
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  StoreSource src(*store_, keys, routes, loads, 1h);
+  ASSERT_TRUE(src.refresh());
+  const auto key_gen = keys.generation();
+  const auto route_gen = routes.generation();
+  const auto key_snapshot = keys.load();
+  ASSERT_TRUE(src.refresh());
+  ASSERT_TRUE(src.refresh());
+  EXPECT_EQ(keys.generation(), key_gen);
+  EXPECT_EQ(routes.generation(), route_gen);
+  EXPECT_EQ(keys.load(), key_snapshot);
+
+  // A key revoked: a new key snapshot, the same routes.
+  const auto now = core::SystemClock().now();
+  auto stored = store_->api_keys().get_by_name(k.prefix);
+  ASSERT_TRUE(stored);
+  stored->revoked_at = now;
+  ASSERT_TRUE(store_->api_keys().update(*stored));
+  ASSERT_TRUE(src.refresh());
+  EXPECT_EQ(keys.generation(), key_gen + 1);
+  EXPECT_EQ(routes.generation(), route_gen);
+  auto revoked = keys.load()->authenticate("Bearer " + k.text, now);
+  ASSERT_FALSE(revoked);
+  EXPECT_EQ(revoked.error().code, "auth.key_revoked");
+
+  // A service with a running instance: new routes, the same key snapshot.
+  store::Model m;
+  m.name = "model-a";
+  m.path = "/models/a";
+  auto model = store_->models().create(m);
+  ASSERT_TRUE(model) << model.error().message;
+  store::Node n;
+  n.name = "node-1";
+  n.address = "10.0.0.7";
+  n.token_hash = "h";
+  auto node = store_->nodes().create(n);
+  ASSERT_TRUE(node) << node.error().message;
+  store::Service svc;
+  svc.name = "chat";
+  svc.model_id = model->id;
+  auto service = store_->services().create(svc);
+  ASSERT_TRUE(service) << service.error().message;
+  store::Instance i;
+  i.service_id = service->id;
+  i.state = store::InstanceState::running;
+  i.port = 40001;
+  i.node_ids = {node->id};
+  ASSERT_TRUE(store_->instances().create(i));
+  ASSERT_TRUE(src.refresh());
+  EXPECT_EQ(keys.generation(), key_gen + 1);
+  EXPECT_EQ(routes.generation(), route_gen + 1);
+  ASSERT_NE(routes.load()->find("chat"), nullptr);
+  ASSERT_TRUE(src.refresh());
+  EXPECT_EQ(routes.generation(), route_gen + 1);
+}
+
 TEST_F(StoreSourceTest, RoutesListRunningAndDrainingInstancesOnly) {
   store::Model m;
   m.name = "model-a";
