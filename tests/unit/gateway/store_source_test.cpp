@@ -36,6 +36,63 @@ class StoreSourceTest : public ::testing::Test {
     return *r;
   }
 
+  /// A new key of `u` (allowed `models`: all when empty), stored; its text authenticates.
+  server::auth::GeneratedApiKey key_of(const store::User& u, std::vector<std::string> models = {}) {
+    const auto k = server::auth::generate_api_key();
+    store::ApiKey a;
+    a.user_id = u.id;
+    a.name = "laptop";
+    a.prefix = k.prefix;
+    a.secret_hash = k.hash;
+    a.allowed_models = std::move(models);
+    auto r = store_->api_keys().create(a);
+    EXPECT_TRUE(r) << r.error().message;
+    return k;
+  }
+  /// Revokes the stored key with `prefix` at `now`.
+  void revoke(const std::string& prefix, core::Clock::TimePoint now) {
+    auto stored = store_->api_keys().get_by_name(prefix);
+    ASSERT_TRUE(stored);
+    stored->revoked_at = now;
+    ASSERT_TRUE(store_->api_keys().update(*stored));
+  }
+
+  /// A service "chat" of a model, and a node at 10.0.0.7 for its instances.
+  struct Chat {
+    std::string service_id;
+    std::string node_id;
+  };
+  Chat chat_service() {
+    store::Model m;
+    m.name = "model-a";
+    m.path = "/models/a";
+    auto model = store_->models().create(m);
+    EXPECT_TRUE(model) << model.error().message;
+    store::Node n;
+    n.name = "node-1";
+    n.address = "10.0.0.7";
+    n.token_hash = "h";
+    auto node = store_->nodes().create(n);
+    EXPECT_TRUE(node) << node.error().message;
+    store::Service s;
+    s.name = "chat";
+    s.model_id = model ? model->id : "";
+    auto svc = store_->services().create(s);
+    EXPECT_TRUE(svc) << svc.error().message;
+    return {svc ? svc->id : "", node ? node->id : ""};
+  }
+  /// An instance of `chat` in state `st` on `port`; its id.
+  std::string add_instance(const Chat& chat, store::InstanceState st, int port) {
+    store::Instance i;
+    i.service_id = chat.service_id;
+    i.state = st;
+    i.port = port;
+    i.node_ids = {chat.node_id};
+    auto r = store_->instances().create(i);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->id : "";
+  }
+
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> store_;
 };
@@ -43,20 +100,8 @@ class StoreSourceTest : public ::testing::Test {
 TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
   const auto alice = user("alice");
   const auto bob = user("bob", true);
-  const auto k1 = server::auth::generate_api_key();
-  const auto k2 = server::auth::generate_api_key();
-  store::ApiKey a;
-  a.user_id = alice.id;
-  a.name = "laptop";
-  a.prefix = k1.prefix;
-  a.secret_hash = k1.hash;
-  a.allowed_models = {"m"};
-  ASSERT_TRUE(store_->api_keys().create(a));
-  store::ApiKey b;
-  b.user_id = bob.id;
-  b.prefix = k2.prefix;
-  b.secret_hash = k2.hash;
-  ASSERT_TRUE(store_->api_keys().create(b));
+  const auto k1 = key_of(alice, {"m"});
+  const auto k2 = key_of(bob);
 
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
@@ -74,10 +119,7 @@ TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
   EXPECT_EQ(disabled.error().code, "auth.user_disabled");
 
   // Revoking shows after the next refresh.
-  auto stored = store_->api_keys().get_by_name(k1.prefix);
-  ASSERT_TRUE(stored);
-  stored->revoked_at = now;
-  ASSERT_TRUE(store_->api_keys().update(*stored));
+  revoke(k1.prefix, now);
   ASSERT_TRUE(src.refresh());
   auto revoked = keys.load()->authenticate("Bearer " + k1.text, now);
   ASSERT_FALSE(revoked);
@@ -88,12 +130,7 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
   // A refresh every second that changed nothing must leave the I/O threads' copies (and their
   // memos of the keys they authenticated) alone.
   const auto alice = user("alice");
-  const auto k = server::auth::generate_api_key();
-  store::ApiKey a;
-  a.user_id = alice.id;
-  a.prefix = k.prefix;
-  a.secret_hash = k.hash;
-  ASSERT_TRUE(store_->api_keys().create(a));
+  const auto k = key_of(alice);
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
   LoadRegistry loads;
@@ -110,10 +147,7 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
 
   // A key revoked: a new key snapshot, the same routes.
   const auto now = core::SystemClock().now();
-  auto stored = store_->api_keys().get_by_name(k.prefix);
-  ASSERT_TRUE(stored);
-  stored->revoked_at = now;
-  ASSERT_TRUE(store_->api_keys().update(*stored));
+  revoke(k.prefix, now);
   ASSERT_TRUE(src.refresh());
   EXPECT_EQ(keys.generation(), key_gen + 1);
   EXPECT_EQ(routes.generation(), route_gen);
@@ -122,28 +156,7 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
   EXPECT_EQ(revoked.error().code, "auth.key_revoked");
 
   // A service with a running instance: new routes, the same key snapshot.
-  store::Model m;
-  m.name = "model-a";
-  m.path = "/models/a";
-  auto model = store_->models().create(m);
-  ASSERT_TRUE(model) << model.error().message;
-  store::Node n;
-  n.name = "node-1";
-  n.address = "10.0.0.7";
-  n.token_hash = "h";
-  auto node = store_->nodes().create(n);
-  ASSERT_TRUE(node) << node.error().message;
-  store::Service svc;
-  svc.name = "chat";
-  svc.model_id = model->id;
-  auto service = store_->services().create(svc);
-  ASSERT_TRUE(service) << service.error().message;
-  store::Instance i;
-  i.service_id = service->id;
-  i.state = store::InstanceState::running;
-  i.port = 40001;
-  i.node_ids = {node->id};
-  ASSERT_TRUE(store_->instances().create(i));
+  add_instance(chat_service(), store::InstanceState::running, 40001);
   ASSERT_TRUE(src.refresh());
   EXPECT_EQ(keys.generation(), key_gen + 1);
   EXPECT_EQ(routes.generation(), route_gen + 1);
@@ -153,32 +166,8 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
 }
 
 TEST_F(StoreSourceTest, RoutesListRunningAndDrainingInstancesOnly) {
-  store::Model m;
-  m.name = "model-a";
-  m.path = "/models/a";
-  auto model = store_->models().create(m);
-  ASSERT_TRUE(model) << model.error().message;
-  store::Node n;
-  n.name = "node-1";
-  n.address = "10.0.0.7";
-  n.token_hash = "h";
-  auto node = store_->nodes().create(n);
-  ASSERT_TRUE(node) << node.error().message;
-  store::Service s;
-  s.name = "chat";
-  s.model_id = model->id;
-  auto svc = store_->services().create(s);
-  ASSERT_TRUE(svc) << svc.error().message;
-  auto add = [&](store::InstanceState st, int port) {
-    store::Instance i;
-    i.service_id = svc->id;
-    i.state = st;
-    i.port = port;
-    i.node_ids = {node->id};
-    auto r = store_->instances().create(i);
-    EXPECT_TRUE(r) << r.error().message;
-    return r->id;
-  };
+  const auto chat = chat_service();
+  auto add = [&](store::InstanceState st, int port) { return add_instance(chat, st, port); };
   const auto running = add(store::InstanceState::running, 40001);
   const auto draining = add(store::InstanceState::draining, 40002);
   add(store::InstanceState::starting, 40003);

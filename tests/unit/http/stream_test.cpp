@@ -167,6 +167,31 @@ TEST(DrainRead, AReadAfterAnEmptyingOneWakesForLaterBytesAndTheEnd) {
   EXPECT_EQ(got, (std::vector<std::string>{"first", "second", "<eof>"}));
 }
 
+/// Runs the rest of a write that the kernel did not take at once while the peer reads, and
+/// checks that the peer got exactly `all`.
+void finish_and_read(Pair& p, DualStream& stream, asio::awaitable<beast::error_code> rest,
+                     const std::string& all) {
+  std::string received;
+  std::thread reader([&] {
+    char buf[65536];
+    while (received.size() < all.size()) {
+      const auto n = ::recv(p.peer.native_handle(), buf, sizeof buf, 0);
+      if (n <= 0) break;
+      received.append(buf, static_cast<std::size_t>(n));
+    }
+  });
+  beast::error_code rest_ec = asio::error::would_block;
+  asio::co_spawn(
+      p.ioc, [&]() -> asio::awaitable<void> { rest_ec = co_await std::move(rest); },
+      asio::detached);
+  p.ioc.run_for(10s);
+  stream.tcp_layer().socket().close();  // a reader still waiting for missing bytes ends
+  reader.join();
+  EXPECT_FALSE(rest_ec) << rest_ec.message();
+  ASSERT_EQ(received.size(), all.size());
+  EXPECT_TRUE(received == all);
+}
+
 TEST(StreamWrite, WhatTheKernelTakesAtOnceNeedsNoAwaitable) {
   Pair p;
   DualStream stream(std::move(p.ours));
@@ -198,25 +223,7 @@ TEST(StreamWrite, WhatTheKernelCannotTakeGoesOnFromTheRightByte) {
   beast::error_code ec;
   auto rest = stream.start_write(bufs, ec);
   ASSERT_TRUE(rest.has_value()) << "the kernel took 24 MiB at once";
-  std::string received;
-  std::thread reader([&] {
-    char buf[65536];
-    while (received.size() < all.size()) {
-      const auto n = ::recv(p.peer.native_handle(), buf, sizeof buf, 0);
-      if (n <= 0) break;
-      received.append(buf, static_cast<std::size_t>(n));
-    }
-  });
-  beast::error_code rest_ec = asio::error::would_block;
-  asio::co_spawn(
-      p.ioc, [&]() -> asio::awaitable<void> { rest_ec = co_await std::move(*rest); },
-      asio::detached);
-  p.ioc.run_for(10s);
-  stream.tcp_layer().socket().close();  // a reader still waiting for missing bytes ends
-  reader.join();
-  EXPECT_FALSE(rest_ec) << rest_ec.message();
-  ASSERT_EQ(received.size(), all.size());
-  EXPECT_TRUE(received == all);
+  finish_and_read(p, stream, std::move(*rest), all);
 }
 
 TEST(StreamWrite, SmallWritesGoOnFromTheRightByteWhenTheSocketFills) {
@@ -249,25 +256,7 @@ TEST(StreamWrite, SmallWritesGoOnFromTheRightByteWhenTheSocketFills) {
     ASSERT_FALSE(ec) << ec.message();
   }
   ASSERT_TRUE(rest.has_value()) << "the socket never filled";
-  std::string received;
-  std::thread reader([&] {
-    char buf[65536];
-    while (received.size() < all.size()) {
-      const auto n = ::recv(p.peer.native_handle(), buf, sizeof buf, 0);
-      if (n <= 0) break;
-      received.append(buf, static_cast<std::size_t>(n));
-    }
-  });
-  beast::error_code rest_ec = asio::error::would_block;
-  asio::co_spawn(
-      p.ioc, [&]() -> asio::awaitable<void> { rest_ec = co_await std::move(*rest); },
-      asio::detached);
-  p.ioc.run_for(10s);
-  stream.tcp_layer().socket().close();  // a reader still waiting for missing bytes ends
-  reader.join();
-  EXPECT_FALSE(rest_ec) << rest_ec.message();
-  ASSERT_EQ(received.size(), all.size());
-  EXPECT_TRUE(received == all);
+  finish_and_read(p, stream, std::move(*rest), all);
 }
 
 TEST(StreamWrite, AWriteOnAClosedSocketReportsTheError) {
