@@ -31,7 +31,10 @@ std::string base_url(std::string url) {
 
 AgentClient::AgentClient(std::string server_url, std::chrono::milliseconds timeout,
                          http::TlsClientOptions tls)
-    : base_(base_url(std::move(server_url))), timeout_(timeout), tls_(std::move(tls)) {}
+    : base_(base_url(std::move(server_url))),
+      timeout_(timeout),
+      tls_(std::move(tls)),
+      heartbeats_(std::make_shared<http::KeptClient>(tls_)) {}
 
 core::Result<NodeIdentity> AgentClient::register_node(const RegisterRequest& request) const {
   http::Client client(tls_);
@@ -43,9 +46,8 @@ core::Result<NodeIdentity> AgentClient::register_node(const RegisterRequest& req
 
 core::Result<HeartbeatResponse> AgentClient::heartbeat(const NodeIdentity& id,
                                                        const HeartbeatRequest& request) const {
-  http::Client client(tls_);
-  auto r = client.post_json(base_ + std::string(kHeartbeatPath), to_json(request), timeout_,
-                            {{"Authorization", "Bearer " + id.node_token}});
+  auto r = heartbeats_->post_json(base_ + std::string(kHeartbeatPath), to_json(request), timeout_,
+                                  {{"Authorization", "Bearer " + id.node_token}});
   if (!r) return r.error();
   if (r->status < 200 || r->status >= 300) return server_error(*r, "heartbeat");
   return parse_heartbeat_response(r->body);

@@ -1,7 +1,8 @@
 #pragma once
 /// The agent's side of the protocol (protocol.hpp): register, heartbeat and the long-poll watch
-/// of assignments, over the blocking http::Client. Every call is one HTTP request; retrying with
-/// backoff is the daemon's business (daemon.hpp).
+/// of assignments, over the blocking http::Client (heartbeats over an http::KeptClient, which
+/// keeps its connection). Every call is one HTTP request; retrying with backoff is the daemon's
+/// business (daemon.hpp).
 
 #include "agent/protocol.hpp"
 #include "core/error.hpp"
@@ -9,15 +10,20 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
+
+namespace openstation::http {
+class KeptClient;
+}  // namespace openstation::http
 
 namespace openstation::agent {
 
-/// Calls the control plane at `server_url` ("http://host:32206"). Thread-safe (calls share
-/// nothing). Errors of every call: "http.connect", "http.timeout", "http.read"… (unavailable)
-/// when the server cannot be reached; "agent.unauthorized" (unauthorized) on 401;
-/// "agent.server_error" carrying the server's own error code and message on other non-2xx
-/// answers; the protocol's parse errors on a malformed answer.
+/// Calls the control plane at `server_url` ("http://host:32206"). Thread-safe (heartbeats,
+/// which share a connection, are serialised; the other calls share nothing). Errors of every call:
+/// "http.connect", "http.timeout", "http.read"… (unavailable) when the server cannot be reached;
+/// "agent.unauthorized" (unauthorized) on 401; "agent.server_error" carrying the server's own error
+/// code and message on other non-2xx answers; the protocol's parse errors on a malformed answer.
 class AgentClient {
  public:
   /// `timeout` bounds register and heartbeat; a watch waits `wait` plus `timeout`. `tls` says
@@ -42,6 +48,9 @@ class AgentClient {
   std::string base_;
   std::chrono::milliseconds timeout_;
   http::TlsClientOptions tls_;
+  /// Heartbeats go over one kept connection (shared by copies of this client): a new TCP
+  /// connection and TLS handshake every few seconds cost both sides more than the heartbeat.
+  std::shared_ptr<http::KeptClient> heartbeats_;
 };
 
 }  // namespace openstation::agent

@@ -13,6 +13,8 @@
 #include <array>
 #include <charconv>
 #include <limits>
+#include <mutex>
+#include <optional>
 #include <string_view>
 #include <tuple>
 
@@ -496,6 +498,91 @@ core::Result<Response> Client::post_json(std::string_view url, std::string json,
   Headers h = headers;
   h.set("Content-Type", "application/json");
   return request("POST", url, h, std::move(json), timeout);
+}
+
+struct KeptClient::State {
+  explicit State(TlsClientOptions t) : tls(std::move(t)) {}
+  TlsClientOptions tls;
+  std::mutex mutex;
+  asio::io_context ioc{1};
+  std::string server;              ///< scheme://host:port of `conn`
+  std::optional<Connection> conn;  ///< destroyed before `ioc`
+  std::uint64_t connections = 0;
+};
+
+KeptClient::KeptClient(TlsClientOptions tls) : state_(std::make_unique<State>(std::move(tls))) {}
+
+KeptClient::~KeptClient() {
+  if (state_) state_->conn.reset();
+}
+
+core::Result<Response> KeptClient::request(std::string_view method, std::string_view url,
+                                           const Headers& headers, std::string body,
+                                           std::chrono::milliseconds timeout,
+                                           std::uint64_t body_limit) {
+  auto u = parse_url(url);
+  if (!u) return u.error();
+  auto& st = *state_;
+  std::lock_guard lock(st.mutex);
+  const std::string server = u->scheme + "://" + u->host + ":" + std::to_string(u->port);
+  if (server != st.server) {
+    st.conn.reset();
+    st.server = server;
+  }
+  std::optional<TlsClientOptions> tls;
+  if (u->scheme == "https") tls = st.tls;
+  Request req;
+  req.method = std::string(method);
+  req.target = u->target;
+  req.headers = headers;
+  req.body = std::move(body);
+  std::optional<core::Result<Response>> out;
+  asio::co_spawn(
+      st.ioc,
+      [&]() -> Awaitable<void> {
+        if (st.conn && st.conn->reusable()) {
+          auto r = co_await st.conn->request(req, timeout, body_limit);
+          // Sent again on a new connection only when the kept one failed before an answer.
+          if (r || (r.error().code != "http.send" && r.error().code != "http.read")) {
+            out.emplace(std::move(r));
+            co_return;
+          }
+        }
+        st.conn.reset();
+        auto c =
+            co_await Connection::connect(st.ioc.get_executor(), u->host, u->port, timeout, tls);
+        if (!c) {
+          out.emplace(c.error());
+          co_return;
+        }
+        ++st.connections;
+        st.conn.emplace(std::move(*c));
+        out.emplace(co_await st.conn->request(req, timeout, body_limit));
+      },
+      asio::detached);
+  // Until this call's coroutine is done: a kept connection's idle deadline timer may still be
+  // pending, and must not hold the call up.
+  st.ioc.restart();
+  while (!out && st.ioc.run_one() > 0) {
+  }
+  if (st.conn && (!out || !*out || !st.conn->reusable())) st.conn.reset();
+  if (!out) {
+    return core::Error(core::Errc::internal, "http.internal", "the request did not complete");
+  }
+  return std::move(*out);
+}
+
+core::Result<Response> KeptClient::post_json(std::string_view url, std::string json,
+                                             std::chrono::milliseconds timeout,
+                                             const Headers& headers) {
+  Headers h = headers;
+  h.set("Content-Type", "application/json");
+  return request("POST", url, h, std::move(json), timeout);
+}
+
+std::uint64_t KeptClient::connections() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->connections;
 }
 
 }  // namespace openstation::http

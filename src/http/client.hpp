@@ -141,4 +141,34 @@ class Client {
   TlsClientOptions tls_;
 };
 
+/// A blocking client that keeps its connection from one call to the next, for a caller that asks
+/// the same server every few seconds (an agent's heartbeat): each call then pays neither a TCP
+/// connect nor a TLS handshake, on either side. Calls are serialised (one connection). A URL of
+/// another server replaces the connection. When a kept connection fails at the send or before
+/// the answer's head (the server closed it while it was idle), the request is sent once more on
+/// a new one: for requests that may be repeated.
+class KeptClient {
+ public:
+  explicit KeptClient(TlsClientOptions tls = {});
+  ~KeptClient();
+  KeptClient(const KeptClient&) = delete;
+  KeptClient& operator=(const KeptClient&) = delete;
+
+  /// As Client::request, on the kept connection.
+  core::Result<Response> request(std::string_view method, std::string_view url,
+                                 const Headers& headers = {}, std::string body = {},
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                 std::uint64_t body_limit = 64ull << 20);
+  /// POST of a JSON body.
+  core::Result<Response> post_json(std::string_view url, std::string json,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                   const Headers& headers = {});
+  /// Connections made so far (a new one per server change or lost connection).
+  std::uint64_t connections() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 }  // namespace openstation::http

@@ -677,3 +677,40 @@ TEST_F(ServerTest, ClientTimeoutOnSlowServer) {
 
 }  // namespace
 }  // namespace openstation::http
+
+namespace openstation::http {
+namespace {
+
+TEST_F(ServerTest, AKeptClientUsesOneConnectionAndReplacesOneTheServerClosed) {
+  ServerOptions o;
+  o.idle_timeout = 200ms;
+  start(o);
+  KeptClient kept;
+  for (int i = 0; i < 3; ++i) {
+    const std::string body = "{\"n\":" + std::to_string(i) + "}";
+    auto r = kept.post_json(url(*server_, "/echo"), body, 5s);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->body, body);
+  }
+  EXPECT_EQ(kept.connections(), 1u);
+  EXPECT_EQ(server_->connections(), 1u);
+  // Idle past the server's keep-alive wait: the server closed it, and the next call is sent on a
+  // new connection.
+  std::this_thread::sleep_for(600ms);
+  const auto before = std::chrono::steady_clock::now();
+  auto r = kept.request("GET", url(*server_, "/hello"), {}, {}, 30s);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(kept.connections(), 2u);
+  // Not held up by the deadline of the connection it kept (30 s here).
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 10s);
+  // Another server: another connection.
+  auto other = kept.request("GET", "http://127.0.0.1:1/hello", {}, {}, 2s);
+  EXPECT_FALSE(other);
+  auto again = kept.request("GET", url(*server_, "/hello"), {}, {}, 5s);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(kept.connections(), 3u);
+}
+
+}  // namespace
+}  // namespace openstation::http
