@@ -116,12 +116,12 @@ class CallLogRing {
 /// store), and one consumer at a time takes published records, oldest first. Slots live in
 /// chunks that go back to the producer once taken, so a lane in steady use allocates nothing.
 ///
-/// A slot holds a record's numbers in one cache line, and its strings only where they differ
-/// from the lane's record before (the user, key, model, instance and error of a thread's
-/// requests mostly repeat): the producer compares them with copies of its own, and the consumer
-/// keeps the last of each. A record then costs the producer one line that the consumer read
-/// last. A shared queue under a lock made every request wait, at the unlock, for the stores of a
-/// whole record (five strings, five lines or more) into a slot the flushing thread had read.
+/// A slot holds a record's numbers in 56 bytes (under a cache line), and its strings only where
+/// they differ from the lane's record before (the user, key, model, instance and error of a
+/// thread's requests mostly repeat): the producer compares them with copies of its own, and the
+/// consumer keeps the last of each. A record then costs the producer one line that the consumer
+/// read last. A shared queue under a lock made every request wait, at the unlock, for the stores of
+/// a whole record (five strings, five lines or more) into a slot the flushing thread had read.
 class CallLogLane {
  public:
   CallLogLane();

@@ -457,19 +457,49 @@ void Connection::close() {
   impl_->broken = true;
 }
 
+namespace {
+
+/// What a blocking client sends for `method` to `u`: its target, `headers` and `body`.
+Request request_to(const Url& u, std::string_view method, const Headers& headers,
+                   std::string body) {
+  Request req;
+  req.method = std::string(method);
+  req.target = u.target;
+  req.headers = headers;
+  req.body = std::move(body);
+  return req;
+}
+
+/// The TLS settings for `u`: `tls` for an https:// URL, none for http://.
+std::optional<TlsClientOptions> tls_for(const Url& u, const TlsClientOptions& tls) {
+  if (u.scheme == "https") return tls;
+  return std::nullopt;
+}
+
+/// `headers` with the JSON content type (post_json).
+Headers with_json_type(Headers headers) {
+  headers.set("Content-Type", "application/json");
+  return headers;
+}
+
+/// The answer a blocking call's coroutine left in `out`.
+core::Result<Response> outcome(std::optional<core::Result<Response>>& out) {
+  if (!out) {
+    return core::Error(core::Errc::internal, "http.internal", "the request did not complete");
+  }
+  return std::move(*out);
+}
+
+}  // namespace
+
 core::Result<Response> Client::request(std::string_view method, std::string_view url,
                                        const Headers& headers, std::string body,
                                        std::chrono::milliseconds timeout,
                                        std::uint64_t body_limit) const {
   auto u = parse_url(url);
   if (!u) return u.error();
-  std::optional<TlsClientOptions> tls;
-  if (u->scheme == "https") tls = tls_;
-  Request req;
-  req.method = std::string(method);
-  req.target = u->target;
-  req.headers = headers;
-  req.body = std::move(body);
+  const auto tls = tls_for(*u, tls_);
+  Request req = request_to(*u, method, headers, std::move(body));
   if (!req.headers.has("Connection")) req.headers.set("Connection", "close");
   asio::io_context ioc;
   std::optional<core::Result<Response>> out;
@@ -486,18 +516,13 @@ core::Result<Response> Client::request(std::string_view method, std::string_view
       },
       asio::detached);
   ioc.run();
-  if (!out) {
-    return core::Error(core::Errc::internal, "http.internal", "the request did not complete");
-  }
-  return std::move(*out);
+  return outcome(out);
 }
 
 core::Result<Response> Client::post_json(std::string_view url, std::string json,
                                          std::chrono::milliseconds timeout,
                                          const Headers& headers) const {
-  Headers h = headers;
-  h.set("Content-Type", "application/json");
-  return request("POST", url, h, std::move(json), timeout);
+  return request("POST", url, with_json_type(headers), std::move(json), timeout);
 }
 
 struct KeptClient::State {
@@ -529,13 +554,8 @@ core::Result<Response> KeptClient::request(std::string_view method, std::string_
     st.conn.reset();
     st.server = server;
   }
-  std::optional<TlsClientOptions> tls;
-  if (u->scheme == "https") tls = st.tls;
-  Request req;
-  req.method = std::string(method);
-  req.target = u->target;
-  req.headers = headers;
-  req.body = std::move(body);
+  const auto tls = tls_for(*u, st.tls);
+  const Request req = request_to(*u, method, headers, std::move(body));
   std::optional<core::Result<Response>> out;
   asio::co_spawn(
       st.ioc,
@@ -566,18 +586,13 @@ core::Result<Response> KeptClient::request(std::string_view method, std::string_
   while (!out && st.ioc.run_one() > 0) {
   }
   if (st.conn && (!out || !*out || !st.conn->reusable())) st.conn.reset();
-  if (!out) {
-    return core::Error(core::Errc::internal, "http.internal", "the request did not complete");
-  }
-  return std::move(*out);
+  return outcome(out);
 }
 
 core::Result<Response> KeptClient::post_json(std::string_view url, std::string json,
                                              std::chrono::milliseconds timeout,
                                              const Headers& headers) {
-  Headers h = headers;
-  h.set("Content-Type", "application/json");
-  return request("POST", url, h, std::move(json), timeout);
+  return request("POST", url, with_json_type(headers), std::move(json), timeout);
 }
 
 std::uint64_t KeptClient::connections() const {
