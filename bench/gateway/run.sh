@@ -11,8 +11,10 @@
 #   bench/gateway/run.sh BUILD_DIR        (make bench-gateway builds build-release and runs this)
 #
 # BUILD_DIR holds openstation, fake-engine and os-loadgen (cmake -DOPENSTATION_BENCH=ON).
-# Knobs (environment): BENCH_RATE (fixed rate, req/s, 400), BENCH_SECONDS (per measurement, 10),
-# BENCH_ROUNDS (rounds of rate and saturation, paths interleaved, the median kept, 3),
+# Knobs (environment): BENCH_RATE (fixed rate, req/s, 400), BENCH_SECONDS (per measurement, 5),
+# BENCH_ROUNDS (rounds of the fixed-rate and SSE tests, paths interleaved, 6), BENCH_SAT_ROUNDS
+# (rounds of the saturation test, 12: nginx and the gateway in every round, the engine directly in
+# the first three),
 # BENCH_WRK_CONNECTIONS (32), BENCH_SSE_STREAMS (concurrent streams, 50; 0 skips the SSE test),
 # BENCH_SSE_TOKENS_PER_SEC (20), BENCH_HOLD_STREAMS (10000; 0 skips the memory test), BENCH_THREADS (gateway threads =
 # nginx workers = engine threads, 2), BENCH_LOGS (a directory that gets the logs at the end),
@@ -26,8 +28,9 @@ bin=$build/openstation
 engine=$build/fake-engine
 loadgen=$build/os-loadgen
 rate=${BENCH_RATE:-400}
-seconds=${BENCH_SECONDS:-10}
-rounds=${BENCH_ROUNDS:-3}
+seconds=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-6}
+sat_rounds=${BENCH_SAT_ROUNDS:-12}
 wrk_conns=${BENCH_WRK_CONNECTIONS:-32}
 sse_streams=${BENCH_SSE_STREAMS:-50}
 sse_rate=${BENCH_SSE_TOKENS_PER_SEC:-20}
@@ -240,7 +243,7 @@ nginx_pids() { echo "$nginx_pid" $(pgrep -P "$nginx_pid"); }  # the master and i
 
 cpu_load() { cut -d' ' -f1 /proc/loadavg; }
 
-# --- small requests: fixed rate (open loop) and saturation (wrk), paths interleaved ---------------
+# --- small requests: fixed rate (open loop), then saturation (wrk), paths interleaved -------------
 for r in $(seq 1 "$rounds"); do
   for p in $(round_paths "$r"); do
     say "round $r: $p at $rate req/s for ${seconds}s"
@@ -249,7 +252,13 @@ for r in $(seq 1 "$rounds"); do
       say "os-loadgen rate through $p reported failures: $out"
     echo "$out" | jq -c --arg r "$r" --arg load "$(cpu_load)" '. + {round: ($r|tonumber), load: $load}' >>"$results"
   done
+done
+# Saturation moves by a few per cent from one measurement to the next on a shared host, about as
+# much as the difference being measured: many short rounds, the two proxies in every round (in
+# alternating order), so the report can give each round's ratio and a confidence interval.
+for r in $(seq 1 "$sat_rounds"); do
   for p in $(round_paths "$r"); do
+    [ "$p" = direct ] && [ "$r" -gt 3 ] && continue  # the engine's own rate: a reference only
     say "round $r: $p saturated by wrk ($wrk_conns connections, ${seconds}s)"
     perf_pid=
     if [ -n "${BENCH_PROFILE:-}" ] && [ "$p" = gateway ] && [ "$r" = 1 ]; then
@@ -289,8 +298,9 @@ PY
 done
 
 # --- SSE: added latency per event -------------------------------------------------------------------
-# As many rounds as the other tests, paths interleaved, the median kept: one sample of a few
-# hundred microseconds moves by as much as the difference being measured.
+# As many rounds as the fixed-rate test, paths interleaved: one sample of a few hundred
+# microseconds moves by as much as the difference being measured, so the report compares the
+# proxies round by round as well as by the medians.
 for r in $(seq "$rounds"); do
   for p in $(round_paths "$r"); do
     [ "$sse_streams" -gt 0 ] || break 2
@@ -298,7 +308,7 @@ for r in $(seq "$rounds"); do
     out=$("$loadgen" sse "$(url "$p" paced)" --key "$(key_for "$p")" --body "$work/paced.json" \
       --streams "$sse_streams" --duration "$seconds" --label "$p") ||
       say "os-loadgen sse through $p reported failures: $out"
-    echo "$out" | jq -c --arg load "$(cpu_load)" '. + {load: $load}' >>"$results"
+    echo "$out" | jq -c --arg r "$r" --arg load "$(cpu_load)" '. + {round: ($r|tonumber), load: $load}' >>"$results"
   done
 done
 
@@ -343,12 +353,17 @@ if [ "$hold_streams" -gt 0 ]; then
 fi
 
 # --- the report ---------------------------------------------------------------------------------------
+# Each target is judged on the rounds: in every round the two proxies ran back to back, so a
+# round's ratio (or difference) cancels most of what the host was doing then. The report gives the
+# median and the mean of the rounds with a 95 % confidence interval (Student's t), and says a target
+# is met only when the whole interval is on the right side.
 python3 - "$results" "$rate" "$seconds" "$rounds" "$wrk_conns" "$sse_streams" "$sse_rate" \
-  "$threads" "$(nproc)" "${hold_note:-}" "${BENCH_NGINX_LOG:+on}" <<'PY'
+  "$threads" "$(nproc)" "${hold_note:-}" "${BENCH_NGINX_LOG:+on}" "$sat_rounds" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rate, seconds, rounds, conns, sse_streams, sse_rate, threads, cpus, note = sys.argv[2:11]
-nginx_log = len(sys.argv) > 11 and sys.argv[11] == "on"
+nginx_log = sys.argv[11] == "on"
+sat_rounds = sys.argv[12]
 paths = ["direct", "nginx", "gateway"]
 def pick(mode, path):
     return [r for r in rows if r["mode"] == mode and r["label"] == path]
@@ -359,6 +374,46 @@ def ratio(a, b):
     return "—" if a is None or b is None or b <= 0 else "%.2f" % (a / b)
 def ms(us):
     return "—" if us is None else "%.2f" % (us / 1000)
+def per_round(mode, key, f):
+    """f(gateway's value, nginx's value) for each round that has both, in round order."""
+    by = {}
+    for r in pick(mode, "nginx") + pick(mode, "gateway"):
+        if r.get(key) is not None and "round" in r:
+            by.setdefault(r["round"], {})[r["label"]] = r[key]
+    return [(n, f(v["gateway"], v["nginx"])) for n, v in sorted(by.items())
+            if "gateway" in v and "nginx" in v and v["nginx"] > 0]
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060,
+        2.056, 2.052, 2.048, 2.045, 2.042]
+def interval(vals):
+    """(mean, low, high): the mean and its 95 % confidence interval; None with fewer than 2."""
+    if len(vals) < 2:
+        return None
+    m = statistics.mean(vals)
+    t = T975[len(vals) - 2] if len(vals) - 2 < len(T975) else 1.96
+    h = t * statistics.stdev(vals) / len(vals) ** 0.5
+    return m, m - h, m + h
+verdicts = []
+def judge(target, vals, fmt, bound, want_above):
+    """One line on `vals` (per-round figures) against `bound`, and the verdict for the summary."""
+    if not vals:
+        verdicts.append((target, "not measured"))
+        return
+    iv = interval(vals)
+    line = "median %s" % (fmt % statistics.median(vals))
+    if iv is None:
+        verdict = "one round only: no interval"
+    else:
+        m, lo, hi = iv
+        line += "; mean %s, 95 %% CI %s to %s (%d rounds)" % (fmt % m, fmt % lo, fmt % hi, len(vals))
+        if (lo >= bound) if want_above else (hi <= bound):
+            verdict = "**met** (the whole interval)"
+        elif (hi < bound) if want_above else (lo > bound):
+            verdict = "**not met** (the whole interval)"
+        else:
+            verdict = "not told apart from nginx's (the interval spans %s)" % (fmt % bound)
+    print("Per round, " + line + ": " + verdict + ".")
+    verdicts.append((target, "%s — mean %s" % (verdict, fmt % iv[0]) if iv else verdict))
 print("Machine: %s CPUs; gateway threads = nginx workers = engine threads = %s; nginx access log: %s"
       " (the gateway writes a call log per request either way)." % (
           cpus, threads, "on, buffered" if nginx_log else "off"))
@@ -376,7 +431,12 @@ for p in paths:
         ratio(med("rate", p, "latency_p50_us"), med("rate", "nginx", "latency_p50_us")),
         ratio(med("rate", p, "latency_p99_us"), med("rate", "nginx", "latency_p99_us"))))
 print()
-print("**Saturation** (wrk, 1 thread, %s connections, %s s, median of %s rounds):" % (conns, seconds, rounds))
+rate_rounds = per_round("rate", "latency_p50_us", lambda g, n: g / n)
+print("Gateway p50 ÷ nginx p50 by round: " + ", ".join("%.2f" % v for _, v in rate_rounds) + ".")
+judge("fixed-rate p50 ≤ nginx's", [v for _, v in rate_rounds], "%.3f", 1.0, False)
+print()
+print("**Saturation** (wrk, 1 thread, %s connections, %s s, %s rounds; the engine directly in the first"
+      " three; medians):" % (conns, seconds, sat_rounds))
 print()
 print("| path | req/s | errors | p50 ms | p99 ms | req/s vs nginx | p50 vs nginx |")
 print("|---|---|---|---|---|---|---|")
@@ -388,13 +448,10 @@ for p in paths:
         ratio(med("wrk", p, "rps"), med("wrk", "nginx", "rps")),
         ratio(med("wrk", p, "latency_p50_us"), med("wrk", "nginx", "latency_p50_us"))))
 print()
-by_round = {}
-for r in pick("wrk", "nginx") + pick("wrk", "gateway"):
-    by_round.setdefault(r["round"], {})[r["label"]] = r["rps"]
-per_round = ["round %d (%s first) %s" % (n, "nginx" if n % 2 == 1 else "gateway",
-                                         ratio(v.get("gateway"), v.get("nginx")))
-             for n, v in sorted(by_round.items())]
-print("Per round, gateway ÷ nginx req/s: " + ", ".join(per_round) + ".")
+sat = per_round("wrk", "rps", lambda g, n: g / n)
+print("Gateway ÷ nginx req/s by round (odd rounds nginx first): " +
+      ", ".join("%.3f" % v for _, v in sat) + ".")
+judge("saturation req/s ≥ nginx's", [v for _, v in sat], "%.3f", 1.0, True)
 print()
 direct50 = med("sse", "direct", "event_p50_us")
 direct99 = med("sse", "direct", "event_p99_us")
@@ -416,6 +473,13 @@ for p in paths:
         ms(a99) if p != "direct" else "—",
         ratio(a50, added.get("nginx")) if p == "gateway" else "—"))
 print()
+# The two proxies' added latencies differ by their p50s' difference: the direct path cancels, and
+# a difference stays defined where a ratio of two small numbers does not.
+sse_rounds = per_round("sse", "event_p50_us", lambda g, n: (g - n) / 1000)
+print("Gateway p50 − nginx p50 per event by round, ms: " +
+      ", ".join("%+.3f" % v for _, v in sse_rounds) + ".")
+judge("SSE added p50 ≤ nginx's (difference, ms)", [v for _, v in sse_rounds], "%+.3f", 0.0, False)
+print()
 print("**Open streams** (held through the proxy; proxy VmRSS with the streams open minus before):")
 print()
 print("| path | streams open | RSS before MiB | RSS during MiB | bytes per stream |")
@@ -428,6 +492,11 @@ for p in ("nginx", "gateway"):
 if note:
     print()
     print("Note: " + note + ".")
+print()
+print("**Targets, judged on the rounds:**")
+print()
+for target, verdict in verdicts:
+    print("- %s: %s" % (target, verdict))
 print()
 print("Load average during each measurement (1 min): " + ", ".join(
     "%s/%s %s" % (r["mode"], r["label"], r.get("load", "?")) for r in rows))

@@ -579,15 +579,31 @@ struct Gateway::Impl {
   /// One write to the client, never overlapping a keep-alive comment.
   static http::Awaitable<bool> write_paced(http::ResponseStream& out, Pacer* p,
                                            std::string_view data) {
-    if (p != nullptr) {
-      if (p->writing) co_await idle_writer(p);
-      p->writing = true;
-    }
-    const bool ok = co_await out.write(data);
-    if (p != nullptr) {
-      p->writing = false;
+    if (p != nullptr && p->writing) co_await idle_writer(p);
+    bool ok = false;
+    if (auto rest = write_paced_now(out, p, data, ok)) ok = co_await std::move(*rest);
+    co_return ok;
+  }
+
+  /// write_paced() without a coroutine frame when no keep-alive comment is being written and the
+  /// kernel takes `data` at once (an event, usually): returns nothing and `ok` says how it went.
+  /// Otherwise returns the rest, which the caller awaits at once, with `data` still alive.
+  static std::optional<http::Awaitable<bool>> write_paced_now(http::ResponseStream& out, Pacer* p,
+                                                              std::string_view data, bool& ok) {
+    if (p == nullptr) return out.write_now(data, ok);
+    if (p->writing) return write_paced(out, p, data);
+    auto rest = out.write_now(data, ok);
+    if (!rest) {
       p->last_write = std::chrono::steady_clock::now();
+      return std::nullopt;
     }
+    p->writing = true;  // until the rest is written: the caller awaits it before anything else
+    return paced_rest(p, std::move(*rest));
+  }
+  static http::Awaitable<bool> paced_rest(Pacer* p, http::Awaitable<bool> rest) {
+    const bool ok = co_await std::move(rest);
+    p->writing = false;
+    p->last_write = std::chrono::steady_clock::now();
     co_return ok;
   }
 
@@ -638,41 +654,39 @@ struct Gateway::Impl {
   /// stream breaks (an error event is sent), or the client goes away. The events that one read
   /// from the engine brought go to the client in one write (whole events only, so a keep-alive
   /// comment never lands inside one); when the body ends in that same read they are left in
-  /// `tail` instead, for the caller to send together with the end of the stream.
+  /// `tail` instead, for the caller to send together with the end of the stream. Per read, one
+  /// coroutine frame (the read's) and none for a write the kernel takes at once.
   http::Awaitable<StreamEnd> relay_events(http::Connection& conn, const Upstream& u,
                                           StreamMeter& meter, http::ResponseStream& out, Outcome& o,
                                           std::chrono::steady_clock::time_point sent_at,
                                           Pacer* pacer, std::string& tail) {
     std::string batch;
     for (;;) {
-      auto ev = co_await conn.read_event(options.config.stream_read_timeout);
-      if (!ev) {
-        (void)co_await write_paced(out, pacer, stream_broke(u, o, ev.error()));
-        co_return StreamEnd::broke;
-      }
-      if (!*ev) break;  // the engine ended the body
       batch.clear();
-      add_event(**ev, u, meter, o, sent_at, batch);
-      bool ended = false;
-      for (;;) {
+      for (;;) {  // the events already received
         auto more = conn.buffered_event();
         if (!more) {
           batch += stream_broke(u, o, more.error());
           (void)co_await write_paced(out, pacer, batch);
           co_return StreamEnd::broke;
         }
-        if (!*more) {
-          ended = conn.body_done();
-          break;
-        }
+        if (!*more) break;
         add_event(**more, u, meter, o, sent_at, batch);
       }
-      if (ended) {
+      if (conn.body_done()) {  // the engine ended the body
         tail = std::move(batch);
         break;
       }
-      if (batch.empty()) continue;
-      if (!co_await write_paced(out, pacer, batch)) co_return StreamEnd::client_gone;
+      if (!batch.empty()) {
+        bool ok = false;
+        if (auto rest = write_paced_now(out, pacer, batch, ok)) ok = co_await std::move(*rest);
+        if (!ok) co_return StreamEnd::client_gone;
+      }
+      auto got = co_await conn.receive_more(options.config.stream_read_timeout);
+      if (!got) {
+        (void)co_await write_paced(out, pacer, stream_broke(u, o, got.error()));
+        co_return StreamEnd::broke;
+      }
     }
     co_await idle_writer(pacer);
     co_return StreamEnd::done;

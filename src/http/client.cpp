@@ -119,6 +119,7 @@ struct Connection::Impl {
   bool done = true;
   bool broken = false;
   SseParser sse;
+  std::string decoded;  ///< buffered_event()'s body bytes on their way to `sse` (storage reused)
 
   void abort_io() {
     beast::error_code ec;
@@ -393,7 +394,7 @@ Awaitable<core::Result<std::optional<SseEvent>>> Connection::read_event(
 
 core::Result<std::optional<SseEvent>> Connection::buffered_event() {
   auto& im = *impl_;
-  std::string piece;
+  std::string& piece = im.decoded;
   for (;;) {
     if (auto e = im.sse.next()) return std::optional<SseEvent>(std::move(*e));
     if (im.done) return std::optional<SseEvent>();
@@ -402,6 +403,17 @@ core::Result<std::optional<SseEvent>> Connection::buffered_event() {
     if (piece.empty() && !im.done) return std::optional<SseEvent>();  // needs the network
     if (auto fed = im.feed_sse(piece); !fed) return fed.error();
   }
+}
+
+Awaitable<core::Result<void>> Connection::receive_more(std::chrono::milliseconds timeout) {
+  auto& im = *impl_;
+  if (im.done) co_return core::Result<void>{};
+  im.deadline.set(timeout);
+  auto [ec, n] = co_await im.read_more();
+  im.in.commit(n);
+  im.deadline.clear();
+  if (ec) co_return im.body_read_failed(ec, timeout);
+  co_return core::Result<void>{};
 }
 
 core::Result<void> Connection::buffered_body(std::string& body) {

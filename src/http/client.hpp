@@ -81,6 +81,13 @@ class Connection {
   /// body_done() is true). Errors as read_event's. Lets a relay gather the events that came in
   /// one read and forward them with one write.
   core::Result<std::optional<SseEvent>> buffered_event();
+  /// Waits for more of the body and keeps it for buffered_event() or buffered_body(): one read
+  /// under `timeout` (one coroutine frame, where read_event takes two and a string per read).
+  /// Does nothing once the body is complete. Errors as read_some's; the end of a body delimited by
+  /// the connection's end is not one (body_done() is then true). With buffered_event(), a relay
+  /// reads each event's bytes once: `while (event = buffered_event()) ...; co_await
+  /// receive_more(t);`.
+  Awaitable<core::Result<void>> receive_more(std::chrono::milliseconds timeout);
   /// Appends the body bytes already received by earlier reads, decoded, to `body`, with no I/O
   /// (possibly nothing); body_done() then says whether that was all of it. Lets a caller take a
   /// small body that came with the head without a coroutine of its own, into a string whose

@@ -203,20 +203,27 @@ class StreamImpl final : public ResponseStream {
     if (finished_ || disconnected_) co_return false;
     if (data.empty()) co_return true;
     bool ok = false;
+    if (auto rest = write_now(data, ok)) ok = co_await std::move(*rest);
+    co_return ok;
+  }
+
+  std::optional<Awaitable<bool>> write_now(std::string_view data, bool& ok) override {
+    if (!started_ || finished_ || disconnected_ || data.empty()) return write(data);
+    std::optional<Awaitable<bool>> rest;
     if (chunked_) {
       chunk_head_.clear();
       wire::append_chunk_size(chunk_head_, data.size());
+      // The pieces are copied into the rest's frame; what they point to (this stream, the
+      // caller's data, a literal) outlives it.
       const std::array<asio::const_buffer, 3> bufs{asio::buffer(chunk_head_), asio::buffer(data),
                                                    asio::buffer("\r\n", 2)};
-      if (auto rest = timed_write(bufs, ok)) ok = co_await std::move(*rest);
+      rest = timed_write(bufs, ok);
     } else {
-      if (auto rest = timed_write(asio::buffer(data), ok)) ok = co_await std::move(*rest);
+      rest = timed_write(asio::buffer(data), ok);
     }
-    if (!ok) {
-      mark_gone();
-      co_return false;
-    }
-    co_return true;
+    if (rest) return finish_write(std::move(*rest));
+    if (!ok) mark_gone();
+    return std::nullopt;
   }
 
   Awaitable<bool> finish() override {
@@ -277,6 +284,13 @@ class StreamImpl final : public ResponseStream {
   void mark_gone() {
     disconnected_ = true;
     gone_.notify();
+  }
+
+  /// The rest of a write_now() that the kernel did not take at once.
+  Awaitable<bool> finish_write(Awaitable<bool> rest) {
+    const bool ok = co_await std::move(rest);
+    if (!ok) mark_gone();
+    co_return ok;
   }
 
   /// After the stream's last write (`ok`: it went out): wakes wait_disconnected(), since the

@@ -61,6 +61,14 @@ class ResponseStream {
   Awaitable<bool> start_sse(Headers extra = {});
   /// Sends one body chunk (empty data sends nothing).
   virtual Awaitable<bool> write(std::string_view data) = 0;
+  /// write() without a coroutine frame when the kernel takes the chunk at once (the usual case
+  /// for a stream's events): returns nothing, and `ok` is write()'s result. Otherwise returns
+  /// the rest of the write, which the caller awaits at once, with `data` still alive:
+  /// `if (auto rest = out.write_now(data, ok)) ok = co_await std::move(*rest);`.
+  virtual std::optional<Awaitable<bool>> write_now(std::string_view data, bool& ok) {
+    (void)ok;
+    return write(data);
+  }
   /// Sends one formatted SSE event as one chunk.
   Awaitable<bool> write_event(const SseEvent& event);
   /// Ends the body. Called by the server if the handler did not.

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <thread>
@@ -489,6 +490,62 @@ TEST_F(ServerTest, EventsWrittenTogetherAreTakenFromTheBufferWithoutAnotherRead)
     auto r = co_await c->request(req, 5s);
     EXPECT_TRUE(r && r->status == 200);
   });
+}
+
+TEST_F(ServerTest, WritesNowAndTheirRestsKeepEveryEventWholeAndInOrderWhenTheClientLags) {
+  // The handler writes with write_now() until the socket is full (the kernel then leaves a rest
+  // to await); only then does the client start reading, with buffered_event() and
+  // receive_more(), and it must get every event whole and in order.
+  constexpr int kEvents = 6000;
+  const auto payload = [](int i) {
+    return std::to_string(i) + ":" + std::string(1000, 'a' + i % 26);
+  };
+  std::atomic<int> rests{0};
+  std::promise<void> server_blocked;
+  auto blocked = server_blocked.get_future();
+  extra_streams_.emplace_back("GET", "/many",
+                              [&](Request&, ResponseStream& out) -> Awaitable<void> {
+                                co_await out.start_sse();
+                                for (int i = 0; i < kEvents; ++i) {
+                                  const std::string event = "data: " + payload(i) + "\n\n";
+                                  bool ok = false;
+                                  if (auto rest = out.write_now(event, ok)) {
+                                    if (rests.fetch_add(1) == 0) server_blocked.set_value();
+                                    ok = co_await std::move(*rest);
+                                  }
+                                  if (!ok) co_return;
+                                }
+                                if (rests.load() == 0)
+                                  server_blocked.set_value();  // the test then fails below
+                                co_await out.finish();
+                              });
+  start();
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    Request req = client_request("GET", "/many");
+    auto head = co_await c->send(req, 5s);
+    EXPECT_TRUE(head && head->status == 200);
+    if (!head) co_return;
+    EXPECT_EQ(blocked.wait_for(30s), std::future_status::ready);
+    int next = 0;
+    for (;;) {
+      auto ev = c->buffered_event();
+      EXPECT_TRUE(ev);
+      if (!ev) co_return;
+      if (*ev) {
+        EXPECT_EQ((*ev)->data, payload(next)) << "event " << next;
+        if ((*ev)->data != payload(next)) co_return;
+        ++next;
+        continue;
+      }
+      if (c->body_done()) break;
+      auto got = co_await c->receive_more(5s);
+      EXPECT_TRUE(got) << (got ? "" : got.error().message);
+      if (!got) co_return;
+    }
+    EXPECT_EQ(next, kEvents);
+    EXPECT_TRUE(c->reusable());
+  });
+  EXPECT_GT(rests.load(), 0) << "the socket never filled: the awaited rest was not exercised";
 }
 
 TEST_F(ServerTest, StreamLearnsClientDisconnect) {
