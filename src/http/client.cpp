@@ -369,14 +369,7 @@ Awaitable<core::Result<std::string>> Connection::read_some(std::chrono::millisec
   for (;;) {
     if (auto r = im.take_buffered(piece); !r) co_return r.error();
     if (!piece.empty() || im.done) co_return piece;
-    im.deadline.set(timeout);
-    auto [ec, n] = co_await im.read_more();
-    im.in.commit(n);
-    im.deadline.clear();
-    if (ec) {
-      if (auto r = im.body_read_failed(ec, timeout); !r) co_return r.error();
-      co_return std::string();
-    }
+    if (auto got = co_await receive_more(timeout); !got) co_return got.error();
   }
 }
 
