@@ -12,8 +12,8 @@
 #
 # BUILD_DIR holds openstation, fake-engine and os-loadgen (cmake -DOPENSTATION_BENCH=ON).
 # Knobs (environment): BENCH_RATE (fixed rate, req/s, 400), BENCH_SECONDS (per measurement, 5),
-# BENCH_ROUNDS (rounds of the fixed-rate and SSE tests, paths interleaved, 6), BENCH_SAT_ROUNDS
-# (rounds of the saturation test, 12: nginx and the gateway in every round, the engine directly in
+# BENCH_ROUNDS (rounds of the fixed-rate and SSE tests, paths interleaved, 10), BENCH_SAT_ROUNDS
+# (rounds of the saturation test, 16: nginx and the gateway in every round, the engine directly in
 # the first three),
 # BENCH_WRK_CONNECTIONS (32), BENCH_SSE_STREAMS (concurrent streams, 50; 0 skips the SSE test),
 # BENCH_SSE_TOKENS_PER_SEC (20), BENCH_HOLD_STREAMS (10000; 0 skips the memory test), BENCH_THREADS (gateway threads =
@@ -29,8 +29,8 @@ engine=$build/fake-engine
 loadgen=$build/os-loadgen
 rate=${BENCH_RATE:-400}
 seconds=${BENCH_SECONDS:-5}
-rounds=${BENCH_ROUNDS:-6}
-sat_rounds=${BENCH_SAT_ROUNDS:-12}
+rounds=${BENCH_ROUNDS:-10}
+sat_rounds=${BENCH_SAT_ROUNDS:-16}
 wrk_conns=${BENCH_WRK_CONNECTIONS:-32}
 sse_streams=${BENCH_SSE_STREAMS:-50}
 sse_rate=${BENCH_SSE_TOKENS_PER_SEC:-20}
