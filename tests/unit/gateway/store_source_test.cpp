@@ -57,6 +57,13 @@ class StoreSourceTest : public ::testing::Test {
     ASSERT_TRUE(store_->api_keys().update(*stored));
   }
 
+  /// Stores `record` through `repo`; its id ("" when the store refused, which fails the test).
+  template <class Repo, class Record>
+  static std::string created(Repo& repo, const Record& record) {
+    auto r = repo.create(record);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->id : "";
+  }
   /// A service "chat" of a model, and a node at 10.0.0.7 for its instances.
   struct Chat {
     std::string service_id;
@@ -66,20 +73,14 @@ class StoreSourceTest : public ::testing::Test {
     store::Model m;
     m.name = "model-a";
     m.path = "/models/a";
-    auto model = store_->models().create(m);
-    EXPECT_TRUE(model) << model.error().message;
     store::Node n;
     n.name = "node-1";
     n.address = "10.0.0.7";
     n.token_hash = "h";
-    auto node = store_->nodes().create(n);
-    EXPECT_TRUE(node) << node.error().message;
     store::Service s;
     s.name = "chat";
-    s.model_id = model ? model->id : "";
-    auto svc = store_->services().create(s);
-    EXPECT_TRUE(svc) << svc.error().message;
-    return {svc ? svc->id : "", node ? node->id : ""};
+    s.model_id = created(store_->models(), m);
+    return {created(store_->services(), s), created(store_->nodes(), n)};
   }
   /// An instance of `chat` in state `st` on `port`; its id.
   std::string add_instance(const Chat& chat, store::InstanceState st, int port) {
@@ -88,9 +89,7 @@ class StoreSourceTest : public ::testing::Test {
     i.state = st;
     i.port = port;
     i.node_ids = {chat.node_id};
-    auto r = store_->instances().create(i);
-    EXPECT_TRUE(r) << r.error().message;
-    return r ? r->id : "";
+    return created(store_->instances(), i);
   }
 
   std::filesystem::path dir_;
