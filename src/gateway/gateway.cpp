@@ -661,17 +661,18 @@ struct Gateway::Impl {
                                           std::chrono::steady_clock::time_point sent_at,
                                           Pacer* pacer, std::string& tail) {
     std::string batch;
+    http::SseEvent event;  // every event is parsed into it, reusing its storage
     for (;;) {
       batch.clear();
       for (;;) {  // the events already received
-        auto more = conn.buffered_event();
+        auto more = conn.buffered_event(event);
         if (!more) {
           batch += stream_broke(u, o, more.error());
           (void)co_await write_paced(out, pacer, batch);
           co_return StreamEnd::broke;
         }
         if (!*more) break;
-        add_event(**more, u, meter, o, sent_at, batch);
+        add_event(event, u, meter, o, sent_at, batch);
       }
       if (conn.body_done()) {  // the engine ended the body
         tail = std::move(batch);

@@ -385,15 +385,15 @@ Awaitable<core::Result<std::optional<SseEvent>>> Connection::read_event(
   }
 }
 
-core::Result<std::optional<SseEvent>> Connection::buffered_event() {
+core::Result<bool> Connection::buffered_event(SseEvent& event) {
   auto& im = *impl_;
   std::string& piece = im.decoded;
   for (;;) {
-    if (auto e = im.sse.next()) return std::optional<SseEvent>(std::move(*e));
-    if (im.done) return std::optional<SseEvent>();
+    if (im.sse.next(event)) return true;
+    if (im.done) return false;
     piece.clear();
     if (auto r = im.take_buffered(piece); !r) return r.error();
-    if (piece.empty() && !im.done) return std::optional<SseEvent>();  // needs the network
+    if (piece.empty() && !im.done) return false;  // needs the network
     if (auto fed = im.feed_sse(piece); !fed) return fed.error();
   }
 }

@@ -106,25 +106,46 @@ std::optional<std::string_view> SseParser::take_line() {
 }
 
 std::optional<SseEvent> SseParser::next() {
+  SseEvent e;
+  if (!next(e)) return std::nullopt;
+  return e;
+}
+
+namespace {
+
+/// Empties `e`'s fields, keeping its strings' storage.
+void clear_keeping_storage(SseEvent& e) {
+  e.event.clear();
+  e.data.clear();
+  e.id.clear();
+  e.retry.reset();
+  e.comment.reset();
+}
+
+}  // namespace
+
+bool SseParser::next(SseEvent& out) {
   while (auto line = take_line()) {
     if (line->empty()) {
       if (has_data_ || !current_.event.empty()) {
-        SseEvent out = std::move(current_);
-        current_ = SseEvent{};
+        // The finished event goes to `out`, and `out`'s old strings become the next event's:
+        // the two sets of storage alternate.
+        std::swap(out, current_);
+        clear_keeping_storage(current_);
         has_data_ = false;
         has_fields_ = false;
-        return out;
+        return true;
       }
-      current_ = SseEvent{};
+      clear_keeping_storage(current_);
       has_fields_ = false;
       continue;
     }
     if ((*line)[0] == ':') {
       std::string_view text = line->substr(1);
       if (!text.empty() && text[0] == ' ') text.remove_prefix(1);
-      SseEvent c;
-      c.comment = std::string(text);
-      return c;
+      clear_keeping_storage(out);
+      out.comment.emplace(text);
+      return true;
     }
     const auto colon = line->find(':');
     std::string_view name = line->substr(0, colon);
@@ -139,9 +160,9 @@ std::optional<SseEvent> SseParser::next() {
       current_.data.append(value);
       has_data_ = true;
     } else if (name == "event") {
-      current_.event = std::string(value);
+      current_.event.assign(value);
     } else if (name == "id") {
-      if (value.find('\0') == std::string_view::npos) current_.id = std::string(value);
+      if (value.find('\0') == std::string_view::npos) current_.id.assign(value);
     } else if (name == "retry") {
       long long ms = 0;
       const auto* first = value.data();
@@ -150,7 +171,7 @@ std::optional<SseEvent> SseParser::next() {
       if (ec == std::errc() && p == last) current_.retry = ms;
     }
   }
-  return std::nullopt;
+  return false;
 }
 
 }  // namespace openstation::http

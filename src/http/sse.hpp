@@ -42,6 +42,11 @@ class SseParser {
   bool feed(std::string_view bytes);
   /// The next complete event or comment, in order; nullopt when more bytes are needed.
   std::optional<SseEvent> next();
+  /// next() into `out`, reusing its strings' storage (a relay parses every event into the same
+  /// object, with no allocation once its strings have grown): true when `out` now holds the
+  /// next event or comment (all its fields replaced); false when more bytes are needed, and
+  /// then `out` is unchanged.
+  bool next(SseEvent& out);
   /// Bytes received but not yet part of a complete event.
   std::size_t pending_bytes() const { return buffer_.size() - pos_; }
   /// Back to the state of a new parser (same `max_buffer`), keeping the buffer's storage.

@@ -123,5 +123,42 @@ TEST(SseParser, DoneMarkerAndBufferLimit) {
   EXPECT_FALSE(p.feed(std::string(17, 'x')));
 }
 
+TEST(SseParser, OneReusedEventGetsEveryFieldOfEachEventAndNothingOfTheOneBefore) {
+  // Events with and without name, id and retry, a comment in the middle of an event's lines,
+  // a long data line, then short ones: parsed into one object they must equal what next()
+  // returns, field for field, and a call that finds no event leaves the object as it was.
+  const std::string stream =
+      "event: first\nid: 1\nretry: 5\ndata: a\ndata: b\n\n"
+      "data: " +
+      std::string(300, 'x') +
+      "\n\n"
+      "data: partial\n: note\ndata: rest\n\n"
+      "data: c\n\n"
+      "event: named\n\n"
+      ":\n\n"
+      "id: 9\ndata: d\n\n"
+      "data: unfinished\n";
+  SseParser fresh;
+  SseParser reused;
+  ASSERT_TRUE(fresh.feed(stream));
+  ASSERT_TRUE(reused.feed(stream));
+  SseEvent ev;
+  int n = 0;
+  while (auto expected = fresh.next()) {
+    ASSERT_TRUE(reused.next(ev)) << "event " << n;
+    EXPECT_EQ(ev, *expected) << "event " << n;
+    ++n;
+  }
+  EXPECT_EQ(n, 8);  // the comment inside the third event comes out before it
+  const SseEvent last = ev;
+  EXPECT_FALSE(reused.next(ev));
+  EXPECT_EQ(ev, last);
+  ASSERT_TRUE(reused.feed("\n"));
+  ASSERT_TRUE(reused.next(ev));
+  EXPECT_EQ(ev.data, "unfinished");
+  EXPECT_TRUE(ev.id.empty());
+  EXPECT_FALSE(ev.is_comment());
+}
+
 }  // namespace
 }  // namespace openstation::http
