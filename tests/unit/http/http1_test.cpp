@@ -117,9 +117,9 @@ TEST(Http1, FieldLinesAreCheckedByteByByte) {
   for (std::size_t at = 0; at < 24; ++at) {
     std::string name = "X-Abcdefghijklmnopq-1234";
     name[at] = '_';
-    ASSERT_EQ(parse_request_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", h, why),
-              Parse::complete)
-        << name << ": " << why;
+    const std::string head =
+        "GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n";  // the views point into it
+    ASSERT_EQ(parse_request_head(head, h, why), Parse::complete) << name << ": " << why;
     EXPECT_EQ(h.fields[0].first, name);
     name[at] = '@';
     EXPECT_EQ(parse_request_head("GET / HTTP/1.1\r\n" + name + ": v\r\n\r\n", h, why), Parse::error)
