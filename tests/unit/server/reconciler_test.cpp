@@ -223,7 +223,7 @@ TEST_F(ReconcilerTest, ScaleDownDrainsUntilIdleThenRemoves) {
   round();
   auto list = instances();
   ASSERT_EQ(list.size(), 2u);
-  const auto& drained = list[1];  // the newest
+  const auto drained = list[1];  // the newest (a copy: `list` is replaced below)
   EXPECT_EQ(drained.state, InstanceState::draining);
   EXPECT_EQ(list[0].state, InstanceState::running);
 
