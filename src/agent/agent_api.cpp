@@ -68,8 +68,10 @@ struct AgentApi::Impl {
   Supervisor& supervisor;
   std::function<std::string()> token;
   std::unique_ptr<http::Server> server;
-  /// Reading model headers touches the disk: never on the I/O threads.
-  boost::asio::thread_pool files{1};
+  /// Reading model headers touches the disk: never on the I/O threads. Joined when the server
+  /// stops, before its I/O contexts are destroyed (a pool thread that has just resumed a request
+  /// on one still holds its executor), and made anew for the next start.
+  std::unique_ptr<boost::asio::thread_pool> files = std::make_unique<boost::asio::thread_pool>(1);
 
   Impl(AgentApiOptions o, Supervisor& s, std::function<std::string()> t)
       : options(std::move(o)), supervisor(s), token(std::move(t)) {}
@@ -134,7 +136,7 @@ struct AgentApi::Impl {
     auto work = [file = *path]() -> http::Awaitable<core::Result<model::ModelInfo>> {
       co_return model::inspect_model_path(file);
     };
-    auto info = co_await boost::asio::co_spawn(files.get_executor(), std::move(work),
+    auto info = co_await boost::asio::co_spawn(files->get_executor(), std::move(work),
                                                boost::asio::use_awaitable);
     if (!info) {
       auto e = info.error();
@@ -220,7 +222,9 @@ std::size_t AgentApi::in_flight() const {
 void AgentApi::stop(std::chrono::milliseconds grace) {
   if (!impl_->server) return;
   impl_->server->stop(grace);
+  impl_->files->join();  // before the server's I/O contexts go: see Impl::files
   impl_->server.reset();
+  impl_->files = std::make_unique<boost::asio::thread_pool>(1);
 }
 
 }  // namespace openstation::agent

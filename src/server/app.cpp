@@ -266,6 +266,7 @@ void ServerApp::stop(std::chrono::milliseconds grace) {
   impl_->assignments->shutdown();
   impl_->gateway_wake->shutdown();
   impl_->http->stop(grace);
+  impl_->api->drain();  // before the server's I/O contexts are destroyed (ApiContext::drain)
 }
 
 std::uint16_t ServerApp::port() const {

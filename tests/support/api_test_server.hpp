@@ -104,6 +104,7 @@ class ApiTestServer {
 
   ~ApiTestServer() {
     if (server_) server_->stop(std::chrono::milliseconds(1000));
+    if (ctx_) ctx_->drain();  // before the server's I/O contexts go (ApiContext::drain)
     server_.reset();
     ctx_.reset();
     store_.reset();

@@ -62,6 +62,10 @@ ApiContext::ApiContext(Options options)
 }
 
 ApiContext::~ApiContext() {
+  drain();
+}
+
+void ApiContext::drain() {
   pool_->join();
 }
 

@@ -77,7 +77,12 @@ class ApiContext {
   };
 
   explicit ApiContext(Options options);
-  ~ApiContext();  ///< joins the worker pool
+  ~ApiContext();  ///< joins the worker pool (drain())
+  /// Waits for the blocking work in flight and ends the worker pool: call it after the HTTP
+  /// server stopped and before it is destroyed, since a pool thread that has just resumed a
+  /// request on one of the server's I/O contexts still holds that context's executor. No
+  /// blocking() may come after it. Idempotent.
+  void drain();
   ApiContext(const ApiContext&) = delete;
   ApiContext& operator=(const ApiContext&) = delete;
 

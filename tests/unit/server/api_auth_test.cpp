@@ -5,6 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <thread>
+
 namespace openstation::server {
 namespace {
 
@@ -300,6 +307,37 @@ TEST(ApiAuth, DisablingAUserEndsItsAccessAtOnce) {
   auto r = api.request("GET", "/api/v1/auth/me", token);
   EXPECT_EQ(r.status, 403);
   EXPECT_EQ(ApiTestServer::error_code(r), "auth.user_disabled");
+}
+
+TEST(ApiContextDrain, DrainReturnsOnlyOnceTheBlockingWorkInFlightHasEnded) {
+  // A request is inside ctx.blocking() when its server's I/O context stops for good. drain()
+  // must return only once that work has ended: the pool thread then hands the result to the
+  // context's executor, so the context may be destroyed only after drain() (destroying the
+  // server first was a use after free in ApiTestServer's and ServerApp's shutdown, found by
+  // AddressSanitizer).
+  ApiTestServer api;
+  std::atomic<bool> started{false};
+  std::atomic<bool> finished{false};
+  auto io = std::make_unique<boost::asio::io_context>();
+  boost::asio::co_spawn(
+      *io,
+      [&]() -> http::Awaitable<void> {
+        co_await api.ctx().blocking([&] {
+          started = true;
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          finished = true;
+          return 0;
+        });
+      },
+      boost::asio::detached);
+  std::thread runner([&] { io->run_one(); });  // starts the coroutine, which hands off its work
+  runner.join();
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  io->stop();  // the coroutine is never resumed, as when a server has stopped
+  api.ctx().drain();
+  EXPECT_TRUE(finished);
+  api.ctx().drain();  // idempotent
+  io.reset();         // only now: the pool thread is done with the context's executor
 }
 
 }  // namespace
