@@ -190,6 +190,10 @@ int main(int argc, char** argv) {
         std::string("\x04") +
             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             "5;e=1\r\nhello\r\n0\r\nT: v\r\n\r\n");
+  write(gw / "sse",
+        std::string("\x06") +
+            "event: first\nid: 1\nretry: 5\ndata: a\ndata: b\n\n: note\r\ndata: {\"x\":1}\r\n\r\n"
+            "data: partial\n: inside\ndata: rest\r\rdata: [DONE]\n\ndata: unfinished");
   write(gw / "http_response",
         std::string("\x05") +
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
