@@ -68,10 +68,10 @@ struct AgentApi::Impl {
   Supervisor& supervisor;
   std::function<std::string()> token;
   std::unique_ptr<http::Server> server;
-  /// Reading model headers touches the disk: never on the I/O threads. Joined when the server
-  /// stops, before its I/O contexts are destroyed (a pool thread that has just resumed a request
-  /// on one still holds its executor), and made anew for the next start.
-  std::unique_ptr<boost::asio::thread_pool> files = std::make_unique<boost::asio::thread_pool>(1);
+  /// Reading model headers touches the disk: never on the I/O threads. Made with the server and
+  /// joined when it stops, before its I/O contexts are destroyed (a pool thread that has just
+  /// resumed a request on one still holds its executor).
+  std::unique_ptr<boost::asio::thread_pool> files;
 
   Impl(AgentApiOptions o, Supervisor& s, std::function<std::string()> t)
       : options(std::move(o)), supervisor(s), token(std::move(t)) {}
@@ -205,6 +205,7 @@ core::Result<void> AgentApi::start() {
   so.threads = 2;
   so.server_header = "openstation-agent";
   auto server = std::make_unique<http::Server>(so);
+  if (!impl_->files) impl_->files = std::make_unique<boost::asio::thread_pool>(1);
   impl_->install(*server);
   if (auto r = server->start(); !r) return r.error();
   impl_->server = std::move(server);
@@ -223,8 +224,8 @@ void AgentApi::stop(std::chrono::milliseconds grace) {
   if (!impl_->server) return;
   impl_->server->stop(grace);
   impl_->files->join();  // before the server's I/O contexts go: see Impl::files
+  impl_->files.reset();
   impl_->server.reset();
-  impl_->files = std::make_unique<boost::asio::thread_pool>(1);
 }
 
 }  // namespace openstation::agent
