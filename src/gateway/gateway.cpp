@@ -9,6 +9,9 @@
 #include "http/server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -21,6 +24,7 @@
 
 #include <array>
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <variant>
@@ -650,47 +654,152 @@ struct Gateway::Impl {
     http::append_sse(batch, event);
   }
 
+  /// How one pass over the events already received ended (step()).
+  enum class Step {
+    need_read,    ///< all of them went out: wait for more from the engine
+    wrote_part,   ///< the client's socket took part of them: `rest` writes the rest
+    client_gone,  ///< a write to the client failed, or the relay was cancelled
+    broke,        ///< the engine's stream broke: `batch` ends with the client's error event
+    body_done,    ///< the engine ended the body: `batch` holds the last events, not yet sent
+    read_failed,  ///< a read from the engine failed: `read_error` says how
+  };
+
+  /// A relayed stream, kept in relay_events()' frame: what its steps share.
+  struct Relay {
+    Relay(http::Connection& c, const Upstream& up, StreamMeter& m, http::ResponseStream& os,
+          Outcome& oc, std::chrono::steady_clock::time_point sent, Pacer* p)
+        : conn(c), u(up), meter(m), out(os), o(oc), sent_at(sent), pacer(p) {}
+    http::Connection& conn;
+    const Upstream& u;
+    StreamMeter& meter;
+    http::ResponseStream& out;
+    Outcome& o;
+    std::chrono::steady_clock::time_point sent_at;
+    Pacer* pacer;
+    std::string batch;     ///< the events of one read, in their wire form
+    http::SseEvent event;  ///< every event is parsed into it, reusing its storage
+    std::optional<http::Awaitable<bool>> rest;  ///< Step::wrote_part
+    std::optional<core::Error> read_error;      ///< Step::read_failed
+    bool cancelled = false;
+  };
+
+  /// Forwards the events already received: gathers them into one write (whole events only, so a
+  /// keep-alive comment never lands inside one) and writes it, if the kernel takes it at once,
+  /// with no coroutine. When the body ends with them they stay in `batch`, for the caller to send
+  /// together with the end of the stream.
+  Step step(Relay& r) {
+    r.batch.clear();
+    for (;;) {
+      auto more = r.conn.buffered_event(r.event);
+      if (!more) {
+        r.batch += stream_broke(r.u, r.o, more.error());
+        return Step::broke;
+      }
+      if (!*more) break;
+      add_event(r.event, r.u, r.meter, r.o, r.sent_at, r.batch);
+    }
+    if (r.conn.body_done()) return Step::body_done;
+    if (r.batch.empty()) return Step::need_read;
+    bool ok = false;
+    r.rest = write_paced_now(r.out, r.pacer, r.batch, ok);
+    if (r.rest) return Step::wrote_part;
+    return ok ? Step::need_read : Step::client_gone;
+  }
+
+  /// The reads of a relay between two steps that need its coroutine: each read's handler takes
+  /// the next step itself and starts the next read, so the coroutine resumes only when a step
+  /// needs it (the end, an error, a write the client's socket did not take at once), not per
+  /// event. It owns the coroutine's completion handler, so an I/O context that goes away destroys
+  /// the coroutine with it.
+  template <class Handler>
+  struct Reads final : http::Connection::ReadDone {
+    Reads(Impl& owner, Relay& relay, Handler h) : gw(owner), r(relay), handler(std::move(h)) {}
+    Impl& gw;
+    Relay& r;
+    Handler handler;
+
+    void on_received(core::Result<void> got, std::unique_ptr<ReadDone> self) override {
+      Step s = Step::client_gone;  // cancelled: the engine did nothing wrong
+      if (!r.cancelled) {
+        if (got) {
+          s = gw.step(r);
+        } else {
+          r.read_error = std::move(got.error());
+          s = Step::read_failed;
+        }
+      }
+      if (s == Step::need_read) {
+        r.conn.receive_more_then(gw.options.config.stream_read_timeout, std::move(self));
+        return;
+      }
+      if (auto slot = boost::asio::get_associated_cancellation_slot(handler); slot.is_connected())
+        slot.clear();
+      Handler h = std::move(handler);
+      self.reset();
+      std::move(h)(s);
+    }
+  };
+
+  /// A cancellation of the relay's coroutine (the keep-alive found the client gone): ends the read
+  /// in progress, and any read after it, as the client's leaving rather than the engine's failure
+  /// (which would keep the instance from new requests for the failure cooldown).
+  struct CancelReads {
+    explicit CancelReads(Relay& relay) : r(relay) {}
+    Relay& r;
+    void operator()(boost::asio::cancellation_type) {
+      r.cancelled = true;
+      r.conn.cancel_read();
+    }
+  };
+
+  /// Reads from the engine and takes steps until one needs the coroutine; returns that step.
+  http::Awaitable<Step> read_steps(Relay& r) {
+    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(Step)>(
+        [this, &r](auto handler) {
+          if (auto slot = boost::asio::get_associated_cancellation_slot(handler);
+              slot.is_connected())
+            slot.template emplace<CancelReads>(r);
+          r.conn.receive_more_then(
+              options.config.stream_read_timeout,
+              std::make_unique<Reads<decltype(handler)>>(*this, r, std::move(handler)));
+        },
+        boost::asio::use_awaitable);
+  }
+
   /// Relays the engine's events to the client until the engine ends the body, the engine's
   /// stream breaks (an error event is sent), or the client goes away. The events that one read
-  /// from the engine brought go to the client in one write (whole events only, so a keep-alive
-  /// comment never lands inside one); when the body ends in that same read they are left in
-  /// `tail` instead, for the caller to send together with the end of the stream. Per read, one
-  /// coroutine frame (the read's) and none for a write the kernel takes at once.
+  /// from the engine brought go to the client in one write; when the body ends in that same read
+  /// they are left in `tail` instead, for the caller to send together with the end of the stream.
+  /// The reads and the writes the kernel takes at once happen in read_steps()' handlers.
   http::Awaitable<StreamEnd> relay_events(http::Connection& conn, const Upstream& u,
                                           StreamMeter& meter, http::ResponseStream& out, Outcome& o,
                                           std::chrono::steady_clock::time_point sent_at,
                                           Pacer* pacer, std::string& tail) {
-    std::string batch;
-    http::SseEvent event;  // every event is parsed into it, reusing its storage
+    Relay r(conn, u, meter, out, o, sent_at, pacer);
+    Step s = step(r);
     for (;;) {
-      batch.clear();
-      for (;;) {  // the events already received
-        auto more = conn.buffered_event(event);
-        if (!more) {
-          batch += stream_broke(u, o, more.error());
-          (void)co_await write_paced(out, pacer, batch);
-          co_return StreamEnd::broke;
+      switch (s) {
+        case Step::need_read: break;
+        case Step::wrote_part: {
+          const bool ok = co_await std::move(*r.rest);
+          r.rest.reset();
+          if (!ok) co_return StreamEnd::client_gone;
+          break;
         }
-        if (!*more) break;
-        add_event(event, u, meter, o, sent_at, batch);
+        case Step::client_gone: co_return StreamEnd::client_gone;
+        case Step::broke:
+          (void)co_await write_paced(out, pacer, r.batch);
+          co_return StreamEnd::broke;
+        case Step::read_failed:
+          (void)co_await write_paced(out, pacer, stream_broke(u, o, *r.read_error));
+          co_return StreamEnd::broke;
+        case Step::body_done:
+          tail = std::move(r.batch);
+          co_await idle_writer(pacer);
+          co_return StreamEnd::done;
       }
-      if (conn.body_done()) {  // the engine ended the body
-        tail = std::move(batch);
-        break;
-      }
-      if (!batch.empty()) {
-        bool ok = false;
-        if (auto rest = write_paced_now(out, pacer, batch, ok)) ok = co_await std::move(*rest);
-        if (!ok) co_return StreamEnd::client_gone;
-      }
-      auto got = co_await conn.receive_more(options.config.stream_read_timeout);
-      if (!got) {
-        (void)co_await write_paced(out, pacer, stream_broke(u, o, got.error()));
-        co_return StreamEnd::broke;
-      }
+      s = co_await read_steps(r);
     }
-    co_await idle_writer(pacer);
-    co_return StreamEnd::done;
   }
 
   http::Awaitable<void> relay_stream(http::Connection& conn, const Upstream& u,

@@ -409,6 +409,34 @@ Awaitable<core::Result<void>> Connection::receive_more(std::chrono::milliseconds
   co_return core::Result<void>{};
 }
 
+void Connection::receive_more_then(std::chrono::milliseconds timeout,
+                                   std::unique_ptr<ReadDone> done) {
+  auto& im = *impl_;
+  if (im.done) {
+    asio::post(im.stream.get_executor(), [done = std::move(done)]() mutable {
+      ReadDone* d = done.get();
+      d->on_received(core::Result<void>{}, std::move(done));
+    });
+    return;
+  }
+  im.deadline.set(timeout);
+  // `done` owns, through its caller's coroutine, the connection: `im` outlives the read.
+  im.stream.read_raw(im.in.prepare(16384), [&im, timeout, done = std::move(done)](
+                                               const beast::error_code& ec, std::size_t n) mutable {
+    im.in.commit(n);
+    im.deadline.clear();
+    core::Result<void> got;
+    if (ec) got = im.body_read_failed(ec, timeout);
+    ReadDone* d = done.get();
+    d->on_received(std::move(got), std::move(done));
+  });
+}
+
+void Connection::cancel_read() {
+  beast::error_code ignored;
+  impl_->stream.tcp_layer().socket().cancel(ignored);
+}
+
 core::Result<void> Connection::buffered_body(std::string& body) {
   return impl_->take_buffered(body);
 }

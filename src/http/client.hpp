@@ -90,6 +90,23 @@ class Connection {
   /// reads each event's bytes once: `while (event = buffered_event()) ...; co_await
   /// receive_more(t);`.
   Awaitable<core::Result<void>> receive_more(std::chrono::milliseconds timeout);
+  /// What receive_more_then() calls when its read has ended.
+  class ReadDone {
+   public:
+    virtual ~ReadDone() = default;
+    /// Called once, on the connection's executor, with what receive_more() would have returned.
+    /// `self` is this object, handed back so that it can start the next read or be dropped.
+    virtual void on_received(core::Result<void> got, std::unique_ptr<ReadDone> self) = 0;
+  };
+  /// receive_more() for a caller that reacts to each read in a plain function instead of a
+  /// coroutine, so that a relay pays one handler per read rather than a coroutine's resumption:
+  /// starts the read and returns at once. The read owns `done` until it ends (an I/O context
+  /// that goes away first destroys it unrun). Once the body is complete, `done` is called without
+  /// a read, posted to the connection's executor. One read at a time, as with receive_more().
+  void receive_more_then(std::chrono::milliseconds timeout, std::unique_ptr<ReadDone> done);
+  /// Ends the read in progress, if any, with an error ("http.read"); the connection is not
+  /// reusable after that.
+  void cancel_read();
   /// Appends the body bytes already received by earlier reads, decoded, to `body`, with no I/O
   /// (possibly nothing); body_done() then says whether that was all of it. Lets a caller take a
   /// small body that came with the head without a coroutine of its own, into a string whose

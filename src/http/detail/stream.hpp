@@ -72,13 +72,19 @@ class DualStream {
         token, buffers);
   }
 
+  /// read_raw() with any completion token: a plain handler `void(error_code, size_t)` for a
+  /// caller that reacts to each read without resuming a coroutine (Connection::receive_more_then).
+  template <class Token>
+  auto read_raw(asio::mutable_buffer b, Token&& token) {
+    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
+    return plain_->socket().async_read_some(DrainAwareBuffer(b), std::forward<Token>(token));
+  }
   /// One read: through TLS, or straight from the socket (bypassing the TCP layer's per-operation
   /// timer machinery; the connection's detail::Deadline guards it). No coroutine frame of its own.
   /// A plain socket's read tells the reactor when it emptied the socket (drain_read.hpp), so the
   /// next read waits for readiness without a recv that would return EAGAIN.
   asio::awaitable<std::tuple<beast::error_code, std::size_t>> read_raw(asio::mutable_buffer b) {
-    if (tls_) return tls_->async_read_some(b, use_tuple);
-    return plain_->socket().async_read_some(DrainAwareBuffer(b), use_tuple);
+    return read_raw(b, use_tuple);
   }
 
   /// Call once the TCP connection is established (accepted or connected): TCP_NODELAY, and on a

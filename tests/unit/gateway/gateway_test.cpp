@@ -11,8 +11,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -737,6 +739,51 @@ TEST_F(GatewayTest, NoKeepAliveWhenTurnedOff) {
   release.join();
   ASSERT_TRUE(r.error.empty()) << r.error;
   EXPECT_EQ(r.order, "dddd");
+}
+
+/// Sends a streamed chat request over a plain socket and returns the socket once the first
+/// event has arrived (`first` gets what was read by then).
+asio::ip::tcp::socket open_stream(asio::io_context& ioc, std::uint16_t port, const std::string& key,
+                                  std::string& first) {
+  asio::ip::tcp::socket sock(ioc);
+  sock.connect({asio::ip::make_address("127.0.0.1"), port});
+  const std::string body = R"({"model":"m","stream":true})";
+  const std::string req =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + key +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  asio::write(sock, asio::buffer(req));
+  char buf[4096];
+  while (first.find("data:") == std::string::npos) {
+    const std::size_t n = sock.read_some(asio::buffer(buf));
+    first.append(buf, n);
+  }
+  return sock;
+}
+
+TEST_F(GatewayTest, AClientThatLeavesASilentStreamEndsItAndItsEngineConnection) {
+  options_.config.sse_keepalive_interval = 20ms;  // the comments find the client gone
+  options_.config.stream_read_timeout = 0ms;      // the relay would wait for the engine forever
+  Engine e;
+  e.released = 1;  // the engine pauses after its first event
+  route({&e});
+  start();
+  asio::io_context ioc;
+  std::string first;
+  auto sock = open_stream(ioc, gw_->port(), key_, first);
+  EXPECT_NE(first.find("t0"), std::string::npos) << first;
+  sock.close();
+  // The relay's wait for the silent engine is cancelled: the call is logged now, not when the
+  // engine speaks again.
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  EXPECT_EQ(sink_.logs().front().status, 499);
+  // The engine connection was closed, not pooled: once the engine writes again, it is gone.
+  e.released = 1000;
+  EXPECT_TRUE(testing::wait_until([&] { return e.connections() == 0; }, 5s)) << e.connections();
+  // A client's leaving is not the engine's failure: its only instance still takes requests.
+  auto r = post("/v1/chat/completions", std::string(kChat));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200) << r->body;
 }
 
 TEST_F(GatewayTest, SessionAffinitySticksToOneInstance) {
