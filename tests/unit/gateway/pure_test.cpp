@@ -457,6 +457,43 @@ TEST(Usage, StreamMeterDropsOnlyTheUsageChunkItAskedFor) {
   EXPECT_TRUE(err.saw_error());
 }
 
+// Content chunks skip the scan (no "error", no \u, "usage" only as "usage":null); anything that
+// could be an error or a usage object must still be read, wherever it sits in a 16-byte block or
+// in the tail after the last one.
+TEST(Usage, ChunksThatCouldHoldUsageOrAnErrorAreReadAtEveryOffset) {
+  for (std::size_t pad = 0; pad < 48; ++pad) {
+    const std::string p(pad, 'x');
+    SCOPED_TRACE(pad);
+    StreamMeter m(false);
+    // Content: counted, forwarded, nothing read.
+    EXPECT_EQ(
+        m.on_data(R"({"x":")" + p + R"(","choices":[{"delta":{"content":"u e r"}}],"usage":null})"),
+        StreamMeter::Verdict::forward);
+    EXPECT_EQ(m.on_data(R"({"choices":[{"delta":{"content":"use"}}],"x":")" + p + R"("})"),
+              StreamMeter::Verdict::forward);
+    EXPECT_EQ(m.content_events(), 2);
+    EXPECT_FALSE(m.usage().reported);
+    // A usage chunk: plainly written, spaced, or with its name escaped.
+    EXPECT_EQ(m.on_data(R"({"x":")" + p + R"(","choices":[],"usage":{"total_tokens":5}})"),
+              StreamMeter::Verdict::drop);
+    EXPECT_EQ(m.usage().total_tokens, 5);
+    EXPECT_EQ(m.on_data(R"({"choices":[],"x":")" + p + R"(","usage" :{"total_tokens":6}})"),
+              StreamMeter::Verdict::drop);
+    EXPECT_EQ(m.usage().total_tokens, 6);
+    EXPECT_EQ(m.on_data(R"({"choices":[],"x":")" + p + R"(","\u0075sage":{"total_tokens":7}})"),
+              StreamMeter::Verdict::drop);
+    EXPECT_EQ(m.usage().total_tokens, 7);
+    EXPECT_EQ(m.content_events(), 2);
+    // Errors: a member at the end, and "object": "error".
+    StreamMeter e(false);
+    e.on_data(R"({"x":")" + p + R"(","error":{"message":"boom"}})");
+    EXPECT_TRUE(e.saw_error());
+    StreamMeter o(false);
+    o.on_data(R"({"x":")" + p + R"(","object":"error"})");
+    EXPECT_TRUE(o.saw_error());
+  }
+}
+
 ServiceRoute route_of(LoadRegistry& reg, std::initializer_list<const char*> ids) {
   ServiceRoute r;
   r.model = "m";
