@@ -219,6 +219,29 @@ class GatewayTest : public ::testing::Test {
     return "http://127.0.0.1:" + std::to_string(gw_->port()) + std::string(path);
   }
 
+  /// Routes "m" to `e`, which pauses after its first event, starts the gateway, sends a streamed
+  /// chat request over a plain socket and returns the socket once that event has arrived
+  /// (`first` gets what was read by then).
+  asio::ip::tcp::socket open_paused_stream(Engine& e, asio::io_context& ioc, std::string& first) {
+    e.released = 1;
+    route({&e});
+    start();
+    asio::ip::tcp::socket sock(ioc);
+    sock.connect({asio::ip::make_address("127.0.0.1"), gw_->port()});
+    const std::string body = R"({"model":"m","stream":true})";
+    const std::string req =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + key_ +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    asio::write(sock, asio::buffer(req));
+    char buf[4096];
+    while (first.find("data:") == std::string::npos) {
+      const std::size_t n = sock.read_some(asio::buffer(buf));
+      first.append(buf, n);
+    }
+    return sock;
+  }
+
   core::Result<http::Response> post(std::string_view path, std::string body, std::string key = "") {
     http::Headers h{{"Authorization", "Bearer " + (key.empty() ? key_ : key)},
                     {"Content-Type", "application/json"}};
@@ -741,36 +764,13 @@ TEST_F(GatewayTest, NoKeepAliveWhenTurnedOff) {
   EXPECT_EQ(r.order, "dddd");
 }
 
-/// Sends a streamed chat request over a plain socket and returns the socket once the first
-/// event has arrived (`first` gets what was read by then).
-asio::ip::tcp::socket open_stream(asio::io_context& ioc, std::uint16_t port, const std::string& key,
-                                  std::string& first) {
-  asio::ip::tcp::socket sock(ioc);
-  sock.connect({asio::ip::make_address("127.0.0.1"), port});
-  const std::string body = R"({"model":"m","stream":true})";
-  const std::string req =
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + key +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\n\r\n" + body;
-  asio::write(sock, asio::buffer(req));
-  char buf[4096];
-  while (first.find("data:") == std::string::npos) {
-    const std::size_t n = sock.read_some(asio::buffer(buf));
-    first.append(buf, n);
-  }
-  return sock;
-}
-
 TEST_F(GatewayTest, AClientThatLeavesASilentStreamEndsItAndItsEngineConnection) {
   options_.config.sse_keepalive_interval = 20ms;  // the comments find the client gone
   options_.config.stream_read_timeout = 0ms;      // the relay would wait for the engine forever
   Engine e;
-  e.released = 1;  // the engine pauses after its first event
-  route({&e});
-  start();
   asio::io_context ioc;
   std::string first;
-  auto sock = open_stream(ioc, gw_->port(), key_, first);
+  auto sock = open_paused_stream(e, ioc, first);
   EXPECT_NE(first.find("t0"), std::string::npos) << first;
   sock.close();
   // The relay's wait for the silent engine is cancelled: the call is logged now, not when the
@@ -793,12 +793,9 @@ TEST_F(GatewayTest, AClientThatLeavesASilentStreamEndsItAndItsEngineConnection) 
 TEST_F(GatewayTest, StoppingTheGatewayInTheMiddleOfAStreamEndsIt) {
   options_.config.stream_read_timeout = 0ms;
   Engine e;
-  e.released = 1;  // the engine pauses after its first event
-  route({&e});
-  start();
   asio::io_context ioc;
   std::string got;
-  auto sock = open_stream(ioc, gw_->port(), key_, got);
+  auto sock = open_paused_stream(e, ioc, got);
   gw_->stop(0ms);
   char buf[4096];
   boost::system::error_code ec;
