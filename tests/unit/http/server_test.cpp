@@ -6,6 +6,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <gtest/gtest.h>
 
@@ -18,6 +21,8 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
+#include <optional>
 #include <thread>
 
 namespace openstation::http {
@@ -548,6 +553,109 @@ TEST_F(ServerTest, WritesNowAndTheirRestsKeepEveryEventWholeAndInOrderWhenTheCli
     EXPECT_TRUE(c->reusable());
   });
   EXPECT_GT(rests.load(), 0) << "the socket never filled: the awaited rest was not exercised";
+}
+
+/// Reads a body's SSE events through receive_more_then(): one handler call per read.
+class EventReader final : public Connection::ReadDone {
+ public:
+  struct Outcome {
+    std::vector<std::string> data;
+    int reads = 0;
+    std::optional<core::Result<void>> end;  ///< set by the last call
+  };
+  EventReader(Connection& c, Outcome& out) : c_(c), out_(out) {}
+  void on_received(core::Result<void> got, std::unique_ptr<ReadDone> self) override {
+    ++out_.reads;
+    if (!got) {
+      out_.end = std::move(got);
+      return;
+    }
+    SseEvent event;
+    for (;;) {
+      auto ev = c_.buffered_event(event);
+      if (!ev) {
+        out_.end = ev.error();
+        return;
+      }
+      if (!*ev) break;
+      out_.data.push_back(event.data);
+    }
+    if (c_.body_done()) {
+      out_.end = core::Result<void>{};
+      return;
+    }
+    c_.receive_more_then(5s, std::move(self));
+  }
+
+ private:
+  Connection& c_;
+  Outcome& out_;
+};
+
+/// Waits on the client's own thread until `done()`.
+template <class Done>
+Awaitable<void> wait_for(Done done) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 5000 && !done(); ++i) {
+    t.expires_after(1ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+}
+
+TEST_F(ServerTest, ReadsInPlainHandlersGetEveryEventThenTheEndOrTheCancellation) {
+  // Shared: the handler (held by the server) may run on after the test body returns.
+  auto hold = std::make_shared<std::atomic<bool>>(false);
+  extra_streams_.emplace_back("GET", "/events",
+                              [hold](Request&, ResponseStream& out) -> Awaitable<void> {
+                                co_await out.start_sse();
+                                asio::steady_timer t(co_await asio::this_coro::executor);
+                                for (int i = 0; i < 5; ++i) {
+                                  co_await out.write(format_sse_data("e" + std::to_string(i)));
+                                  t.expires_after(2ms);  // one read per event, mostly
+                                  co_await t.async_wait(asio::use_awaitable);
+                                  if (hold->load()) co_await out.wait_disconnected();
+                                }
+                                co_await out.finish();
+                              });
+  start();
+  on_connection([&](Connection* c) -> Awaitable<void> {
+    auto head = co_await c->send(client_request("GET", "/events"), 5s);
+    EXPECT_TRUE(head && head->status == 200);
+    EventReader::Outcome got;
+    c->receive_more_then(5s, std::make_unique<EventReader>(*c, got));
+    co_await wait_for([&] { return got.end.has_value(); });
+    EXPECT_TRUE(got.end && *got.end) << (got.end && !*got.end ? got.end->error().message : "");
+    if (!got.end || !*got.end) co_return;
+    EXPECT_EQ(got.data, (std::vector<std::string>{"e0", "e1", "e2", "e3", "e4"}));
+    EXPECT_GE(got.reads, 2);
+    EXPECT_TRUE(c->body_done());
+    EXPECT_TRUE(c->reusable());
+    // After the end of the body: called without a read, with nothing.
+    EventReader::Outcome after;
+    c->receive_more_then(5s, std::make_unique<EventReader>(*c, after));
+    EXPECT_FALSE(after.end.has_value());  // posted, not called from inside
+    co_await wait_for([&] { return after.end.has_value(); });
+    EXPECT_TRUE(after.end && *after.end);
+    EXPECT_TRUE(after.data.empty());
+
+    // A read cancelled while the server is silent ends with an error.
+    *hold = true;
+    head = co_await c->send(client_request("GET", "/events"), 5s);
+    EXPECT_TRUE(head && head->status == 200);
+    EventReader::Outcome cancelled;
+    c->receive_more_then(5s, std::make_unique<EventReader>(*c, cancelled));
+    co_await wait_for([&] { return !cancelled.data.empty(); });
+    c->cancel_read();
+    co_await wait_for([&] { return cancelled.end.has_value(); });
+    EXPECT_TRUE(cancelled.end.has_value());
+    if (!cancelled.end) co_return;
+    EXPECT_FALSE(*cancelled.end);
+    if (!*cancelled.end) {
+      EXPECT_EQ(cancelled.end->error().code, "http.read");
+    }
+    EXPECT_EQ(cancelled.data, std::vector<std::string>{"e0"});
+    EXPECT_FALSE(c->reusable());
+  });
 }
 
 TEST_F(ServerTest, StreamLearnsClientDisconnect) {
