@@ -560,12 +560,10 @@ class EventReader final : public Connection::ReadDone {
  public:
   struct Outcome {
     std::vector<std::string> data;
-    int reads = 0;
     std::optional<core::Result<void>> end;  ///< set by the last call
   };
   EventReader(Connection& c, Outcome& out) : c_(c), out_(out) {}
   void on_received(core::Result<void> got, std::unique_ptr<ReadDone> self) override {
-    ++out_.reads;
     if (!got) {
       out_.end = std::move(got);
       return;
@@ -591,6 +589,14 @@ class EventReader final : public Connection::ReadDone {
   Connection& c_;
   Outcome& out_;
 };
+
+/// Starts reading: first what came with the head (a relay takes the bytes already received before
+/// it waits for more), then through receive_more_then().
+void start_reading(Connection& c, EventReader::Outcome& out) {
+  auto reader = std::make_unique<EventReader>(c, out);
+  EventReader* r = reader.get();
+  r->on_received(core::Result<void>{}, std::move(reader));
+}
 
 /// Waits on the client's own thread until `done()`.
 template <class Done>
@@ -622,12 +628,11 @@ TEST_F(ServerTest, ReadsInPlainHandlersGetEveryEventThenTheEndOrTheCancellation)
     auto head = co_await c->send(client_request("GET", "/events"), 5s);
     EXPECT_TRUE(head && head->status == 200);
     EventReader::Outcome got;
-    c->receive_more_then(5s, std::make_unique<EventReader>(*c, got));
+    start_reading(*c, got);
     co_await wait_for([&] { return got.end.has_value(); });
     EXPECT_TRUE(got.end && *got.end) << (got.end && !*got.end ? got.end->error().message : "");
     if (!got.end || !*got.end) co_return;
     EXPECT_EQ(got.data, (std::vector<std::string>{"e0", "e1", "e2", "e3", "e4"}));
-    EXPECT_GE(got.reads, 2);
     EXPECT_TRUE(c->body_done());
     EXPECT_TRUE(c->reusable());
     // After the end of the body: called without a read, with nothing.
@@ -643,7 +648,7 @@ TEST_F(ServerTest, ReadsInPlainHandlersGetEveryEventThenTheEndOrTheCancellation)
     head = co_await c->send(client_request("GET", "/events"), 5s);
     EXPECT_TRUE(head && head->status == 200);
     EventReader::Outcome cancelled;
-    c->receive_more_then(5s, std::make_unique<EventReader>(*c, cancelled));
+    start_reading(*c, cancelled);
     co_await wait_for([&] { return !cancelled.data.empty(); });
     c->cancel_read();
     co_await wait_for([&] { return cancelled.end.has_value(); });
