@@ -132,6 +132,21 @@ struct Connection::Impl {
   /// One read into `in`'s free space; the caller commits the bytes read
   /// (`auto [ec, n] = co_await read_more(); in.commit(n);`). No coroutine frame of its own.
   auto read_more() { return stream.read_raw(in.prepare(16384)); }
+  /// read_more() completing to a plain handler `void(error_code, size_t)`.
+  template <class Handler>
+  void read_more(Handler&& handler) {
+    stream.read_raw(in.prepare(16384), std::forward<Handler>(handler));
+  }
+
+  /// After a read of body bytes under a deadline (receive_more and receive_more_then): keeps the
+  /// bytes, ends the deadline, and says how the read went.
+  core::Result<void> body_read_ended(const beast::error_code& ec, std::size_t n,
+                                     std::chrono::milliseconds timeout) {
+    in.commit(n);
+    deadline.clear();
+    if (ec) return body_read_failed(ec, timeout);
+    return {};
+  }
 
   /// After a read failed while reading a body: the end of a body delimited by the connection's
   /// end (done, nothing to report), or the error.
@@ -403,10 +418,7 @@ Awaitable<core::Result<void>> Connection::receive_more(std::chrono::milliseconds
   if (im.done) co_return core::Result<void>{};
   im.deadline.set(timeout);
   auto [ec, n] = co_await im.read_more();
-  im.in.commit(n);
-  im.deadline.clear();
-  if (ec) co_return im.body_read_failed(ec, timeout);
-  co_return core::Result<void>{};
+  co_return im.body_read_ended(ec, n, timeout);
 }
 
 void Connection::receive_more_then(std::chrono::milliseconds timeout,
@@ -421,15 +433,11 @@ void Connection::receive_more_then(std::chrono::milliseconds timeout,
   }
   im.deadline.set(timeout);
   // `done` owns, through its caller's coroutine, the connection: `im` outlives the read.
-  im.stream.read_raw(im.in.prepare(16384), [&im, timeout, done = std::move(done)](
-                                               const beast::error_code& ec, std::size_t n) mutable {
-    im.in.commit(n);
-    im.deadline.clear();
-    core::Result<void> got;
-    if (ec) got = im.body_read_failed(ec, timeout);
-    ReadDone* d = done.get();
-    d->on_received(std::move(got), std::move(done));
-  });
+  im.read_more(
+      [&im, timeout, done = std::move(done)](const beast::error_code& ec, std::size_t n) mutable {
+        ReadDone* d = done.get();
+        d->on_received(im.body_read_ended(ec, n, timeout), std::move(done));
+      });
 }
 
 void Connection::cancel_read() {
