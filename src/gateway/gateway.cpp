@@ -641,17 +641,17 @@ struct Gateway::Impl {
     return e.sse_event();
   }
 
-  /// Appends `event` to `batch` in its wire form, unless it is a comment or the meter drops it.
-  void add_event(const http::SseEvent& event, const Upstream& u, StreamMeter& meter, Outcome& o,
-                 std::chrono::steady_clock::time_point sent_at, std::string& batch) {
-    if (event.is_comment()) return;
-    if (meter.on_data(event.data) == StreamMeter::Verdict::drop) return;
-    if (!o.first_token && event.data != "[DONE]") {
+  /// True when the event with `data` goes to the client (the meter may drop it); notes the first
+  /// token.
+  bool take_event(std::string_view data, const Upstream& u, StreamMeter& meter, Outcome& o,
+                  std::chrono::steady_clock::time_point sent_at) {
+    if (meter.on_data(data) == StreamMeter::Verdict::drop) return false;
+    if (!o.first_token && data != "[DONE]") {
       o.first_token = clock.steady_now();
       record_latency(
           u, std::chrono::duration_cast<std::chrono::microseconds>(*o.first_token - sent_at));
     }
-    http::append_sse(batch, event);
+    return true;
   }
 
   /// How one pass over the events already received ended (step()).
@@ -677,7 +677,8 @@ struct Gateway::Impl {
     std::chrono::steady_clock::time_point sent_at;
     Pacer* pacer;
     std::string batch;     ///< the events of one read, in their wire form
-    http::SseEvent event;  ///< every event is parsed into it, reusing its storage
+    http::SseEvent event;  ///< every event that is not plain is parsed into it, reusing its storage
+    http::SseWire wire;    ///< a plain event, forwarded as it came
     std::optional<http::Awaitable<bool>> rest;  ///< Step::wrote_part
     std::optional<core::Error> read_error;      ///< Step::read_failed
     bool cancelled = false;
@@ -690,13 +691,17 @@ struct Gateway::Impl {
   Step step(Relay& r) {
     r.batch.clear();
     for (;;) {
-      auto more = r.conn.buffered_event(r.event);
+      auto more = r.conn.buffered_event(r.event, r.wire);
       if (!more) {
         r.batch += stream_broke(r.u, r.o, more.error());
         return Step::broke;
       }
-      if (!*more) break;
-      add_event(r.event, r.u, r.meter, r.o, r.sent_at, r.batch);
+      if (*more == http::SseNext::none) break;
+      if (*more == http::SseNext::wire) {
+        if (take_event(r.wire.data, r.u, r.meter, r.o, r.sent_at)) r.batch += r.wire.bytes;
+      } else if (!r.event.is_comment() && take_event(r.event.data, r.u, r.meter, r.o, r.sent_at)) {
+        http::append_sse(r.batch, r.event);
+      }
     }
     if (r.conn.body_done()) return Step::body_done;
     if (r.batch.empty()) return Step::need_read;

@@ -420,16 +420,35 @@ bool plainly_content(std::string_view data) {
     return _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + at));
   };
   const auto is = [](__m128i v, char c) { return _mm_cmpeq_epi8(v, _mm_set1_epi8(c)); };
-  for (; i + 20 <= n; i += 16) {
-    const __m128i v0 = load(i);
-    const __m128i v1 = load(i + 1);
-    const __m128i v4 = load(i + 4);
+  // The candidates among the sixteen bytes from `at` (each block reads 20).
+  const auto hits = [&](std::size_t at) {
+    const __m128i v0 = load(at);
+    const __m128i v1 = load(at + 1);
+    const __m128i v4 = load(at + 4);
     const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_and_si128(is(v0, 'u'), is(v4, 'e')),
                                                   _mm_and_si128(is(v0, 'e'), is(v4, 'r'))),
                                      _mm_and_si128(is(v0, '\\'), is(v1, 'u')));
-    for (auto mask = static_cast<unsigned>(_mm_movemask_epi8(hit)); mask != 0; mask &= mask - 1) {
-      if (!plain_at(data, i + static_cast<std::size_t>(__builtin_ctz(mask)))) return false;
+    return static_cast<unsigned>(_mm_movemask_epi8(hit));
+  };
+  const auto all_plain = [&](std::size_t at, unsigned mask) {
+    for (; mask != 0; mask &= mask - 1) {
+      if (!plain_at(data, at + static_cast<std::size_t>(__builtin_ctz(mask)))) return false;
     }
+    return true;
+  };
+  if (n >= 20) {
+    for (; i + 20 <= n; i += 16) {
+      if (!all_plain(i, hits(i))) return false;
+    }
+    // The rest but the last four bytes, in one more block that overlaps the last one: its
+    // bytes before `i` were looked at already. A word of five bytes cannot start in the last
+    // four, so only a "\u" is left for the loop below.
+    const std::size_t last = n - 20;
+    if (!all_plain(last, hits(last) & (~0u << (i - last)))) return false;
+    for (i = n - 4; i + 1 < n; ++i) {
+      if (bytes[i] == '\\' && bytes[i + 1] == 'u') return false;
+    }
+    return true;
   }
 #endif
   for (; i < n; ++i) {

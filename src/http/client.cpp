@@ -119,7 +119,6 @@ struct Connection::Impl {
   bool done = true;
   bool broken = false;
   SseParser sse;
-  std::string decoded;  ///< buffered_event()'s body bytes on their way to `sse` (storage reused)
 
   void abort_io() {
     beast::error_code ec;
@@ -199,12 +198,15 @@ struct Connection::Impl {
 
   /// Hands body bytes to the SSE parser.
   core::Result<void> feed_sse(std::string_view piece) {
-    if (!sse.feed(piece)) {
-      broken = true;
-      return core::Error(core::Errc::unavailable, "http.sse_too_large",
-                         "an SSE event exceeds the parser's buffer");
-    }
+    if (!sse.feed(piece)) return sse_too_large();
     return {};
+  }
+
+  /// The parser refused bytes: an event larger than its buffer.
+  core::Error sse_too_large() {
+    broken = true;
+    return core::Error(core::Errc::unavailable, "http.sse_too_large",
+                       "an SSE event exceeds the parser's buffer");
   }
 
   /// An I/O error as the caller sees it: a timeout when the deadline closed the socket.
@@ -400,16 +402,16 @@ Awaitable<core::Result<std::optional<SseEvent>>> Connection::read_event(
   }
 }
 
-core::Result<bool> Connection::buffered_event(SseEvent& event) {
+core::Result<SseNext> Connection::buffered_event(SseEvent& event, SseWire& wire) {
   auto& im = *impl_;
-  std::string& piece = im.decoded;
   for (;;) {
-    if (im.sse.next(event)) return true;
-    if (im.done) return false;
-    piece.clear();
-    if (auto r = im.take_buffered(piece); !r) return r.error();
-    if (piece.empty() && !im.done) return false;  // needs the network
-    if (auto fed = im.feed_sse(piece); !fed) return fed.error();
+    if (const SseNext got = im.sse.next(event, wire); got != SseNext::none) return got;
+    if (im.done) return SseNext::none;
+    std::string& in = im.sse.input();
+    const std::size_t before = in.size();
+    if (auto r = im.take_buffered(in); !r) return r.error();
+    if (in.size() == before && !im.done) return SseNext::none;  // needs the network
+    if (!im.sse.accepted()) return im.sse_too_large();
   }
 }
 

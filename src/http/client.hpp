@@ -76,13 +76,16 @@ class Connection {
   Awaitable<core::Result<std::string>> read_some(std::chrono::milliseconds timeout);
   /// The next SSE event or comment of the body; nullopt at the end of the body.
   Awaitable<core::Result<std::optional<SseEvent>>> read_event(std::chrono::milliseconds timeout);
-  /// The next SSE event or comment if it is already here: parsed from bytes received by earlier
-  /// reads, with no I/O, into `event` (whose strings' storage is reused: a relay passes the same
-  /// object for every event and allocates nothing per event). True when `event` holds it; false
-  /// when more bytes are needed, or at the end of the body (then body_done() is true), and then
-  /// `event` is unchanged. Errors as read_event's. Lets a relay gather the events that came in
-  /// one read and forward them with one write.
-  core::Result<bool> buffered_event(SseEvent& event);
+  /// The next SSE event or comment if it is already here, from bytes received by earlier reads,
+  /// with no I/O. A plain event (one "data: " line, SseWire) stays in the connection's buffer
+  /// and `wire` describes it (SseNext::wire; its views last until the next call): a relay
+  /// forwards its bytes as they came. Anything else is parsed into `event` (SseNext::event),
+  /// whose strings' storage is reused: a relay passes the same objects for every event and
+  /// allocates nothing per event. SseNext::none when more bytes are needed, or at the end of the
+  /// body (then body_done() is true). The body's bytes are copied once, from the read buffer
+  /// into the parser. Errors as read_event's. Lets a relay gather the events that came in one
+  /// read and forward them with one write.
+  core::Result<SseNext> buffered_event(SseEvent& event, SseWire& wire);
   /// Waits for more of the body and keeps it for buffered_event() or buffered_body(): one read
   /// under `timeout` (one coroutine frame, where read_event takes two and a string per read).
   /// Does nothing once the body is complete. Errors as read_some's; the end of a body delimited by

@@ -244,6 +244,14 @@ bool body_framing(const Head& head, Framing::Kind fallback, Framing& out, std::s
   return true;
 }
 
+/// The value of a hexadecimal digit; -1 for any other character.
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace
 
 std::optional<std::string_view> Head::get(std::string_view name) const {
@@ -372,6 +380,25 @@ bool keep_alive(const Head& head) {
   return head.minor >= 1 || keep;
 }
 
+std::size_t ChunkedDecoder::take_whole_chunk(std::string_view in, std::string& out) {
+  constexpr std::size_t kMaxDigits = 15;  // as the byte loop allows
+  std::uint64_t size = 0;
+  std::size_t k = 0;
+  for (; k < in.size() && k < kMaxDigits; ++k) {
+    const int digit = hex_digit(in[k]);
+    if (digit < 0) break;
+    size = size * 16 + static_cast<unsigned>(digit);
+  }
+  if (k == 0 || size == 0 || in.size() - k < 4 || in[k] != '\r' || in[k + 1] != '\n') return 0;
+  const std::size_t data_at = k + 2;
+  if (in.size() - data_at - 2 < size) return 0;  // not all here
+  const auto end = data_at + static_cast<std::size_t>(size);
+  if (in[end] != '\r' || in[end + 1] != '\n') return 0;
+  out.append(in.data() + data_at, static_cast<std::size_t>(size));
+  decoded_ += size;
+  return end + 2;
+}
+
 std::optional<std::size_t> ChunkedDecoder::feed(std::string_view in, std::string& out,
                                                 std::string& error) {
   std::size_t i = 0;
@@ -379,10 +406,13 @@ std::optional<std::size_t> ChunkedDecoder::feed(std::string_view in, std::string
     const char c = in[i];
     switch (state_) {
       case State::size: {
-        int digit = -1;
-        if (c >= '0' && c <= '9') digit = c - '0';
-        if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+        if (size_digits_ == 0) {
+          if (const std::size_t whole = take_whole_chunk(in.substr(i), out); whole > 0) {
+            i += whole;
+            break;
+          }
+        }
+        const int digit = hex_digit(c);
         if (digit >= 0) {
           if (++size_digits_ > 15) {
             error = "a chunk size too large";

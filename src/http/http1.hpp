@@ -74,6 +74,10 @@ class ChunkedDecoder {
 
  private:
   enum class State { size, size_ext, size_lf, data, data_cr, data_lf, trailer, trailer_lf, done };
+  /// A whole chunk at the start of `in`, "<hex size>\r\n<data>\r\n" with no extension (an
+  /// engine's event, usually), decoded at once: the bytes it took, or 0 when it is not all there
+  /// or not of that form, and then the byte loop decides.
+  std::size_t take_whole_chunk(std::string_view in, std::string& out);
   State state_ = State::size;
   std::uint64_t remaining_ = 0;
   std::uint64_t decoded_ = 0;

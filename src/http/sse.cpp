@@ -67,13 +67,18 @@ void SseParser::reset() {
   skip_lf_ = false;
 }
 
-bool SseParser::feed(std::string_view bytes) {
+std::string& SseParser::input() {
   if (pos_ > 0 && pos_ >= buffer_.size() / 2) {
     buffer_.erase(0, pos_);
     pos_ = 0;
   }
-  if (buffer_.size() - pos_ + bytes.size() > max_buffer_) return false;
-  buffer_.append(bytes);
+  return buffer_;
+}
+
+bool SseParser::feed(std::string_view bytes) {
+  std::string& in = input();
+  if (in.size() - pos_ + bytes.size() > max_buffer_) return false;
+  in.append(bytes);
   return true;
 }
 
@@ -109,6 +114,33 @@ std::optional<SseEvent> SseParser::next() {
   SseEvent e;
   if (!next(e)) return std::nullopt;
   return e;
+}
+
+SseNext SseParser::next(SseEvent& out, SseWire& wire) {
+  // Between events (no field of one read yet, no CR whose LF may follow), an event that is one
+  // "data: " line and the blank line is taken as it stands: its bytes are what append_sse()
+  // would make of it. Blank lines there dispatch nothing (the one after a comment), so they go.
+  constexpr std::string_view prefix = "data: ";
+  if (pos_ == buffer_.size()) return SseNext::none;  // nothing to read (after each event, usually)
+  if (!has_fields_ && !skip_lf_) {
+    while (pos_ < buffer_.size() && buffer_[pos_] == '\n') ++pos_;
+    const std::string_view rest = std::string_view(buffer_).substr(pos_);
+    if (rest.starts_with(prefix)) {
+      const auto* value = rest.data() + prefix.size();
+      const std::size_t room = rest.size() - prefix.size();
+      const auto* lf = static_cast<const char*>(std::memchr(value, '\n', room));
+      if (lf != nullptr && lf + 1 < rest.data() + rest.size() && lf[1] == '\n') {
+        const auto size = static_cast<std::size_t>(lf - value);
+        if (std::memchr(value, '\r', size) == nullptr) {
+          wire.data = std::string_view(value, size);
+          wire.bytes = rest.substr(0, prefix.size() + size + 2);
+          pos_ += wire.bytes.size();
+          return SseNext::wire;
+        }
+      }
+    }
+  }
+  return next(out) ? SseNext::event : SseNext::none;
 }
 
 namespace {

@@ -32,6 +32,21 @@ std::string format_sse_data(std::string_view data);
 /// A comment line ": text\n\n" (used as a keep-alive).
 std::string format_sse_comment(std::string_view text);
 
+/// An event as it came, when it is one "data: " line followed by a blank line, with no CR: its
+/// data, and its bytes, which are exactly format_sse() of it. Views into the parser's buffer,
+/// valid until the parser is next fed or reset.
+struct SseWire {
+  std::string_view data;   ///< the line's value
+  std::string_view bytes;  ///< "data: " + data + "\n\n"
+};
+
+/// What SseParser::next(SseEvent&, SseWire&) found.
+enum class SseNext {
+  none,   ///< more bytes are needed
+  event,  ///< an event or comment, parsed into the SseEvent
+  wire,   ///< a plain event, left where it is: the SseWire has it
+};
+
 /// Incremental parser: feed() bytes in any split, then take complete events with next().
 /// Lines end in "\n", "\r\n" or "\r". Fields other than event/data/id/retry are ignored, as the
 /// SSE specification says; a block without data lines and without event dispatches nothing.
@@ -47,6 +62,16 @@ class SseParser {
   /// next event or comment (all its fields replaced); false when more bytes are needed, and
   /// then `out` is unchanged.
   bool next(SseEvent& out);
+  /// next(out), except that a plain event (SseWire) is not parsed into `out`: a relay forwards
+  /// its bytes as they came, with no copy of its data and no formatting (the usual event of an
+  /// engine's stream). Anything else is parsed into `out` as next(out) does.
+  SseNext next(SseEvent& out, SseWire& wire);
+  /// The buffer feed() appends to, for a decoder that writes the bytes into it itself rather
+  /// than through a copy: append to it, then call accepted(). Ends the views of earlier SseWires.
+  std::string& input();
+  /// After bytes were appended to input(): false when more than `max_buffer` bytes are pending
+  /// without a complete line or event (as feed()'s refusal).
+  bool accepted() const { return pending_bytes() <= max_buffer_; }
   /// Bytes received but not yet part of a complete event.
   std::size_t pending_bytes() const { return buffer_.size() - pos_; }
   /// Back to the state of a new parser (same `max_buffer`), keeping the buffer's storage.

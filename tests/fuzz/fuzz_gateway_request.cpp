@@ -149,19 +149,36 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     case 6: {
       // An engine's SSE body: parsed whole with next(), and fed in two pieces split anywhere and
-      // byte by byte into one reused event with next(SseEvent&), the events are the same.
+      // byte by byte into one reused event with next(SseEvent&), the events are the same; also
+      // with next(SseEvent&, SseWire&) (through input() for the split), where a plain event
+      // left as it came has the bytes format_sse() makes of it.
       namespace http = openstation::http;
       http::SseParser whole;
       std::vector<http::SseEvent> want;
       if (!whole.feed(text)) break;  // over the parser's limit: nothing more to compare
       while (auto e = whole.next()) want.push_back(std::move(*e));
-      const auto replay = [&](std::size_t piece) {
+      const auto replay = [&](std::size_t piece, bool views) {
         http::SseParser p;
         http::SseEvent ev;
+        http::SseWire wire;
         std::size_t n = 0;
+        const auto next = [&] {
+          if (!views) return p.next(ev);
+          const http::SseNext got = p.next(ev, wire);
+          if (got != http::SseNext::wire) return got == http::SseNext::event;
+          ev = http::SseEvent{};
+          ev.data = std::string(wire.data);
+          OS_FUZZ_CHECK(wire.bytes == http::format_sse(ev));
+          return true;
+        };
         for (std::size_t at = 0; at < text.size(); at += piece) {
-          OS_FUZZ_CHECK(p.feed(text.substr(at, piece)));
-          while (p.next(ev)) {
+          if (views) {
+            p.input().append(text.substr(at, piece));
+            OS_FUZZ_CHECK(p.accepted());
+          } else {
+            OS_FUZZ_CHECK(p.feed(text.substr(at, piece)));
+          }
+          while (next()) {
             OS_FUZZ_CHECK(n < want.size() && ev == want[n]);
             OS_FUZZ_CHECK(!ev.is_comment() ||
                           (ev.data.empty() && ev.event.empty() && ev.id.empty()));
@@ -171,8 +188,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         OS_FUZZ_CHECK(n == want.size());
       };
-      replay(text.empty() ? 1 : 1 + size % text.size());
-      replay(1);
+      const std::size_t cut = text.empty() ? 1 : 1 + size % text.size();
+      replay(cut, false);
+      replay(1, false);
+      replay(cut, true);
+      replay(text.size() + 1, true);
       break;
     }
     default: {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace openstation::http::wire {
 namespace {
 
@@ -209,6 +212,54 @@ TEST(Http1, ChunkedBodiesDecodeByteByByte) {
     ChunkedDecoder b;
     std::string o;
     EXPECT_FALSE(b.feed(bad, o, why)) << bad;
+  }
+}
+
+TEST(Http1, WholeChunksDecodeAtOnceAsTheyDoByteByByte) {
+  // Fed at once, a chunk that is all there is taken in one step; fed a byte at a time, the byte
+  // loop reads it. Both must agree on every body, good or bad: bytes used, the data, the count,
+  // and the error.
+  const std::string sixteen = "0123456789abcdef";
+  const std::vector<std::string> bodies = {
+      "4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n",
+      "0004\r\nWiki\r\nA\r\n" + sixteen.substr(0, 10) + "\r\n0\r\n\r\n",
+      "10\r\n" + sixteen + "\r\n0\r\n\r\nNEXT",
+      "00000000000000a\r\n" + sixteen.substr(0, 10) + "\r\n0\r\n\r\n",  // 15 digits
+      "000000000000000a\r\n" + sixteen.substr(0, 10) + "\r\n",          // 16: too many
+      "4\r\nWikiXX\r\n",                                                // longer than its size
+      "4\r\nWiki\rX",
+      "4\r\nWi\r\n\r\n",
+      "4;ext\r\nWiki\r\n0\r\n\r\n",
+      "4 \r\nWiki\r\n0\r\n\r\n",
+      "4\nWiki\r\n",
+      "4\r\nWik",  // not all here yet
+  };
+  for (const std::string& body : bodies) {
+    std::string why_whole;
+    ChunkedDecoder whole;
+    std::string out_whole;
+    const auto used = whole.feed(body, out_whole, why_whole);
+
+    ChunkedDecoder bytes;
+    std::string out_bytes;
+    std::string why_bytes;
+    std::size_t used_bytes = 0;
+    bool failed = false;
+    for (char c : body) {
+      if (bytes.done()) break;
+      auto one = bytes.feed(std::string_view(&c, 1), out_bytes, why_bytes);
+      if (!one) {
+        failed = true;
+        break;
+      }
+      used_bytes += *one;
+    }
+    EXPECT_EQ(used.has_value(), !failed) << body;
+    EXPECT_EQ(why_whole, why_bytes) << body;
+    EXPECT_EQ(used.value_or(used_bytes), used_bytes) << body;
+    EXPECT_EQ(out_whole, out_bytes) << body;
+    EXPECT_EQ(whole.decoded(), bytes.decoded()) << body;
+    EXPECT_EQ(whole.done(), bytes.done()) << body;
   }
 }
 

@@ -463,6 +463,11 @@ TEST_F(ServerTest, StreamedEventsArriveOneByOne) {
   });
 }
 
+/// The data of the event buffered_event() found.
+std::string_view data_of(SseNext got, const SseEvent& event, const SseWire& wire) {
+  return got == SseNext::wire ? wire.data : std::string_view(event.data);
+}
+
 TEST_F(ServerTest, EventsWrittenTogetherAreTakenFromTheBufferWithoutAnotherRead) {
   extra_streams_.emplace_back(
       "GET", "/burst", [](Request&, ResponseStream& out) -> Awaitable<void> {
@@ -479,16 +484,20 @@ TEST_F(ServerTest, EventsWrittenTogetherAreTakenFromTheBufferWithoutAnotherRead)
     auto first = co_await c->read_event(5s);
     EXPECT_TRUE(first && *first && (*first)->data == "a");
     // The rest came with the same write: no I/O needed for it. One event object for all of
-    // them, as a relay uses it: each call replaces every field.
+    // them, as a relay uses it: each call replaces every field. A plain event is left as it
+    // came, the others are parsed.
     SseEvent ev;
-    auto second = c->buffered_event(ev);
-    EXPECT_TRUE(second && *second && ev.data == "b");
-    auto third = c->buffered_event(ev);
-    EXPECT_TRUE(third && *third);
+    SseWire wire;
+    auto second = c->buffered_event(ev, wire);
+    EXPECT_TRUE(second && *second == SseNext::wire);
+    EXPECT_EQ(wire.data, "b");
+    EXPECT_EQ(wire.bytes, "data: b\n\n");
+    auto third = c->buffered_event(ev, wire);
+    EXPECT_TRUE(third && *third == SseNext::event);
     EXPECT_EQ(ev.event, "c");
     EXPECT_EQ(ev.data, "x\ny");
-    auto end = c->buffered_event(ev);
-    EXPECT_TRUE(end && !*end);
+    auto end = c->buffered_event(ev, wire);
+    EXPECT_TRUE(end && *end == SseNext::none);
     EXPECT_EQ(ev.data, "x\ny");  // unchanged when there is no event
     EXPECT_TRUE(c->body_done());
     EXPECT_TRUE(c->reusable());
@@ -534,13 +543,15 @@ TEST_F(ServerTest, WritesNowAndTheirRestsKeepEveryEventWholeAndInOrderWhenTheCli
     EXPECT_EQ(blocked.wait_for(30s), std::future_status::ready);
     int next = 0;
     SseEvent event;
+    SseWire wire;
     for (;;) {
-      auto ev = c->buffered_event(event);
+      auto ev = c->buffered_event(event, wire);
       EXPECT_TRUE(ev);
       if (!ev) co_return;
-      if (*ev) {
-        EXPECT_EQ(event.data, payload(next)) << "event " << next;
-        if (event.data != payload(next)) co_return;
+      if (*ev != SseNext::none) {
+        const std::string_view data = data_of(*ev, event, wire);
+        EXPECT_EQ(data, payload(next)) << "event " << next;
+        if (data != payload(next)) co_return;
         ++next;
         continue;
       }
@@ -569,14 +580,15 @@ class EventReader final : public Connection::ReadDone {
       return;
     }
     SseEvent event;
+    SseWire wire;
     for (;;) {
-      auto ev = c_.buffered_event(event);
+      auto ev = c_.buffered_event(event, wire);
       if (!ev) {
         out_.end = ev.error();
         return;
       }
-      if (!*ev) break;
-      out_.data.push_back(event.data);
+      if (*ev == SseNext::none) break;
+      out_.data.emplace_back(data_of(*ev, event, wire));
     }
     if (c_.body_done()) {
       out_.end = core::Result<void>{};

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace openstation::http {
 namespace {
 
@@ -158,6 +162,99 @@ TEST(SseParser, OneReusedEventGetsEveryFieldOfEachEventAndNothingOfTheOneBefore)
   EXPECT_EQ(ev.data, "unfinished");
   EXPECT_TRUE(ev.id.empty());
   EXPECT_FALSE(ev.is_comment());
+}
+
+TEST(SseParser, PlainEventsAreLeftAsTheyCameAndTheRestParsedInAnySplit) {
+  // Plain events (one "data: " line, no CR) come back as views of their bytes, which are what
+  // format_sse() makes of them; every other form is parsed as next() parses it. Fed whole, in
+  // two pieces split at every offset, and byte by byte: the same events, and each plain one
+  // that arrived whole at an event boundary as a view.
+  const std::vector<std::pair<std::string, bool>> events = {
+      {"data: {\"a\":1}\n\n", true},    {"data: \n\n", true},
+      {"data:  two spaces\n\n", true},  {"data:x\n\n", false},
+      {"data: crlf\r\n\r\n", false},    {"data: a\ndata: b\n\n", false},
+      {"event: e\ndata: x\n\n", false}, {"id: 1\ndata: x\n\n", false},
+      {"data: lf then cr\n\r", false},  {": comment\n\n", false},
+      {"data: [DONE]\n\n", true},       {"data: after\n: inside\ndata: more\n\n", false},
+      {"data: last\n\n", true},
+  };
+  std::string stream;
+  for (const auto& [wire, plain] : events) stream += wire;
+  SseParser reference;
+  ASSERT_TRUE(reference.feed(stream));
+  std::vector<SseEvent> expected;
+  while (auto e = reference.next()) expected.push_back(*e);
+  ASSERT_EQ(expected.size(), 14u);  // the comment inside an event's lines comes out on its own
+
+  // Takes every event from `p` into `got`; counts the views.
+  const auto drain = [](SseParser& p, std::vector<SseEvent>& got, int& views) {
+    SseEvent ev;
+    SseWire wire;
+    for (;;) {
+      const SseNext n = p.next(ev, wire);
+      if (n == SseNext::none) return;
+      if (n == SseNext::event) {
+        got.push_back(ev);
+        continue;
+      }
+      SseEvent plain;
+      plain.data = std::string(wire.data);
+      EXPECT_EQ(wire.bytes, format_sse(plain));
+      got.push_back(plain);
+      ++views;
+    }
+  };
+  {
+    SseParser whole;
+    ASSERT_TRUE(whole.feed(stream));
+    std::vector<SseEvent> got;
+    int views = 0;
+    drain(whole, got, views);
+    EXPECT_EQ(got, expected);
+    EXPECT_EQ(views, 5);  // the ones marked plain
+  }
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    SseParser p;
+    std::vector<SseEvent> got;
+    int views = 0;
+    ASSERT_TRUE(p.feed(std::string_view(stream).substr(0, cut)));
+    drain(p, got, views);
+    // Through input(), as a decoder appends: the same as feed().
+    p.input().append(stream.substr(cut));
+    ASSERT_TRUE(p.accepted());
+    drain(p, got, views);
+    EXPECT_EQ(got, expected) << "split at " << cut;
+    EXPECT_GE(views, 4) << "split at " << cut;  // only the plain event cut in two is parsed
+  }
+  SseParser bytewise;
+  std::vector<SseEvent> got;
+  int views = 0;
+  for (char c : stream) {
+    ASSERT_TRUE(bytewise.feed(std::string_view(&c, 1)));
+    drain(bytewise, got, views);
+  }
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(views, 0);  // a byte at a time, no event is ever there whole before its first line
+}
+
+TEST(SseParser, InputKeepsWhatIsUnreadAndAcceptedKeepsTheLimit) {
+  SseParser p(32);
+  ASSERT_TRUE(p.feed("data: one\n\ndata: tw"));
+  SseEvent ev;
+  SseWire wire;
+  ASSERT_EQ(p.next(ev, wire), SseNext::wire);
+  EXPECT_EQ(wire.data, "one");
+  EXPECT_EQ(p.next(ev, wire), SseNext::none);
+  p.input().append("o\n\ndata: three\n");  // the consumed event may go; the rest stays
+  ASSERT_TRUE(p.accepted());
+  ASSERT_EQ(p.next(ev, wire), SseNext::wire);
+  EXPECT_EQ(wire.bytes, "data: two\n\n");
+  EXPECT_EQ(p.next(ev, wire), SseNext::none);  // takes the line: the event is begun
+  p.input().append("\n");
+  ASSERT_EQ(p.next(ev, wire), SseNext::event);
+  EXPECT_EQ(ev.data, "three");
+  p.input().append(std::string(33, 'x'));
+  EXPECT_FALSE(p.accepted());
 }
 
 }  // namespace
