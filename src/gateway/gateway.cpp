@@ -533,6 +533,7 @@ struct Gateway::Impl {
       const bool sse = head.headers.get_or("Content-Type", "").starts_with("text/event-stream") &&
                        head.status < 400;
       if (sse) {
+        conn.recycle(std::move(head));  // its storage serves the connection's next response
         co_await relay_stream(conn, *u, a.keep_usage_chunk, out, o, sent_at);
         finish(local, o, started);
         give_reply(local, std::move(reply));

@@ -486,6 +486,25 @@ bool detail::read_by_fast_scan(std::string_view body) {
   return FastScan(body).read(found);
 }
 
+namespace {
+
+/// `body`, a valid JSON object with no "stream_options", with `"stream_options":
+/// {"include_usage":true}` as its first member and the client's bytes otherwise as sent: no
+/// document built and written anew.
+std::string with_usage_option(std::string_view body) {
+  constexpr std::string_view member = R"("stream_options":{"include_usage":true})";
+  const std::size_t open = body.find('{') + 1;  // only whitespace can come before the object
+  const std::size_t first = body.find_first_not_of(" \t\r\n", open);
+  std::string out;
+  out.reserve(body.size() + member.size() + 1);
+  out.append(body.substr(0, open)).append(member);
+  if (first != std::string_view::npos && body[first] != '}') out.push_back(',');
+  out.append(body.substr(open));
+  return out;
+}
+
+}  // namespace
+
 core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return bad_json("the request body is empty; send a JSON object with at least \"model\"");
@@ -539,7 +558,10 @@ core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_vi
 
   const bool meterable_stream =
       out.stream && (endpoint == Endpoint::chat_completions || endpoint == Endpoint::completions);
-  if (meterable_stream && !out.client_wants_usage) {
+  if (meterable_stream && !out.client_wants_usage && top.stream_options.kind == Kind::absent) {
+    out.upstream_body = with_usage_option(body);  // the usual stream: no options of its own
+    out.rewritten = true;
+  } else if (meterable_stream && !out.client_wants_usage) {
     detail::JsonScratch scratch;  // no heap for a body of a few KiB
     json::value v = scratch.parse(body, ec);
     if (ec || !v.is_object()) return bad_json("the request body is not valid JSON");  // checked

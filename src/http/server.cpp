@@ -181,7 +181,7 @@ class StreamImpl final : public ResponseStream {
       co_return false;
     }
     watching_ = true;
-    asio::co_spawn(s_.stream.get_executor(), watch(), asio::detached);
+    watch();
     co_return true;
   }
 
@@ -302,14 +302,17 @@ class StreamImpl final : public ResponseStream {
   }
 
   /// Reads from the connection while the handler streams: an error or EOF means the client left.
-  /// Bytes that arrive (a pipelined next request) are kept in the session's buffer.
-  Awaitable<void> watch() {
-    auto [ec, n] = co_await s_.read_some(s_.in.prepare(4096));
-    s_.in.commit(n);
-    // An error is a disconnect unless stop_watching() cancelled the read on purpose (a socket
-    // closed by the server's stop also ends the read with operation_aborted).
-    if (ec && !(stop_requested_ && ec == asio::error::operation_aborted)) mark_gone();
-    watch_done_.notify();
+  /// Bytes that arrive (a pipelined next request) are kept in the session's buffer. A plain read
+  /// handler, not a coroutine of its own (one per stream); stop_watching() waits for it, so the
+  /// stream outlives it, and an I/O context that goes away destroys it unrun.
+  void watch() {
+    s_.stream.read_raw(s_.in.prepare(4096), [this](const beast::error_code& ec, std::size_t n) {
+      s_.in.commit(n);
+      // An error is a disconnect unless stop_watching() cancelled the read on purpose (a socket
+      // closed by the server's stop also ends the read with operation_aborted).
+      if (ec && !(stop_requested_ && ec == asio::error::operation_aborted)) mark_gone();
+      watch_done_.notify();
+    });
   }
 
   Session& s_;

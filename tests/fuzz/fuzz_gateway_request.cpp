@@ -74,7 +74,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (r) {
         OS_FUZZ_CHECK(r->model == want.model && r->user == want.user && r->stream == want.stream);
         OS_FUZZ_CHECK(r->client_wants_usage == want.client_wants_usage);
-        OS_FUZZ_CHECK(r->rewritten == want.rewritten && r->upstream_body == want.upstream_body);
+        OS_FUZZ_CHECK(r->rewritten == want.rewritten);
+        if (r->rewritten) {  // the same document (a body without options keeps its own bytes)
+          boost::system::error_code got_ec, want_ec;
+          const auto got_doc = boost::json::parse(r->upstream_body, got_ec);
+          const auto want_doc = boost::json::parse(want.upstream_body, want_ec);
+          OS_FUZZ_CHECK(!got_ec && !want_ec && got_doc == want_doc);
+        }
       } else {
         OS_FUZZ_CHECK(r.error().code == want_code);
       }

@@ -109,6 +109,15 @@ TEST(Request, StreamsAskTheEngineForUsage) {
   const auto v = json::parse(r->upstream_body).as_object();
   EXPECT_EQ(v.at("stream_options").at("include_usage"), true);
   EXPECT_EQ(v.at("model"), "m");
+  // Without options of its own, the client's bytes go up as sent, with the option put first.
+  EXPECT_EQ(r->upstream_body,
+            R"({"stream_options":{"include_usage":true},"model":"m","stream":true})");
+  auto spaced = inspect_request(Endpoint::chat_completions,
+                                " \n{ \"model\" : \"m\",\n \"stream\" : true, \"n\": 1.50 }\r\n");
+  ASSERT_TRUE(spaced);
+  EXPECT_EQ(spaced->upstream_body,
+            " \n{\"stream_options\":{\"include_usage\":true}, \"model\" : \"m\",\n \"stream\" : "
+            "true, \"n\": 1.50 }\r\n");
 
   // The client's other stream options survive.
   auto k = inspect_request(
