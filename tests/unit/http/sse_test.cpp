@@ -175,6 +175,7 @@ TEST(SseParser, PlainEventsAreLeftAsTheyCameAndTheRestParsedInAnySplit) {
       {"data: crlf\r\n\r\n", false},    {"data: a\ndata: b\n\n", false},
       {"event: e\ndata: x\n\n", false}, {"id: 1\ndata: x\n\n", false},
       {"data: lf then cr\n\r", false},  {": comment\n\n", false},
+      {"data: lone\rcr\n\n", false},  // a CR ends a line: data "lone", then a field "cr"
       {"data: [DONE]\n\n", true},       {"data: after\n: inside\ndata: more\n\n", false},
       {"data: last\n\n", true},
   };
@@ -184,7 +185,7 @@ TEST(SseParser, PlainEventsAreLeftAsTheyCameAndTheRestParsedInAnySplit) {
   ASSERT_TRUE(reference.feed(stream));
   std::vector<SseEvent> expected;
   while (auto e = reference.next()) expected.push_back(*e);
-  ASSERT_EQ(expected.size(), 14u);  // the comment inside an event's lines comes out on its own
+  ASSERT_EQ(expected.size(), 15u);  // the comment inside an event's lines comes out on its own
 
   // Takes every event from `p` into `got`; counts the views.
   const auto drain = [](SseParser& p, std::vector<SseEvent>& got, int& views) {
