@@ -558,10 +558,12 @@ core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_vi
 
   const bool meterable_stream =
       out.stream && (endpoint == Endpoint::chat_completions || endpoint == Endpoint::completions);
-  if (meterable_stream && !out.client_wants_usage && top.stream_options.kind == Kind::absent) {
-    out.upstream_body = with_usage_option(body);  // the usual stream: no options of its own
+  if (meterable_stream && !out.client_wants_usage) {
     out.rewritten = true;
-  } else if (meterable_stream && !out.client_wants_usage) {
+    if (top.stream_options.kind == Kind::absent) {
+      out.upstream_body = with_usage_option(body);  // the usual stream: no options of its own
+      return out;
+    }
     detail::JsonScratch scratch;  // no heap for a body of a few KiB
     json::value v = scratch.parse(body, ec);
     if (ec || !v.is_object()) return bad_json("the request body is not valid JSON");  // checked
@@ -574,7 +576,6 @@ core::Result<InspectedRequest> inspect_request(Endpoint endpoint, std::string_vi
     }
     (*options)["include_usage"] = true;
     out.upstream_body = json::serialize(v);
-    out.rewritten = true;
   }
   return out;
 }

@@ -244,14 +244,6 @@ bool body_framing(const Head& head, Framing::Kind fallback, Framing& out, std::s
   return true;
 }
 
-/// The value of a hexadecimal digit; -1 for any other character.
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::optional<std::string_view> Head::get(std::string_view name) const {

@@ -219,19 +219,13 @@ std::string_view reason_phrase(int status) noexcept {
 }
 
 std::string percent_decode(std::string_view s, bool plus_as_space) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (c == '%') {
-      const int hi = i + 1 < s.size() ? hex(s[i + 1]) : -1;
-      const int lo = i + 2 < s.size() ? hex(s[i + 2]) : -1;
+      const int hi = i + 1 < s.size() ? hex_digit(s[i + 1]) : -1;
+      const int lo = i + 2 < s.size() ? hex_digit(s[i + 2]) : -1;
       if (hi >= 0 && lo >= 0) {
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;

@@ -161,5 +161,12 @@ std::string_view reason_phrase(int status) noexcept;
 /// Percent-decodes a URL component ('+' as space when `plus_as_space`). Invalid escapes are kept
 /// verbatim.
 std::string percent_decode(std::string_view s, bool plus_as_space = true);
+/// The value of a hexadecimal digit ('0'–'9', 'a'–'f', 'A'–'F'); -1 for any other character.
+constexpr int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
 }  // namespace openstation::http
