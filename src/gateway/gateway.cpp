@@ -12,7 +12,8 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -27,7 +28,6 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 
 namespace openstation::gateway {
@@ -560,18 +560,125 @@ struct Gateway::Impl {
   }
 #pragma GCC diagnostic pop
 
-  /// What a relayed stream's writer and the keep-alive coroutine share (both on the session's
-  /// I/O thread): when the client last got bytes, and whether a write is in flight (one at a time).
-  struct Pacer {
-    explicit Pacer(const boost::asio::any_io_executor& ex) : timer(ex), written(ex) {}
-    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
-    bool writing = false;
-    boost::asio::steady_timer timer;    ///< the keep-alive's idle deadline
-    boost::asio::steady_timer written;  ///< cancelled when a keep-alive write ends
-  };
-
   /// How a relayed stream ended.
   enum class StreamEnd { done, broke, client_gone };
+
+  struct Pacer;
+
+  /// A relayed stream, kept in relay_events()' frame: what its steps share.
+  struct Relay {
+    Relay(http::Connection& c, const Upstream& up, StreamMeter& m, http::ResponseStream& os,
+          Outcome& oc, std::chrono::steady_clock::time_point sent, Pacer* p)
+        : conn(c), u(up), meter(m), out(os), o(oc), sent_at(sent), pacer(p) {}
+    http::Connection& conn;
+    const Upstream& u;
+    StreamMeter& meter;
+    http::ResponseStream& out;
+    Outcome& o;
+    std::chrono::steady_clock::time_point sent_at;
+    Pacer* pacer;
+    std::string batch;     ///< the events of one read, in their wire form
+    http::SseEvent event;  ///< every event that is not plain is parsed into it, reusing its storage
+    http::SseWire wire;    ///< a plain event, forwarded as it came
+    std::optional<http::Awaitable<bool>> rest;  ///< Step::wrote_part
+    std::optional<core::Error> read_error;      ///< Step::read_failed
+    bool cancelled = false;
+  };
+
+  /// A relayed stream's writes to the client, one at a time, and its keep-alive: an SSE comment
+  /// whenever the client got nothing for `every` (only between events: events are written whole by
+  /// write_paced). The keep-alive is a timer's handler, not a coroutine beside the relay: it writes
+  /// the comment from the handler when the kernel takes it at once, and only a comment the
+  /// client's socket did not take at once gets a coroutine. A comment that finds the client gone
+  /// cancels the relay's read, which ends the relay and so the upstream request. All of it runs
+  /// on the session's I/O thread.
+  struct Pacer {
+    Pacer(http::ResponseStream& o, std::chrono::milliseconds e,
+          const boost::asio::any_io_executor& ex)
+        : out(o), every(e), timer(ex), written(ex) {}
+    http::ResponseStream& out;
+    const std::chrono::milliseconds every;
+    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+    bool writing = false;    ///< a write to the client is in flight (the relay's or a comment's)
+    bool busy = false;       ///< the timer's wait or a comment's write is outstanding
+    bool stopping = false;   ///< stop() was called: no more comments
+    Relay* relay = nullptr;  ///< the relay to cancel when a comment finds the client gone
+    boost::asio::steady_timer timer;    ///< the keep-alive's idle deadline
+    boost::asio::steady_timer written;  ///< cancelled when a comment's write or the last wait ends
+
+    /// Waits for the first idle deadline.
+    void start() { wait_until(last_write + every); }
+
+    /// No more comments; the caller awaits stopped() before the pacer goes away.
+    void stop() {
+      stopping = true;
+      timer.cancel();
+    }
+
+    /// Returns once neither the timer's wait nor a comment's write refers to the pacer.
+    http::Awaitable<void> stopped() {
+      while (busy) {
+        written.expires_at(std::chrono::steady_clock::time_point::max());
+        (void)co_await written.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+      }
+    }
+
+   private:
+    static constexpr std::string_view comment = ": keep-alive\n\n";
+
+    void wait_until(std::chrono::steady_clock::time_point deadline) {
+      busy = true;
+      timer.expires_at(deadline);
+      timer.async_wait([this](const boost::system::error_code& ec) { on_deadline(ec); });
+    }
+
+    void on_deadline(const boost::system::error_code& ec) {
+      busy = false;
+      if (ec || stopping) {
+        written.cancel();
+        return;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      // A write still in flight (a client that lags) counts as the client getting bytes: look
+      // again one interval on, not at once, which would spin until it ends.
+      if (writing) return wait_until(now + every);
+      if (now - last_write < every) return wait_until(last_write + every);
+      bool ok = false;
+      if (auto rest = out.write_now(comment, ok)) {
+        writing = true;
+        busy = true;
+        boost::asio::co_spawn(timer.get_executor(), comment_rest(std::move(*rest)),
+                              boost::asio::detached);
+        return;
+      }
+      last_write = now;
+      if (ok) {
+        start();
+      } else {
+        client_left();
+      }
+    }
+
+    /// The rest of a comment the client's socket did not take at once.
+    http::Awaitable<void> comment_rest(http::Awaitable<bool> rest) {
+      const bool ok = co_await std::move(rest);
+      writing = false;
+      busy = false;
+      last_write = std::chrono::steady_clock::now();
+      written.cancel();  // wakes a relay write waiting in idle_writer(), or stopped()
+      if (!ok) {
+        client_left();
+      } else if (!stopping) {
+        start();
+      }
+    }
+
+    void client_left() {
+      if (relay == nullptr) return;
+      relay->cancelled = true;
+      relay->conn.cancel_read();
+    }
+  };
 
   /// Waits until no keep-alive comment is being written.
   static http::Awaitable<void> idle_writer(Pacer* p) {
@@ -612,25 +719,6 @@ struct Gateway::Impl {
     co_return ok;
   }
 
-  /// Writes an SSE comment whenever the client got nothing for `every` (only between events:
-  /// events are written whole by write_paced). Returns when the client is gone (which ends the
-  /// relay and so cancels the upstream request), or when cancelled.
-  static http::Awaitable<void> keep_alive(http::ResponseStream& out, Pacer& p,
-                                          std::chrono::milliseconds every) {
-    for (;;) {
-      p.timer.expires_at(p.last_write + every);
-      auto [ec] = co_await p.timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-      if (ec) co_return;  // cancelled: the relay ended
-      if (p.writing || std::chrono::steady_clock::now() - p.last_write < every) continue;
-      p.writing = true;
-      const bool ok = co_await out.write(": keep-alive\n\n");
-      p.writing = false;
-      p.last_write = std::chrono::steady_clock::now();
-      p.written.cancel();
-      if (!ok) co_return;
-    }
-  }
-
   /// Records a broken engine stream; returns the error event the client gets.
   std::string stream_broke(const Upstream& u, Outcome& o, const core::Error& error) {
     mark_failed(u, steady_ms(clock), options.failure_cooldown);
@@ -663,26 +751,6 @@ struct Gateway::Impl {
     broke,        ///< the engine's stream broke: `batch` ends with the client's error event
     body_done,    ///< the engine ended the body: `batch` holds the last events, not yet sent
     read_failed,  ///< a read from the engine failed: `read_error` says how
-  };
-
-  /// A relayed stream, kept in relay_events()' frame: what its steps share.
-  struct Relay {
-    Relay(http::Connection& c, const Upstream& up, StreamMeter& m, http::ResponseStream& os,
-          Outcome& oc, std::chrono::steady_clock::time_point sent, Pacer* p)
-        : conn(c), u(up), meter(m), out(os), o(oc), sent_at(sent), pacer(p) {}
-    http::Connection& conn;
-    const Upstream& u;
-    StreamMeter& meter;
-    http::ResponseStream& out;
-    Outcome& o;
-    std::chrono::steady_clock::time_point sent_at;
-    Pacer* pacer;
-    std::string batch;     ///< the events of one read, in their wire form
-    http::SseEvent event;  ///< every event that is not plain is parsed into it, reusing its storage
-    http::SseWire wire;    ///< a plain event, forwarded as it came
-    std::optional<http::Awaitable<bool>> rest;  ///< Step::wrote_part
-    std::optional<core::Error> read_error;      ///< Step::read_failed
-    bool cancelled = false;
   };
 
   /// Forwards the events already received: gathers them into one write (whole events only, so a
@@ -782,6 +850,14 @@ struct Gateway::Impl {
                                           std::chrono::steady_clock::time_point sent_at,
                                           Pacer* pacer, std::string& tail) {
     Relay r(conn, u, meter, out, o, sent_at, pacer);
+    // The keep-alive cancels this relay's reads when it finds the client gone.
+    struct Attach {
+      Pacer* p;
+      ~Attach() {
+        if (p != nullptr) p->relay = nullptr;
+      }
+    } attach{pacer};
+    if (pacer != nullptr) pacer->relay = &r;
     Step s = step(r);
     for (;;) {
       switch (s) {
@@ -804,6 +880,7 @@ struct Gateway::Impl {
           co_await idle_writer(pacer);
           co_return StreamEnd::done;
       }
+      if (r.cancelled) co_return StreamEnd::client_gone;
       s = co_await read_steps(r);
     }
   }
@@ -819,43 +896,43 @@ struct Gateway::Impl {
       conn.close();
       co_return;
     }
-    StreamEnd end = StreamEnd::done;
     std::string tail;  // the last events, sent with the end of the stream
     const auto every = options.config.sse_keepalive_interval;
+    std::optional<Pacer> pacer;
     if (every.count() > 0) {
-      using namespace boost::asio::experimental::awaitable_operators;
-      Pacer pacer(co_await boost::asio::this_coro::executor);
-      auto first = co_await (relay_events(conn, u, meter, out, o, sent_at, &pacer, tail) ||
-                             keep_alive(out, pacer, every));
-      end = first.index() == 0 ? std::get<0>(first) : StreamEnd::client_gone;
-    } else {
-      end = co_await relay_events(conn, u, meter, out, o, sent_at, nullptr, tail);
+      pacer.emplace(out, every, co_await boost::asio::this_coro::executor);
+      pacer->start();
     }
+    const StreamEnd end =
+        co_await relay_events(conn, u, meter, out, o, sent_at, pacer ? &*pacer : nullptr, tail);
+    if (pacer) pacer->stop();  // no comment after the relay's last write
     o.usage = meter.usage();
     o.content_events = meter.content_events();
+    bool reusable = false;
     if (end == StreamEnd::broke) {
-      co_await out.finish();
       conn.close();
-      co_return;
-    }
-    if (end == StreamEnd::client_gone) {
+      co_await out.finish();
+    } else if (end == StreamEnd::client_gone) {
       o.status = 499;
       o.error = "the client went away";
       conn.close();  // cancels the generation upstream
-      co_return;
+    } else {
+      if (meter.saw_error()) {
+        o.status = 502;
+        o.error = "the engine sent an error event";
+      } else if (!meter.done()) {
+        o.status = 502;
+        o.error = "the engine ended the stream without [DONE]";
+      }
+      if (!co_await out.write_and_finish(tail) && !tail.empty()) {
+        o.status = 499;  // the client left before the last events reached it
+        o.error = "the client went away";
+      }
+      reusable = true;
     }
-    if (meter.saw_error()) {
-      o.status = 502;
-      o.error = "the engine sent an error event";
-    } else if (!meter.done()) {
-      o.status = 502;
-      o.error = "the engine ended the stream without [DONE]";
-    }
-    if (!co_await out.write_and_finish(tail) && !tail.empty()) {
-      o.status = 499;  // the client left before the last events reached it
-      o.error = "the client went away";
-    }
-    give_back(thread_of(co_await boost::asio::this_coro::executor), u, std::move(conn));
+    const auto ex = co_await boost::asio::this_coro::executor;
+    if (reusable) give_back(thread_of(ex), u, std::move(conn));
+    if (pacer) co_await pacer->stopped();  // its timer's handler refers to it
   }
 };
 

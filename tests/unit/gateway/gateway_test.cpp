@@ -61,7 +61,20 @@ class MemorySink final : public CallLogSink {
 class Engine {
  public:
   /// burst: the whole stream (three tokens, usage, [DONE] and the body's end) in one write.
-  enum class Mode { ok, unavailable, bad_request, rate_limited, break_mid_stream, hold, burst };
+  /// trickle: `trickle_events` events of about 1.5 KB, a millisecond apart, then [DONE].
+  /// flood_then_hold: `released` events of about 100 bytes at once, then silence until `let_go`.
+  enum class Mode {
+    ok,
+    unavailable,
+    bad_request,
+    rate_limited,
+    break_mid_stream,
+    hold,
+    burst,
+    trickle,
+    flood_then_hold
+  };
+  static constexpr int trickle_events = 150;
   std::atomic<Mode> mode{Mode::ok};
   std::atomic<int> requests{0};
   std::atomic<int> released{1000};  ///< stream events sent only while index < released
@@ -146,6 +159,28 @@ class Engine {
           R"({"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}})");
       all += http::format_sse_data("[DONE]");
       co_await s.write_and_finish(all);
+      co_return;
+    }
+    if (m == Mode::flood_then_hold) {
+      for (int i = 0; i < released.load(); ++i) {
+        co_await s.write(http::format_sse_data(R"({"choices":[{"index":0,"delta":{"content":"t)" +
+                                               std::to_string(i) + std::string(60, 'x') +
+                                               R"("}}]})"));
+      }
+      ++holding;
+      while (!let_go.load()) co_await sleep(2ms);
+      --holding;
+      co_await s.write(http::format_sse_data("[DONE]"));
+      co_return;
+    }
+    if (m == Mode::trickle) {
+      const std::string pad(1500, 'x');
+      for (int i = 0; i < trickle_events; ++i) {
+        co_await s.write(http::format_sse_data(R"({"choices":[{"index":0,"delta":{"content":"t)" +
+                                               std::to_string(i) + pad + R"("}}]})"));
+        co_await sleep(1ms);
+      }
+      co_await s.write(http::format_sse_data("[DONE]"));
       co_return;
     }
     for (int i = 0; i < 3; ++i) {
@@ -784,6 +819,111 @@ TEST_F(GatewayTest, AClientThatLeavesASilentStreamEndsItAndItsEngineConnection) 
   auto r = post("/v1/chat/completions", std::string(kChat));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->status, 200) << r->body;
+}
+
+// A client that reads slowly through a small receive buffer, with a keep-alive due every
+// millisecond: the relay's writes and the comments often find the client's socket full, and wait
+// for the rest of a write. Every event still arrives whole and in order, and comments only
+// between events.
+TEST_F(GatewayTest, ASlowReaderGetsWholeEventsWithCommentsOnlyBetweenThem) {
+  options_.config.sse_keepalive_interval = 1ms;
+  Engine e;
+  e.mode = Engine::Mode::trickle;
+  route({&e});
+  start();
+  asio::io_context ioc;
+  asio::ip::tcp::socket sock(ioc);
+  sock.open(asio::ip::tcp::v4());
+  sock.set_option(asio::socket_base::receive_buffer_size(2048));
+  sock.connect({asio::ip::make_address("127.0.0.1"), gw_->port()});
+  const std::string body = R"({"model":"m","stream":true})";
+  asio::write(sock, asio::buffer("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: "
+                                 "Bearer " +
+                                 key_ + "\r\nContent-Length: " + std::to_string(body.size()) +
+                                 "\r\n\r\n" + body));
+  std::string raw;
+  char buf[256];
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!raw.ends_with("\r\n0\r\n\r\n") && std::chrono::steady_clock::now() < deadline) {
+    boost::system::error_code ec;
+    const std::size_t n = sock.read_some(asio::buffer(buf), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    raw.append(buf, n);
+    std::this_thread::sleep_for(1ms);
+  }
+  const std::size_t head_end = raw.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  ASSERT_TRUE(raw.starts_with("HTTP/1.1 200")) << raw.substr(0, head_end);
+  // The chunked body, decoded.
+  std::string sse;
+  for (std::size_t at = head_end + 4;;) {
+    const std::size_t eol = raw.find("\r\n", at);
+    ASSERT_NE(eol, std::string::npos);
+    const std::size_t size = std::stoul(raw.substr(at, eol - at), nullptr, 16);
+    if (size == 0) break;
+    ASSERT_LE(eol + 2 + size + 2, raw.size());
+    sse.append(raw, eol + 2, size);
+    ASSERT_EQ(raw.compare(eol + 2 + size, 2, "\r\n"), 0);
+    at = eol + 2 + size + 2;
+  }
+  // Block by block: a comment, or the next event whole.
+  int next = 0;
+  int comments = 0;
+  for (std::size_t at = 0; at < sse.size();) {
+    const std::size_t end = sse.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos) << sse.substr(at, 200);
+    const std::string_view block(sse.data() + at, end - at);
+    at = end + 2;
+    if (block == ": keep-alive") {
+      ++comments;
+      continue;
+    }
+    if (next == Engine::trickle_events) {
+      EXPECT_EQ(block, "data: [DONE]");
+      ++next;
+      continue;
+    }
+    ASSERT_TRUE(block.starts_with(R"(data: {"choices":[{"index":0,"delta":{"content":"t)" +
+                                  std::to_string(next) + "x"))
+        << next << ": " << block.substr(0, 80);
+    ASSERT_TRUE(block.ends_with(R"(xx"}}]})")) << next;
+    ++next;
+  }
+  EXPECT_EQ(next, Engine::trickle_events + 1);
+  EXPECT_GT(comments, 0);
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  EXPECT_EQ(sink_.logs().front().status, 200);
+}
+
+// A client that stops reading and then leaves, while its engine is silent: the keep-alive's
+// comments find the client's socket full and wait for it; the client's leaving ends that wait,
+// the relay and the engine's connection.
+TEST_F(GatewayTest, AClientThatStopsReadingAndLeavesASilentStreamEndsIt) {
+  options_.config.sse_keepalive_interval = 1ms;
+  options_.config.stream_read_timeout = 0ms;
+  Engine e;
+  e.mode = Engine::Mode::flood_then_hold;
+  e.released = 4000;  // more than the sockets between the gateway and the client hold
+  route({&e});
+  start();
+  asio::io_context ioc;
+  asio::ip::tcp::socket sock(ioc);
+  sock.open(asio::ip::tcp::v4());
+  sock.set_option(asio::socket_base::receive_buffer_size(2048));
+  sock.connect({asio::ip::make_address("127.0.0.1"), gw_->port()});
+  const std::string body = R"({"model":"m","stream":true})";
+  asio::write(sock, asio::buffer("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: "
+                                 "Bearer " +
+                                 key_ + "\r\nContent-Length: " + std::to_string(body.size()) +
+                                 "\r\n\r\n" + body));
+  ASSERT_TRUE(testing::wait_until([&] { return e.holding.load() == 1; }, 10s));
+  std::this_thread::sleep_for(50ms);  // comments fall due on a full socket
+  sock.close();
+  ASSERT_TRUE(testing::wait_until([&] { return sink_.logs().size() == 1; }, 5s));
+  EXPECT_EQ(sink_.logs().front().status, 499);
+  // The engine connection was closed, not pooled: once the engine writes again, it is gone.
+  e.let_go = true;
+  EXPECT_TRUE(testing::wait_until([&] { return e.connections() == 0; }, 5s)) << e.connections();
 }
 
 // The relay waits for the engine in a read handler that owns its coroutine: a gateway stopped
