@@ -148,6 +148,16 @@ gateway_ready() {
     [ "$(jq '.data | length' "$work/models.json")" = 3 ]
 }
 wait_for "the gateway to route fast, paced and idle" 30 gateway_ready
+# /v1/models lists a service before the gateway's route table (refreshed from the store every
+# second) has its running instance: until then a request gets 503 no_healthy_instance. Wait for
+# one to go through, then for one more refresh, which sees all three instances running.
+gateway_routes() {
+  curl -sf -H 'Content-Type: application/json' -H "Authorization: Bearer $key" \
+    --data "{\"model\":\"fast\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":1}" \
+    "http://127.0.0.1:$gw_port/v1/chat/completions" >/dev/null
+}
+wait_for "the gateway to route to the engine" 30 gateway_routes
+sleep 2
 
 # --- nginx: the peer, configured for a fair fight ---------------------------------------------------
 # As many workers as the gateway has I/O threads; keep-alive to the engine with as many idle
@@ -213,8 +223,9 @@ echo "{\"model\":\"idle\",\"messages\":[{\"role\":\"user\",\"content\":\"hold\"}
 for p in $paths; do  # every path answers before anything is measured
   auth=()
   [ "$p" = gateway ] && auth=(-H "Authorization: Bearer $key")
-  curl -sf -H 'Content-Type: application/json' "${auth[@]}" --data @"$work/fast.json" \
-    "$(url "$p" fast)" >/dev/null || fail "a chat completion through $p failed"
+  code=$(curl -s -o "$work/first.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+    "${auth[@]}" --data @"$work/fast.json" "$(url "$p" fast)")
+  [ "$code" = 200 ] || fail "a chat completion through $p failed ($code): $(head -c 400 "$work/first.out")"
 done
 results=$work/results.jsonl
 if [ -n "${BENCH_SETUP_ONLY:-}" ]; then  # for profiling by hand: keep everything up until killed

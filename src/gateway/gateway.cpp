@@ -9,9 +9,7 @@
 #include "http/server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -582,6 +580,9 @@ struct Gateway::Impl {
     http::SseWire wire;    ///< a plain event, forwarded as it came
     std::optional<http::Awaitable<bool>> rest;  ///< Step::wrote_part
     std::optional<core::Error> read_error;      ///< Step::read_failed
+    /// Set by the keep-alive when a comment finds the client gone: the read in progress (which
+    /// it cancels) and any after it end as the client's leaving, not as the engine's failure
+    /// (which would keep the instance from new requests for the failure cooldown).
     bool cancelled = false;
   };
 
@@ -806,23 +807,9 @@ struct Gateway::Impl {
         r.conn.receive_more_then(gw.options.config.stream_read_timeout, std::move(self));
         return;
       }
-      if (auto slot = boost::asio::get_associated_cancellation_slot(handler); slot.is_connected())
-        slot.clear();
       Handler h = std::move(handler);
       self.reset();
       std::move(h)(s);
-    }
-  };
-
-  /// A cancellation of the relay's coroutine (the keep-alive found the client gone): ends the read
-  /// in progress, and any read after it, as the client's leaving rather than the engine's failure
-  /// (which would keep the instance from new requests for the failure cooldown).
-  struct CancelReads {
-    explicit CancelReads(Relay& relay) : r(relay) {}
-    Relay& r;
-    void operator()(boost::asio::cancellation_type) {
-      r.cancelled = true;
-      r.conn.cancel_read();
     }
   };
 
@@ -830,9 +817,6 @@ struct Gateway::Impl {
   http::Awaitable<Step> read_steps(Relay& r) {
     return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(Step)>(
         [this, &r](auto handler) {
-          if (auto slot = boost::asio::get_associated_cancellation_slot(handler);
-              slot.is_connected())
-            slot.template emplace<CancelReads>(r);
           r.conn.receive_more_then(
               options.config.stream_read_timeout,
               std::make_unique<Reads<decltype(handler)>>(*this, r, std::move(handler)));
