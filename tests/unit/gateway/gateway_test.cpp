@@ -257,11 +257,12 @@ class GatewayTest : public ::testing::Test {
   /// Routes "m" to `e`, which pauses after its first event, starts the gateway, sends a streamed
   /// chat request over a plain socket and returns the socket once that event has arrived
   /// (`first` gets what was read by then).
-  asio::ip::tcp::socket open_paused_stream(Engine& e, asio::io_context& ioc, std::string& first) {
-    e.released = 1;
-    route({&e});
-    start();
+  /// A raw connection to the gateway that has sent a streamed chat request for model "m";
+  /// `receive_buffer`: the client's receive buffer in bytes (0: the system's default).
+  asio::ip::tcp::socket raw_stream(asio::io_context& ioc, int receive_buffer = 0) {
     asio::ip::tcp::socket sock(ioc);
+    sock.open(asio::ip::tcp::v4());
+    if (receive_buffer > 0) sock.set_option(asio::socket_base::receive_buffer_size(receive_buffer));
     sock.connect({asio::ip::make_address("127.0.0.1"), gw_->port()});
     const std::string body = R"({"model":"m","stream":true})";
     const std::string req =
@@ -269,6 +270,14 @@ class GatewayTest : public ::testing::Test {
         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
         "\r\n\r\n" + body;
     asio::write(sock, asio::buffer(req));
+    return sock;
+  }
+
+  asio::ip::tcp::socket open_paused_stream(Engine& e, asio::io_context& ioc, std::string& first) {
+    e.released = 1;
+    route({&e});
+    start();
+    auto sock = raw_stream(ioc);
     char buf[4096];
     while (first.find("data:") == std::string::npos) {
       const std::size_t n = sock.read_some(asio::buffer(buf));
@@ -832,15 +841,7 @@ TEST_F(GatewayTest, ASlowReaderGetsWholeEventsWithCommentsOnlyBetweenThem) {
   route({&e});
   start();
   asio::io_context ioc;
-  asio::ip::tcp::socket sock(ioc);
-  sock.open(asio::ip::tcp::v4());
-  sock.set_option(asio::socket_base::receive_buffer_size(2048));
-  sock.connect({asio::ip::make_address("127.0.0.1"), gw_->port()});
-  const std::string body = R"({"model":"m","stream":true})";
-  asio::write(sock, asio::buffer("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: "
-                                 "Bearer " +
-                                 key_ + "\r\nContent-Length: " + std::to_string(body.size()) +
-                                 "\r\n\r\n" + body));
+  auto sock = raw_stream(ioc, 2048);
   std::string raw;
   char buf[256];
   const auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -907,15 +908,7 @@ TEST_F(GatewayTest, AClientThatStopsReadingAndLeavesASilentStreamEndsIt) {
   route({&e});
   start();
   asio::io_context ioc;
-  asio::ip::tcp::socket sock(ioc);
-  sock.open(asio::ip::tcp::v4());
-  sock.set_option(asio::socket_base::receive_buffer_size(2048));
-  sock.connect({asio::ip::make_address("127.0.0.1"), gw_->port()});
-  const std::string body = R"({"model":"m","stream":true})";
-  asio::write(sock, asio::buffer("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: "
-                                 "Bearer " +
-                                 key_ + "\r\nContent-Length: " + std::to_string(body.size()) +
-                                 "\r\n\r\n" + body));
+  auto sock = raw_stream(ioc, 2048);
   ASSERT_TRUE(testing::wait_until([&] { return e.holding.load() == 1; }, 10s));
   std::this_thread::sleep_for(50ms);  // comments fall due on a full socket
   sock.close();
