@@ -616,12 +616,16 @@ struct Gateway::Impl {
       timer.cancel();
     }
 
+    /// Completes at the next `written.cancel()`: a comment's write or the last wait ended. The
+    /// timer's own operation, with no coroutine frame of its own.
+    auto next_written() {
+      written.expires_at(std::chrono::steady_clock::time_point::max());
+      return written.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+
     /// Returns once neither the timer's wait nor a comment's write refers to the pacer.
     http::Awaitable<void> stopped() {
-      while (busy) {
-        written.expires_at(std::chrono::steady_clock::time_point::max());
-        (void)co_await written.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-      }
+      while (busy) (void)co_await next_written();
     }
 
    private:
@@ -683,10 +687,7 @@ struct Gateway::Impl {
 
   /// Waits until no keep-alive comment is being written.
   static http::Awaitable<void> idle_writer(Pacer* p) {
-    while (p != nullptr && p->writing) {
-      p->written.expires_at(std::chrono::steady_clock::time_point::max());
-      (void)co_await p->written.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-    }
+    while (p != nullptr && p->writing) (void)co_await p->next_written();
   }
 
   /// One write to the client, never overlapping a keep-alive comment.
