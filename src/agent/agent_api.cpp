@@ -3,6 +3,7 @@
 #include "agent/log_files.hpp"
 #include "agent/model_inspect.hpp"
 #include "agent/protocol.hpp"
+#include "core/pool_thread_names.hpp"
 #include "http/server.hpp"
 #include "model/model_files.hpp"
 
@@ -204,8 +205,12 @@ core::Result<void> AgentApi::start() {
   so.port = impl_->options.port;
   so.threads = 2;
   so.server_header = "openstation-agent";
+  so.name = "agent";
   auto server = std::make_unique<http::Server>(so);
-  if (!impl_->files) impl_->files = std::make_unique<boost::asio::thread_pool>(1);
+  if (!impl_->files) {
+    impl_->files = std::make_unique<boost::asio::thread_pool>(1);
+    core::name_pool_threads(*impl_->files, 1, "agent-files");
+  }
   impl_->install(*server);
   if (auto r = server->start(); !r) return r.error();
   impl_->server = std::move(server);

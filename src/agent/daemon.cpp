@@ -1,5 +1,7 @@
 #include "agent/daemon.hpp"
 
+#include "core/thread_name.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -301,8 +303,14 @@ void Daemon::run() {
   std::lock_guard lock(run_mutex_);
   if (loop_thread_.joinable()) return;
   stopping_ = false;
-  loop_thread_ = std::thread([this] { main_loop(); });
-  watch_thread_ = std::thread([this] { watch_loop(); });
+  loop_thread_ = std::thread([this] {
+    core::name_this_thread("agent-loop");
+    main_loop();
+  });
+  watch_thread_ = std::thread([this] {
+    core::name_this_thread("agent-watch");
+    watch_loop();
+  });
 }
 
 void Daemon::stop() {

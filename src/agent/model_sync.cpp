@@ -8,6 +8,7 @@
 
 #include "core/fs.hpp"
 #include "core/json.hpp"
+#include "core/thread_name.hpp"
 #include "core/url.hpp"
 #include "download/disk.hpp"
 #include "download/fetch.hpp"
@@ -326,7 +327,10 @@ ModelSyncStatus ModelSync::request(const std::string& model_id, const std::strin
   slot->running = true;
   slot->status.reason = "checking the model files of " + model_id + " on this node";
   auto job = slot;
-  threads_.emplace_back([this, job, model_id, server_path] { run(job, model_id, server_path); });
+  threads_.emplace_back([this, job, model_id, server_path] {
+    core::name_this_thread("model-sync");
+    run(job, model_id, server_path);
+  });
   return slot->status;
 }
 

@@ -476,7 +476,7 @@ std::vector<std::string> Supervisor::tail(const std::string& id, std::size_t n) 
 }
 
 SupervisorRunner::SupervisorRunner(Supervisor& supervisor, std::chrono::milliseconds interval) {
-  ticks_.start(interval, [&supervisor] { supervisor.tick(); });
+  ticks_.start("supervisor", interval, [&supervisor] { supervisor.tick(); });
 }
 
 SupervisorRunner::~SupervisorRunner() {

@@ -1,5 +1,7 @@
 #include "core/periodic.hpp"
 
+#include "core/thread_name.hpp"
+
 #include <utility>
 
 namespace openstation::core {
@@ -8,12 +10,14 @@ Periodic::~Periodic() {
   stop();
 }
 
-void Periodic::start(std::chrono::milliseconds interval, std::function<void()> run, First first) {
+void Periodic::start(std::string name, std::chrono::milliseconds interval,
+                     std::function<void()> run, First first) {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
   stopping_ = false;
   triggered_ = false;
-  thread_ = std::thread([this, interval, first, run = std::move(run)] {
+  thread_ = std::thread([this, name = std::move(name), interval, first, run = std::move(run)] {
+    name_this_thread(name);
     std::unique_lock guard(mutex_);
     bool wait = first == First::after_interval;
     while (!stopping_) {

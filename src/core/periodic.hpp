@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace openstation::core {
@@ -20,9 +21,9 @@ class Periodic {
 
   /// When the first run happens.
   enum class First { now, after_interval };
-  /// Starts the thread: `run` at once (or after one interval), then `interval` after each run
-  /// ends. A second start while running does nothing.
-  void start(std::chrono::milliseconds interval, std::function<void()> run,
+  /// Starts the thread, named `name` (core::name_this_thread): `run` at once (or after one
+  /// interval), then `interval` after each run ends. A second start while running does nothing.
+  void start(std::string name, std::chrono::milliseconds interval, std::function<void()> run,
              First first = First::now);
   /// Runs once more as soon as possible instead of waiting out the interval (a run in progress
   /// finishes first; several triggers before the next run make one run).

@@ -2,6 +2,7 @@
 
 #include "core/fs.hpp"
 #include "core/strings.hpp"
+#include "core/thread_name.hpp"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -278,7 +279,10 @@ class ReadBackWriter final : public ChunkWriter {
         written_(offset),
         hashed_(offset),
         hash_(hash) {
-    hasher_ = std::thread([this] { hash_loop(); });
+    hasher_ = std::thread([this] {
+      core::name_this_thread("fetch-hash");
+      hash_loop();
+    });
   }
   ~ReadBackWriter() override { ReadBackWriter::finish(); }
   ReadBackWriter(const ReadBackWriter&) = delete;
@@ -374,9 +378,18 @@ class StreamWriter final : public ChunkWriter {
     }
     if (direct_fd_ >= 0) {
       for (std::size_t i = 0; i < slots_.size(); ++i) free_.push_back(i);
-      hasher_ = std::thread([this] { drain(true); });
-      writer_ = std::thread([this] { drain(false); });
-      syncer_ = std::thread([this] { sync_loop(); });
+      hasher_ = std::thread([this] {
+        core::name_this_thread("fetch-hash");
+        drain(true);
+      });
+      writer_ = std::thread([this] {
+        core::name_this_thread("fetch-write");
+        drain(false);
+      });
+      syncer_ = std::thread([this] {
+        core::name_this_thread("fetch-sync");
+        sync_loop();
+      });
     }
   }
   ~StreamWriter() override {
@@ -723,6 +736,7 @@ core::Result<void> fetch_segments(HubClient& hub, std::string_view repo, std::st
   };
 
   const auto worker = [&] {
+    core::name_this_thread("fetch-part");
     for (std::size_t i = next++; i < n && !stop.load(); i = next++) {
       const std::int64_t len = layout->end[i] - layout->begin[i];
       if (done[i].load() >= len) continue;

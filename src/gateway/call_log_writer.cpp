@@ -1,5 +1,7 @@
 #include "gateway/call_log_writer.hpp"
 
+#include "core/thread_name.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <pthread.h>
@@ -330,9 +332,15 @@ void BatchingCallLogSink::stop_idle_thread() {
 void BatchingCallLogSink::start() {
   if (options_.idle_priority) {
     idle_running_ = true;  // before any thread can flush
-    idle_thread_ = std::thread([this] { run_idle(); });
+    idle_thread_ = std::thread([this] {
+      core::name_this_thread("call-log-idle");
+      run_idle();
+    });
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    core::name_this_thread("call-log");
+    run();
+  });
 }
 
 void BatchingCallLogSink::run_idle() {

@@ -183,6 +183,7 @@ struct Gateway::Impl {
     so.body_limit = options.config.max_body_bytes;
     so.header_timeout = options.config.header_timeout;
     so.server_header = "openstation-gateway";
+    so.name = "gateway";
     so.error_formatter = [](int status, const core::Error& e) {
       return from_error(status, e).response();
     };

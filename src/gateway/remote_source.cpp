@@ -1,5 +1,7 @@
 #include "gateway/remote_source.hpp"
 
+#include "core/thread_name.hpp"
+
 #include "http/client.hpp"
 
 #include <spdlog/spdlog.h>
@@ -98,6 +100,7 @@ core::Result<server::GatewaySnapshot> RemoteSource::refresh() {
 
 void RemoteSource::start() {
   thread_ = std::thread([this] {
+    core::name_this_thread("gw-remote");
     for (;;) {
       std::string after;
       {

@@ -55,7 +55,7 @@ bool StoreSource::refresh() {
 void StoreSource::start() {
   refresh();
   refresher_.start(
-      interval_, [this] { refresh(); }, core::Periodic::First::after_interval);
+      "gw-snapshot", interval_, [this] { refresh(); }, core::Periodic::First::after_interval);
 }
 
 void StoreSource::trigger() {

@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include "core/sharded.hpp"
+#include "core/thread_name.hpp"
 
 #include "http/detail/beast.hpp"
 #include "http/detail/deadline.hpp"
@@ -913,8 +914,11 @@ core::Result<void> Server::start() {
     im.work.push_back(asio::make_work_guard(*ioc));
   }
   asio::co_spawn(im.acceptor.get_executor(), im.accept_loop(), asio::detached);
-  for (auto* ioc : all) {
-    im.threads.emplace_back([ctx = ioc] {
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::string name =
+        i == 0 ? im.opt.name + "-accept" : im.opt.name + "-io-" + std::to_string(i - 1);
+    im.threads.emplace_back([ctx = all[i], name = std::move(name)] {
+      core::name_this_thread(name);
       for (;;) {
         try {
           ctx->run();

@@ -134,6 +134,8 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{30000};   ///< each write (slow readers are dropped)
   std::size_t max_requests_per_connection = 0;      ///< 0: unlimited
   std::string server_header = "openstation";
+  /// Names the server's threads: NAME-io-0, NAME-io-1, ... and NAME-accept (core::thread_name).
+  std::string name = "http";
   ErrorFormatter error_formatter;  ///< empty: the project's error body
   /// Set: HTTPS only, with this certificate and key (loaded by start()). Unset: plain HTTP.
   std::optional<TlsServerOptions> tls;

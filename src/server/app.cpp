@@ -153,6 +153,7 @@ core::Result<std::unique_ptr<ServerApp>> ServerApp::create(config::Config config
   server_options.host = config.server.host;
   server_options.port = config.server.port;
   server_options.threads = std::max(1, options.io_threads);
+  server_options.name = "api";
   if (config.server.tls) {
     impl->cert_file = config::server_cert_file(config);
     const fs::path key = config::server_key_file(config);

@@ -3,6 +3,7 @@
 #include "agent/model_inspect.hpp"
 #include "core/fs.hpp"
 #include "core/strings.hpp"
+#include "core/thread_name.hpp"
 #include "download/disk.hpp"
 #include "download/fetch.hpp"
 #include "model/model_files.hpp"
@@ -102,7 +103,10 @@ void DownloadManager::start() {
   if (worker_.joinable()) return;
   stopping_ = false;
   wake_ = true;
-  worker_ = std::thread([this] { run(); });
+  worker_ = std::thread([this] {
+    core::name_this_thread("downloads");
+    run();
+  });
 }
 
 void DownloadManager::stop() {

@@ -173,7 +173,7 @@ core::Result<void> NodeMonitor::remove(const store::Node& node, Sweep& out) {
 }
 
 void NodeMonitor::start() {
-  sweeper_.start(options_.interval, [this] {
+  sweeper_.start("node-sweep", options_.interval, [this] {
     if (auto r = sweep(); !r) spdlog::warn("node monitor: {}", r.error().message);
   });
 }

@@ -1,6 +1,7 @@
 #include "server/reconciler.hpp"
 
 #include "agent/model_inspect.hpp"
+#include "core/thread_name.hpp"
 #include "model/catalog.hpp"
 #include "server/api/detail/nodes.hpp"
 
@@ -146,6 +147,7 @@ void Reconciler::start() {
   if (thread_.joinable()) return;
   stopping_ = false;
   thread_ = std::thread([this] {
+    core::name_this_thread("reconciler");
     std::unique_lock held(mutex_);
     while (!stopping_) {
       triggered_ = false;

@@ -34,7 +34,7 @@ core::Result<Retention::Pass> Retention::run_once() {
 void Retention::start() {
   if (options_.call_logs.count() <= 0 && options_.events.count() <= 0) return;
   stopping_ = false;
-  passes_.start(options_.interval, [this] {
+  passes_.start("retention", options_.interval, [this] {
     auto pass = run_once();
     if (!pass) {
       spdlog::warn("retention: deleting old call logs and events failed, will retry: {}",

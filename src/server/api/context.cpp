@@ -7,6 +7,7 @@
 #include "server/api/context.hpp"
 
 #include "core/json.hpp"
+#include "core/pool_thread_names.hpp"
 #include "server/auth/token.hpp"
 
 #include <spdlog/spdlog.h>
@@ -54,6 +55,7 @@ ApiContext::ApiContext(Options options)
       pool_(std::make_unique<boost::asio::thread_pool>(
           std::max<std::size_t>(1, options_.worker_threads))) {
   if (store_ == nullptr) throw std::invalid_argument("ApiContext needs a store");
+  core::name_pool_threads(*pool_, std::max<std::size_t>(1, options_.worker_threads), "api-worker");
   if (clock_ == nullptr) {
     owned_clock_ = std::make_unique<core::SystemClock>();
     clock_ = owned_clock_.get();

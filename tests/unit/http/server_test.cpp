@@ -1,6 +1,7 @@
 // The server and clients on loopback port 0: routing, errors, keep-alive, limits, timeouts,
 // streaming one event at a time, disconnect detection and graceful stop.
 #include "http/server.hpp"
+#include "core/thread_name.hpp"
 #include "http/client.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -20,9 +21,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace openstation::http {
@@ -197,6 +201,29 @@ TEST_F(ServerTest, CustomErrorFormatter) {
   auto nf = client_.get(url(*server_, "/nope"));
   ASSERT_TRUE(nf);
   EXPECT_EQ(nf->body, R"({"error":{"message":"http.not_found","type":"x"}})");
+}
+
+TEST_F(ServerTest, ItsThreadsCarryItsName) {
+  extra_.emplace_back("GET", "/thread", [](Request&) -> Awaitable<Response> {
+    co_return Response::text(200, core::this_thread_name());
+  });
+  ServerOptions o;
+  o.name = "srvtest";
+  o.threads = 2;
+  start(o);
+  auto r = client_.get(url(*server_, "/thread"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->body == "srvtest-io-0" || r->body == "srvtest-io-1") << r->body;
+  std::set<std::string> names;  // as `top -H` shows them
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    std::getline(in, name);
+    names.insert(name);
+  }
+  EXPECT_TRUE(names.contains("srvtest-accept"));
+  EXPECT_TRUE(names.contains("srvtest-io-0"));
+  EXPECT_TRUE(names.contains("srvtest-io-1"));
 }
 
 TEST_F(ServerTest, HandlerExceptionBecomes500AndConnectionSurvives) {
