@@ -20,7 +20,7 @@
 # nginx workers = engine threads, 2), BENCH_LOGS (a directory that gets the logs at the end),
 # BENCH_NGINX_LOG=1 (nginx writes a buffered access log, as the gateway writes a call log per
 # request; off by default, the stricter comparison), BENCH_SETUP_ONLY=FILE (set up, write the URLs, key and pids to FILE, wait until killed: for
-# profiling by hand), BENCH_GATEWAY_PRELOAD=LIB (LD_PRELOAD for openstation only: allocator experiments), BENCH_GATEWAY_WRAPPER=CMD (a command openstation runs under, e.g. "valgrind --tool=callgrind --instr-atstart=no": instructions per request, which the host's load does not move), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
+# profiling by hand), BENCH_GATEWAY_PRELOAD=LIB (LD_PRELOAD for openstation only: allocator experiments), BENCH_GATEWAY_WRAPPER=CMD (a command openstation runs under, e.g. "valgrind --tool=callgrind --instr-atstart=no": instructions per request, which the host's load does not move), BENCH_PROFILE=1 (perf record of the gateway under wrk in round 1: perf-report.log in the logs), BENCH_LOAD=N (a loaded host: N CPU-bound processes run beside every timed measurement, each BENCH_LOAD_CMD, by default a busy loop, at nice BENCH_LOAD_NICE, 0; stopped before the memory test). Needs wrk, nginx, curl, jq, python3 (scripts/install-deps.sh).
 set -u
 build=$(realpath "${1:?usage: bench/gateway/run.sh BUILD_DIR}")
 src=$(realpath "$(dirname "$0")/../..")
@@ -36,6 +36,10 @@ sse_streams=${BENCH_SSE_STREAMS:-50}
 sse_rate=${BENCH_SSE_TOKENS_PER_SEC:-20}
 hold_streams=${BENCH_HOLD_STREAMS:-10000}
 threads=${BENCH_THREADS:-2}
+load_n=${BENCH_LOAD:-0}
+case "$load_n" in
+  '' | *[!0-9]*) echo "bench: BENCH_LOAD must be a whole number of processes, not '$load_n'" >&2; exit 1 ;;
+esac
 
 for tool in wrk nginx curl jq python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
@@ -49,8 +53,15 @@ server_pid=
 nginx_pid=
 source "$src/tests/e2e/lib.bash"  # free_port, wait_for, api, expect, jbody, fail, kill_matching
 say() { echo "bench: $*" >&2; }
+load_pids=()
+stop_load() {  # ends the BENCH_LOAD processes and everything they started
+  local pid
+  for pid in "${load_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+  load_pids=()
+}
 
 cleanup() {
+  stop_load
   [ -n "$nginx_pid" ] && kill -TERM "$nginx_pid" 2>/dev/null
   [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
   kill_matching "$work/" 2>/dev/null  # the engines, launched through $work/bin
@@ -254,6 +265,17 @@ nginx_pids() { echo "$nginx_pid" $(pgrep -P "$nginx_pid"); }  # the master and i
 
 cpu_load() { cut -d' ' -f1 /proc/loadavg; }
 
+# --- a loaded host (BENCH_LOAD=N): N CPU-bound processes beside the timed measurements -------------
+# Each runs in a session of its own, so that stop_load also ends what its command started.
+load_cmd=${BENCH_LOAD_CMD:-while :; do :; done}
+if [ "$load_n" -gt 0 ]; then
+  say "loading the host: $load_n × '$load_cmd' at nice ${BENCH_LOAD_NICE:-0}"
+  for _ in $(seq "$load_n"); do
+    setsid nice -n "${BENCH_LOAD_NICE:-0}" bash -c "$load_cmd" >/dev/null 2>&1 </dev/null &
+    load_pids+=($!)
+  done
+fi
+
 # --- small requests: fixed rate (open loop), then saturation (wrk), paths interleaved -------------
 for r in $(seq 1 "$rounds"); do
   for p in $(round_paths "$r"); do
@@ -356,6 +378,7 @@ hold() {  # hold PATH PID...: holds $hold_streams streams through PATH, prints t
     "$work/hold.json" >>"$results"
   say "$p: $open streams open, RSS $before KiB → $during KiB"
 }
+stop_load  # memory is not timed
 if [ "$hold_streams" -gt 0 ]; then
   say "holding $hold_streams streams through nginx"
   hold nginx $(nginx_pids)
@@ -369,12 +392,14 @@ fi
 # median and the mean of the rounds with a 95 % confidence interval (Student's t), and says a target
 # is met only when the whole interval is on the right side.
 python3 - "$results" "$rate" "$seconds" "$rounds" "$wrk_conns" "$sse_streams" "$sse_rate" \
-  "$threads" "$(nproc)" "${hold_note:-}" "${BENCH_NGINX_LOG:+on}" "$sat_rounds" <<'PY'
+  "$threads" "$(nproc)" "${hold_note:-}" "${BENCH_NGINX_LOG:+on}" "$sat_rounds" \
+  "$load_n" "$load_cmd" "${BENCH_LOAD_NICE:-0}" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 rate, seconds, rounds, conns, sse_streams, sse_rate, threads, cpus, note = sys.argv[2:11]
 nginx_log = sys.argv[11] == "on"
 sat_rounds = sys.argv[12]
+load_n, load_cmd, load_nice = int(sys.argv[13]), sys.argv[14], sys.argv[15]
 paths = ["direct", "nginx", "gateway"]
 def pick(mode, path):
     return [r for r in rows if r["mode"] == mode and r["label"] == path]
@@ -428,6 +453,10 @@ def judge(target, vals, fmt, bound, want_above):
 print("Machine: %s CPUs; gateway threads = nginx workers = engine threads = %s; nginx access log: %s"
       " (the gateway writes a call log per request either way)." % (
           cpus, threads, "on, buffered" if nginx_log else "off"))
+if load_n > 0:
+    print()
+    print("Loaded host: %d × `%s` at nice %s beside every timed measurement (BENCH_LOAD)."
+          % (load_n, load_cmd, load_nice))
 print()
 print("**Small chat completions at a fixed rate** (%s req/s open loop, %s s, median of %s rounds;"
       " latency counted from when each request was due):" % (rate, seconds, rounds))
