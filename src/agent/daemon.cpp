@@ -303,14 +303,8 @@ void Daemon::run() {
   std::lock_guard lock(run_mutex_);
   if (loop_thread_.joinable()) return;
   stopping_ = false;
-  loop_thread_ = std::thread([this] {
-    core::name_this_thread("agent-loop");
-    main_loop();
-  });
-  watch_thread_ = std::thread([this] {
-    core::name_this_thread("agent-watch");
-    watch_loop();
-  });
+  loop_thread_ = core::named_thread("agent-loop", [this] { main_loop(); });
+  watch_thread_ = core::named_thread("agent-watch", [this] { watch_loop(); });
 }
 
 void Daemon::stop() {

@@ -327,10 +327,8 @@ ModelSyncStatus ModelSync::request(const std::string& model_id, const std::strin
   slot->running = true;
   slot->status.reason = "checking the model files of " + model_id + " on this node";
   auto job = slot;
-  threads_.emplace_back([this, job, model_id, server_path] {
-    core::name_this_thread("model-sync");
-    run(job, model_id, server_path);
-  });
+  threads_.push_back(core::named_thread(
+      "model-sync", [this, job, model_id, server_path] { run(job, model_id, server_path); }));
   return slot->status;
 }
 

@@ -16,8 +16,7 @@ void Periodic::start(std::string name, std::chrono::milliseconds interval,
   if (thread_.joinable()) return;
   stopping_ = false;
   triggered_ = false;
-  thread_ = std::thread([this, name = std::move(name), interval, first, run = std::move(run)] {
-    name_this_thread(name);
+  thread_ = named_thread(std::move(name), [this, interval, first, run = std::move(run)] {
     std::unique_lock guard(mutex_);
     bool wait = first == First::after_interval;
     while (!stopping_) {

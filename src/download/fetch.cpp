@@ -279,10 +279,7 @@ class ReadBackWriter final : public ChunkWriter {
         written_(offset),
         hashed_(offset),
         hash_(hash) {
-    hasher_ = std::thread([this] {
-      core::name_this_thread("fetch-hash");
-      hash_loop();
-    });
+    hasher_ = core::named_thread("fetch-hash", [this] { hash_loop(); });
   }
   ~ReadBackWriter() override { ReadBackWriter::finish(); }
   ReadBackWriter(const ReadBackWriter&) = delete;
@@ -378,18 +375,9 @@ class StreamWriter final : public ChunkWriter {
     }
     if (direct_fd_ >= 0) {
       for (std::size_t i = 0; i < slots_.size(); ++i) free_.push_back(i);
-      hasher_ = std::thread([this] {
-        core::name_this_thread("fetch-hash");
-        drain(true);
-      });
-      writer_ = std::thread([this] {
-        core::name_this_thread("fetch-write");
-        drain(false);
-      });
-      syncer_ = std::thread([this] {
-        core::name_this_thread("fetch-sync");
-        sync_loop();
-      });
+      hasher_ = core::named_thread("fetch-hash", [this] { drain(true); });
+      writer_ = core::named_thread("fetch-write", [this] { drain(false); });
+      syncer_ = core::named_thread("fetch-sync", [this] { sync_loop(); });
     }
   }
   ~StreamWriter() override {
@@ -736,7 +724,6 @@ core::Result<void> fetch_segments(HubClient& hub, std::string_view repo, std::st
   };
 
   const auto worker = [&] {
-    core::name_this_thread("fetch-part");
     for (std::size_t i = next++; i < n && !stop.load(); i = next++) {
       const std::int64_t len = layout->end[i] - layout->begin[i];
       if (done[i].load() >= len) continue;
@@ -790,7 +777,7 @@ core::Result<void> fetch_segments(HubClient& hub, std::string_view repo, std::st
   const int threads = hub.concurrent_fetches() ? static_cast<int>(n) : 1;
   running = threads;
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+  for (int t = 0; t < threads; ++t) pool.push_back(core::named_thread("fetch-part", worker));
 
   // Meanwhile: hash the contiguous prefix as it grows, and checkpoint now and then.
   Sha256 hash;

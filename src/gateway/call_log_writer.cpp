@@ -332,15 +332,9 @@ void BatchingCallLogSink::stop_idle_thread() {
 void BatchingCallLogSink::start() {
   if (options_.idle_priority) {
     idle_running_ = true;  // before any thread can flush
-    idle_thread_ = std::thread([this] {
-      core::name_this_thread("call-log-idle");
-      run_idle();
-    });
+    idle_thread_ = core::named_thread("call-log-idle", [this] { run_idle(); });
   }
-  thread_ = std::thread([this] {
-    core::name_this_thread("call-log");
-    run();
-  });
+  thread_ = core::named_thread("call-log", [this] { run(); });
 }
 
 void BatchingCallLogSink::run_idle() {

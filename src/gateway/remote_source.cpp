@@ -99,8 +99,7 @@ core::Result<server::GatewaySnapshot> RemoteSource::refresh() {
 }
 
 void RemoteSource::start() {
-  thread_ = std::thread([this] {
-    core::name_this_thread("gw-remote");
+  thread_ = core::named_thread("gw-remote", [this] {
     for (;;) {
       std::string after;
       {

@@ -917,8 +917,7 @@ core::Result<void> Server::start() {
   for (std::size_t i = 0; i < all.size(); ++i) {
     std::string name =
         i == 0 ? im.opt.name + "-accept" : im.opt.name + "-io-" + std::to_string(i - 1);
-    im.threads.emplace_back([ctx = all[i], name = std::move(name)] {
-      core::name_this_thread(name);
+    im.threads.push_back(core::named_thread(std::move(name), [ctx = all[i]] {
       for (;;) {
         try {
           ctx->run();
@@ -927,7 +926,7 @@ core::Result<void> Server::start() {
           spdlog::error("http: I/O thread caught: {}", e.what());
         }
       }
-    });
+    }));
   }
   return {};
 }

@@ -103,10 +103,7 @@ void DownloadManager::start() {
   if (worker_.joinable()) return;
   stopping_ = false;
   wake_ = true;
-  worker_ = std::thread([this] {
-    core::name_this_thread("downloads");
-    run();
-  });
+  worker_ = core::named_thread("downloads", [this] { run(); });
 }
 
 void DownloadManager::stop() {

@@ -146,8 +146,7 @@ void Reconciler::start() {
   std::lock_guard lock(mutex_);
   if (thread_.joinable()) return;
   stopping_ = false;
-  thread_ = std::thread([this] {
-    core::name_this_thread("reconciler");
+  thread_ = core::named_thread("reconciler", [this] {
     std::unique_lock held(mutex_);
     while (!stopping_) {
       triggered_ = false;

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <latch>
@@ -47,6 +48,33 @@ TEST(ThreadName, ALongNameIsCutAtFifteenBytes) {
     seen = this_thread_name();
   }).join();
   EXPECT_EQ(seen, "a-name-longer-t");
+}
+
+/// The names of all of the process's threads.
+std::multiset<std::string> thread_names() {
+  std::multiset<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    std::getline(in, name);
+    names.insert(name);
+  }
+  return names;
+}
+
+TEST(ThreadName, ANamedThreadHasItsNameBeforeItsWorkRunsAndWhenItIsReturned) {
+  std::string seen;
+  named_thread("test-named", [&seen] { seen = comm_of_this_thread(); }).join();
+  EXPECT_EQ(seen, "test-named");
+  // Named by the time named_thread() returns, even when the new threads have not run yet.
+  std::promise<void> go;
+  std::shared_future<void> release = go.get_future().share();
+  std::vector<std::thread> waiting;
+  for (int i = 0; i < 8; ++i)
+    waiting.push_back(named_thread("test-waiting", [release] { release.wait(); }));
+  EXPECT_EQ(thread_names().count("test-waiting"), 8u);
+  go.set_value();
+  for (auto& t : waiting) t.join();
 }
 
 TEST(ThreadName, EveryThreadOfAPoolIsNamed) {
