@@ -52,10 +52,9 @@ ApiContext::ApiContext(Options options)
     : options_(std::move(options)),
       store_(options_.store),
       clock_(options_.clock),
-      pool_(std::make_unique<boost::asio::thread_pool>(
-          std::max<std::size_t>(1, options_.worker_threads))) {
+      pool_(std::make_unique<boost::asio::thread_pool>(worker_count())) {
   if (store_ == nullptr) throw std::invalid_argument("ApiContext needs a store");
-  core::name_pool_threads(*pool_, std::max<std::size_t>(1, options_.worker_threads), "api-worker");
+  core::name_pool_threads(*pool_, worker_count(), "api-worker");
   if (clock_ == nullptr) {
     owned_clock_ = std::make_unique<core::SystemClock>();
     clock_ = owned_clock_.get();

@@ -25,6 +25,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/object.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -142,6 +143,9 @@ class ApiContext {
                                      const boost::json::object& detail = {});
 
  private:
+  /// The worker pool's threads (at least one).
+  std::size_t worker_count() const { return std::max<std::size_t>(1, options_.worker_threads); }
+
   Options options_;
   store::Store* store_;
   const core::Clock* clock_;

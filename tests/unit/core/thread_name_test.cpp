@@ -3,6 +3,7 @@
 #include "core/thread_name.hpp"
 
 #include "core/pool_thread_names.hpp"
+#include "support/thread_names.hpp"
 
 #include <boost/asio/thread_pool.hpp>
 
@@ -10,8 +11,6 @@
 
 #include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
 #include <future>
 #include <latch>
 #include <set>
@@ -22,13 +21,8 @@
 namespace openstation::core {
 namespace {
 
-/// The calling thread's name as `top -H` and `ps -L` read it.
-std::string comm_of_this_thread() {
-  std::ifstream in("/proc/self/task/" + std::to_string(gettid()) + "/comm");
-  std::string name;
-  std::getline(in, name);
-  return name;
-}
+using testing::comm_of_this_thread;
+using testing::thread_names;
 
 TEST(ThreadName, NamesTheCallingThreadAsTheKernelShowsIt) {
   std::string seen, comm;
@@ -48,18 +42,6 @@ TEST(ThreadName, ALongNameIsCutAtFifteenBytes) {
     seen = this_thread_name();
   }).join();
   EXPECT_EQ(seen, "a-name-longer-t");
-}
-
-/// The names of all of the process's threads.
-std::multiset<std::string> thread_names() {
-  std::multiset<std::string> names;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in(task.path() / "comm");
-    std::string name;
-    std::getline(in, name);
-    names.insert(name);
-  }
-  return names;
 }
 
 TEST(ThreadName, ANamedThreadHasItsNameBeforeItsWorkRunsAndWhenItIsReturned) {

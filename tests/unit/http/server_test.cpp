@@ -3,6 +3,7 @@
 #include "http/server.hpp"
 #include "core/thread_name.hpp"
 #include "http/client.hpp"
+#include "support/thread_names.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,12 +22,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <future>
 #include <memory>
 #include <optional>
-#include <set>
 #include <thread>
 
 namespace openstation::http {
@@ -214,13 +212,7 @@ TEST_F(ServerTest, ItsThreadsCarryItsName) {
   auto r = client_.get(url(*server_, "/thread"));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_TRUE(r->body == "srvtest-io-0" || r->body == "srvtest-io-1") << r->body;
-  std::set<std::string> names;  // as `top -H` shows them
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream in(task.path() / "comm");
-    std::string name;
-    std::getline(in, name);
-    names.insert(name);
-  }
+  const auto names = testing::thread_names();  // as `top -H` shows them
   EXPECT_TRUE(names.contains("srvtest-accept"));
   EXPECT_TRUE(names.contains("srvtest-io-0"));
   EXPECT_TRUE(names.contains("srvtest-io-1"));
