@@ -219,8 +219,8 @@ class LocalAgent {
   std::unique_ptr<agent::Daemon> daemon_;
 };
 
-/// The OpenAI-compatible gateway next to the control plane, in the same process: it reads keys
-/// and routes from the app's store (refreshed every second, and at once when keys change),
+/// The OpenAI-compatible gateway next to the control plane, in the same process: it reads routes
+/// from the app's store every second, and keys when they change (server::GatewayFeedReader),
 /// writes call logs to it, and tells the reconciler how many requests each instance has in
 /// flight, so draining waits for them.
 class LocalGateway final : public server::InFlightSource {
@@ -232,12 +232,12 @@ class LocalGateway final : public server::InFlightSource {
   }
   /// Asks for a fresh key snapshot (ServerAppOptions::on_keys_changed).
   void keys_changed() {
-    if (auto* s = source_.load()) s->trigger();
+    if (auto* s = source_.load()) s->keys_changed();
   }
 
   core::Result<void> start(store::Store& store) {
     source_owner_ = std::make_unique<gateway::StoreSource>(store, keys_, routes_, loads_,
-                                                           std::chrono::seconds(1));
+                                                           std::chrono::seconds(1), clock_);
     source_owner_->start();
     source_.store(source_owner_.get());
     // Larger transactions than the default: under load a commit (WAL frames, checkpoints) cost

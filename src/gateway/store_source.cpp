@@ -7,10 +7,6 @@
 
 namespace openstation::gateway {
 
-core::Result<std::vector<server::auth::KeyRecord>> load_key_records(store::Store& store) {
-  return server::load_gateway_keys(store);
-}
-
 core::Result<std::vector<ServiceRoute>> load_routes(store::Store& store, LoadRegistry& loads) {
   auto services = server::load_gateway_services(store);
   if (!services) return services.error();
@@ -19,8 +15,14 @@ core::Result<std::vector<ServiceRoute>> load_routes(store::Store& store, LoadReg
 
 StoreSource::StoreSource(store::Store& store, server::auth::KeySnapshotHolder& keys,
                          RouteTableHolder& routes, LoadRegistry& loads,
-                         std::chrono::milliseconds interval)
-    : store_(store), keys_(keys), routes_(routes), loads_(loads), interval_(interval) {}
+                         std::chrono::milliseconds interval, const core::Clock& clock,
+                         std::chrono::milliseconds key_max_age)
+    : store_(store),
+      keys_(keys),
+      routes_(routes),
+      loads_(loads),
+      interval_(interval),
+      reader_(clock, key_max_age) {}
 
 StoreSource::~StoreSource() {
   stop();
@@ -28,25 +30,19 @@ StoreSource::~StoreSource() {
 
 bool StoreSource::refresh() {
   std::lock_guard lock(refresh_mutex_);
-  auto k = load_key_records(store_);
-  if (!k) {
-    spdlog::warn("gateway: reading API keys failed, keeping the previous ones: {}",
-                 k.error().message);
+  auto read = reader_.read(store_);
+  if (!read) {
+    spdlog::warn("gateway: reading keys and services failed, keeping the previous ones: {}",
+                 read.error().message);
     return false;
   }
-  auto services = server::load_gateway_services(store_);
-  if (!services) {
-    spdlog::warn("gateway: reading services failed, keeping the previous routes: {}",
-                 services.error().message);
-    return false;
+  if (!built_ || read->keys != built_keys_) {  // the reader keeps the pointer of unchanged keys
+    built_keys_ = read->keys;
+    keys_.store(std::make_shared<const server::auth::KeySnapshot>(*built_keys_));
   }
-  if (!built_ || *k != built_keys_) {
-    built_keys_ = *k;
-    keys_.store(std::make_shared<const server::auth::KeySnapshot>(std::move(*k)));
-  }
-  if (!built_ || *services != built_services_) {
-    routes_.store(std::make_shared<const RouteTable>(routes_from(*services, loads_)));
-    built_services_ = std::move(*services);
+  if (!built_ || read->services != built_services_) {
+    routes_.store(std::make_shared<const RouteTable>(routes_from(read->services, loads_)));
+    built_services_ = std::move(read->services);
   }
   built_ = true;
   return true;
@@ -59,6 +55,11 @@ void StoreSource::start() {
 }
 
 void StoreSource::trigger() {
+  refresher_.trigger();
+}
+
+void StoreSource::keys_changed() {
+  reader_.keys_changed();
   refresher_.trigger();
 }
 

@@ -3,7 +3,8 @@
 /// all-in-one `openstation start`): the API keys (with their users' state) as a KeySnapshot and
 /// the services' routable instances as a RouteTable, rebuilt by a background thread every
 /// `interval` or at once on `trigger()`, and swapped atomically when they changed. A request never
-/// waits for it.
+/// waits for it. The keys are read through a server::GatewayFeedReader: only after
+/// `keys_changed()` or when `key_max_age` passed, not every interval.
 ///
 /// Routable: an instance in state running (draining ones are listed as draining, so their
 /// in-flight requests finish while no new ones arrive) with a port, on a node with an address.
@@ -17,13 +18,12 @@
 #include "store/store.hpp"
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 namespace openstation::gateway {
 
-/// Every key with its user's name, role and state.
-core::Result<std::vector<server::auth::KeyRecord>> load_key_records(store::Store& store);
 /// The route table's services, counters taken from `loads` (and the others dropped).
 core::Result<std::vector<ServiceRoute>> load_routes(store::Store& store, LoadRegistry& loads);
 
@@ -31,20 +31,23 @@ core::Result<std::vector<ServiceRoute>> load_routes(store::Store& store, LoadReg
 class StoreSource {
  public:
   StoreSource(store::Store& store, server::auth::KeySnapshotHolder& keys, RouteTableHolder& routes,
-              LoadRegistry& loads, std::chrono::milliseconds interval);
+              LoadRegistry& loads, std::chrono::milliseconds interval, const core::Clock& clock,
+              std::chrono::milliseconds key_max_age = server::kGatewayKeyMaxAge);
   ~StoreSource();  ///< stop()
   StoreSource(const StoreSource&) = delete;
   StoreSource& operator=(const StoreSource&) = delete;
 
-  /// Reads keys and services now, on the calling thread, and replaces the snapshots when either
-  /// changed since the last read. Unchanged (the usual case), the holders keep theirs: the I/O
-  /// threads keep their copies, and their memos of the keys they authenticated. False (and the
-  /// old snapshots kept) when the store failed.
+  /// Reads services (and keys, when due) now, on the calling thread, and replaces the snapshots
+  /// when either changed since the last read. Unchanged (the usual case), the holders keep theirs:
+  /// the I/O threads keep their copies, and their memos of the keys they authenticated. False (and
+  /// the old snapshots kept) when the store failed.
   bool refresh();
   /// Starts the thread (after one synchronous refresh).
   void start();
-  /// Asks for a rebuild soon (a key was revoked, an instance changed). Non-blocking.
+  /// Asks for a rebuild soon (an instance changed). Non-blocking.
   void trigger();
+  /// Keys or users changed (committed): the keys are read again, soon. Non-blocking.
+  void keys_changed();
   void stop();
 
  private:
@@ -55,8 +58,9 @@ class StoreSource {
   std::chrono::milliseconds interval_;
   // What the snapshots were built from (refresh() runs on one thread at a time).
   std::mutex refresh_mutex_;
+  server::GatewayFeedReader reader_;
   bool built_ = false;
-  std::vector<server::auth::KeyRecord> built_keys_;
+  std::shared_ptr<const std::vector<server::auth::KeyRecord>> built_keys_;
   std::vector<server::GatewayService> built_services_;
   core::Periodic refresher_;
 };

@@ -41,14 +41,17 @@ core::Clock::TimePoint from_ms(std::int64_t ms) {
   return core::Clock::TimePoint(std::chrono::milliseconds(ms));
 }
 
-json::object content_json(const GatewaySnapshot& s) {
-  json::object o;
+std::string limits_json(std::uint32_t requests_per_minute, std::uint32_t tokens_per_minute) {
   json::object limits;
-  limits["requests_per_minute"] = s.requests_per_minute;
-  limits["tokens_per_minute"] = s.tokens_per_minute;
-  o["limits"] = std::move(limits);
-  json::array keys;
-  for (const auto& k : s.keys) {
+  limits["requests_per_minute"] = requests_per_minute;
+  limits["tokens_per_minute"] = tokens_per_minute;
+  return json::serialize(limits);
+}
+
+std::string keys_json(std::span<const auth::KeyRecord> keys) {
+  json::array out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) {
     json::object j;
     j["key_id"] = k.key_id;
     j["user_id"] = k.user_id;
@@ -63,11 +66,14 @@ json::object content_json(const GatewaySnapshot& s) {
     json::array models;
     for (const auto& m : k.allowed_models) models.emplace_back(m);
     j["allowed_models"] = std::move(models);
-    keys.push_back(std::move(j));
+    out.push_back(std::move(j));
   }
-  o["keys"] = std::move(keys);
-  json::array services;
-  for (const auto& svc : s.services) {
+  return json::serialize(out);
+}
+
+std::string services_json(std::span<const GatewayService> services) {
+  json::array out;
+  for (const auto& svc : services) {
     json::object j;
     j["model"] = svc.model;
     j["service_id"] = svc.service_id;
@@ -82,10 +88,9 @@ json::object content_json(const GatewaySnapshot& s) {
       instances.push_back(std::move(ij));
     }
     j["instances"] = std::move(instances);
-    services.push_back(std::move(j));
+    out.push_back(std::move(j));
   }
-  o["services"] = std::move(services);
-  return o;
+  return json::serialize(out);
 }
 
 /// FNV-1a, 64 bits: a digest to tell contents apart, not a security boundary.
@@ -98,6 +103,28 @@ std::string digest(std::string_view text) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;
+}
+
+/// A snapshot's version from its parts: the keys enter by their digest, so a snapshot whose keys
+/// did not change is versioned without going over them again.
+std::string version_of(std::string_view limits, std::string_view keys_digest,
+                       std::string_view services) {
+  std::string all;
+  all.reserve(limits.size() + keys_digest.size() + services.size() + 2);
+  all.append(limits).append("\n").append(keys_digest).append("\n").append(services);
+  return digest(all);
+}
+
+/// The document: {"version", "limits", "keys", "services"}, from the parts' JSON texts.
+std::string document(std::string_view version, std::string_view limits, std::string_view keys,
+                     std::string_view services) {
+  std::string out;
+  out.reserve(version.size() + limits.size() + keys.size() + services.size() + 64);
+  out.append("{\"version\":").append(json::serialize(json::string(version)));
+  out.append(",\"limits\":").append(limits);
+  out.append(",\"keys\":").append(keys);
+  out.append(",\"services\":").append(services).append("}");
+  return out;
 }
 
 std::vector<std::string> string_array(const json::object& o, std::string_view key,
@@ -198,29 +225,79 @@ core::Result<std::vector<GatewayService>> load_gateway_services(store::Store& st
   return out;
 }
 
-core::Result<GatewaySnapshot> load_gateway_snapshot(store::Store& store,
-                                                    const config::GatewayConfig& limits) {
-  GatewaySnapshot s;
-  auto keys = load_gateway_keys(store);
-  if (!keys) return keys.error();
-  auto services = load_gateway_services(store);
-  if (!services) return services.error();
-  s.keys = std::move(*keys);
-  s.services = std::move(*services);
-  s.requests_per_minute = limits.requests_per_minute;
-  s.tokens_per_minute = limits.tokens_per_minute;
-  s.version = gateway_snapshot_version(s);
-  return s;
-}
-
 std::string gateway_snapshot_version(const GatewaySnapshot& s) {
-  return digest(json::serialize(content_json(s)));
+  return version_of(limits_json(s.requests_per_minute, s.tokens_per_minute),
+                    digest(keys_json(s.keys)), services_json(s.services));
 }
 
 std::string gateway_snapshot_to_json(const GatewaySnapshot& s) {
-  json::object o = content_json(s);
-  o["version"] = s.version.empty() ? gateway_snapshot_version(s) : s.version;
-  return json::serialize(o);
+  const auto limits = limits_json(s.requests_per_minute, s.tokens_per_minute);
+  const auto keys = keys_json(s.keys);
+  const auto services = services_json(s.services);
+  const auto version = s.version.empty() ? version_of(limits, digest(keys), services) : s.version;
+  return document(version, limits, keys, services);
+}
+
+GatewayFeedReader::GatewayFeedReader(const core::Clock& clock,
+                                     std::chrono::milliseconds key_max_age)
+    : clock_(clock), key_max_age_(key_max_age) {}
+
+void GatewayFeedReader::keys_changed() noexcept {
+  keys_stale_.store(true);
+}
+
+core::Result<GatewayFeedReading> GatewayFeedReader::read(store::Store& store) {
+  const auto now = clock_.steady_now();
+  // The flag is cleared before the keys are read: a change noticed during the read makes the
+  // next read read them again.
+  if (keys_stale_.exchange(false) || !keys_ || now - keys_read_at_ >= key_max_age_) {
+    ++key_reads_;
+    auto keys = load_gateway_keys(store);
+    if (!keys) {
+      keys_stale_.store(true);
+      return keys.error();
+    }
+    if (!keys_ || *keys != *keys_) {
+      keys_ = std::make_shared<const std::vector<auth::KeyRecord>>(std::move(*keys));
+    }
+    keys_read_at_ = now;
+  }
+  auto services = load_gateway_services(store);
+  if (!services) return services.error();
+  return GatewayFeedReading{keys_, std::move(*services)};
+}
+
+GatewaySnapshotCache::GatewaySnapshotCache(const core::Clock& clock,
+                                           std::chrono::milliseconds max_age,
+                                           std::chrono::milliseconds key_max_age)
+    : clock_(clock), max_age_(max_age), reader_(clock, key_max_age) {}
+
+core::Result<std::shared_ptr<const PublishedGatewaySnapshot>> GatewaySnapshotCache::current(
+    store::Store& store, const config::GatewayConfig& limits, std::uint64_t key_generation) {
+  std::lock_guard lock(mutex_);
+  const auto now = clock_.steady_now();
+  const bool keys_moved = key_generation != key_generation_;
+  if (current_ && !keys_moved && now - made_at_ < max_age_) return current_;
+  if (keys_moved) {
+    reader_.keys_changed();
+    key_generation_ = key_generation;
+  }
+  auto reading = reader_.read(store);
+  if (!reading) return reading.error();
+  if (reading->keys != keys_) {
+    keys_ = reading->keys;
+    keys_json_ = keys_json(*keys_);
+    keys_digest_ = digest(keys_json_);
+  }
+  const auto limits_text = limits_json(limits.requests_per_minute, limits.tokens_per_minute);
+  const auto services_text = services_json(reading->services);
+  auto version = version_of(limits_text, keys_digest_, services_text);
+  if (!current_ || current_->version != version) {
+    current_ = std::make_shared<const PublishedGatewaySnapshot>(PublishedGatewaySnapshot{
+        version, document(version, limits_text, keys_json_, services_text)});
+  }
+  made_at_ = now;
+  return current_;
 }
 
 core::Result<GatewaySnapshot> parse_gateway_snapshot(std::string_view text) {

@@ -15,11 +15,16 @@
 /// requests finish while no new ones arrive) with a port, on a node with an address.
 
 #include "config/config.hpp"
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "server/auth/api_key.hpp"
 #include "store/store.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -62,10 +67,80 @@ struct GatewaySnapshot {
 core::Result<std::vector<auth::KeyRecord>> load_gateway_keys(store::Store& store);
 /// Every service with its routable instances, sorted by model id. Blocking.
 core::Result<std::vector<GatewayService>> load_gateway_services(store::Store& store);
-/// Both, with the gateway config's limits and the version filled in. Blocking; the store's
-/// errors.
-core::Result<GatewaySnapshot> load_gateway_snapshot(store::Store& store,
-                                                    const config::GatewayConfig& limits);
+/// How old the keys of a GatewayFeedReader's reading may get before they are read again without
+/// a notice. The API notices every change it makes to keys and users (keys_changed), so this only
+/// bounds how long a change made around it (by hand in the database) goes unseen.
+inline constexpr std::chrono::seconds kGatewayKeyMaxAge{30};
+
+/// One reading of the gateway's inputs.
+struct GatewayFeedReading {
+  /// Every key, shared with the reader's earlier readings for as long as the keys are unchanged:
+  /// the same pointer means the same keys.
+  std::shared_ptr<const std::vector<auth::KeyRecord>> keys;
+  std::vector<GatewayService> services;
+};
+
+/// Reads the gateway's inputs for one follower of the store. The keys (every user and API key:
+/// the part that grows with the company, changed only through the API) are read only when they
+/// may have changed: at the first read, after keys_changed(), or when the last reading of them is
+/// older than `key_max_age` on `clock`. Services, nodes and instances (few, changed by heartbeats
+/// and the reconciler without a notice) are read every time.
+class GatewayFeedReader {
+ public:
+  explicit GatewayFeedReader(const core::Clock& clock,
+                             std::chrono::milliseconds key_max_age = kGatewayKeyMaxAge);
+  /// The next read() reads the keys again. Call it after the change is committed. Any thread.
+  void keys_changed() noexcept;
+  /// Blocking; one caller at a time. Keys read again but equal to the last ones keep their
+  /// pointer. The store's errors (the next read tries the keys again).
+  core::Result<GatewayFeedReading> read(store::Store& store);
+  /// How many times the keys were read from the store.
+  std::uint64_t key_reads() const noexcept { return key_reads_.load(); }
+
+ private:
+  const core::Clock& clock_;
+  std::chrono::milliseconds key_max_age_;
+  std::atomic<bool> keys_stale_{true};
+  std::atomic<std::uint64_t> key_reads_{0};
+  std::shared_ptr<const std::vector<auth::KeyRecord>> keys_;
+  std::chrono::steady_clock::time_point keys_read_at_{};
+};
+
+/// A snapshot as replicas get it: its version and its JSON document.
+struct PublishedGatewaySnapshot {
+  std::string version;
+  std::string json;
+};
+
+/// The snapshot every replica's long poll serves, made once for all of them: the one made last
+/// while it is younger than `max_age` and no key changed, else made again from a
+/// GatewayFeedReader (the keys' part of the document, the bulk of it, only when they changed).
+/// Thread-safe; concurrent callers wait for one reading.
+class GatewaySnapshotCache {
+ public:
+  GatewaySnapshotCache(const core::Clock& clock, std::chrono::milliseconds max_age,
+                       std::chrono::milliseconds key_max_age = kGatewayKeyMaxAge);
+  /// The current snapshot with `limits`. `key_generation` is the count of key changes so far
+  /// (a notifier's generation): when it moved since the last call, the keys are read again.
+  /// Blocking; the store's errors.
+  core::Result<std::shared_ptr<const PublishedGatewaySnapshot>> current(
+      store::Store& store, const config::GatewayConfig& limits, std::uint64_t key_generation);
+  /// How many times the keys were read from the store.
+  std::uint64_t key_reads() const noexcept { return reader_.key_reads(); }
+
+ private:
+  const core::Clock& clock_;
+  std::chrono::milliseconds max_age_;
+  std::mutex mutex_;
+  GatewayFeedReader reader_;
+  std::uint64_t key_generation_ = 0;
+  std::shared_ptr<const PublishedGatewaySnapshot> current_;
+  std::chrono::steady_clock::time_point made_at_{};
+  // The keys' part of the document, for the keys it was made from.
+  std::shared_ptr<const std::vector<auth::KeyRecord>> keys_;
+  std::string keys_json_;
+  std::string keys_digest_;
+};
 
 /// The digest of a snapshot's content (the version field ignored).
 std::string gateway_snapshot_version(const GatewaySnapshot& s);

@@ -25,14 +25,17 @@ namespace {
 namespace json = boost::json;
 
 constexpr std::chrono::seconds kMaxWait{300};
-/// While a replica waits, the store is read again this often (instance states change without a
-/// notification); a key change wakes the wait at once.
+/// While a replica waits, the snapshot is made again this often (instance states change without a
+/// notification); a key change wakes the wait at once. Every waiting replica shares one making.
 constexpr std::chrono::milliseconds kPollInterval{500};
 constexpr std::string_view kWakeKey = "gateway";
 
 struct GatewayRoutes {
+  GatewayRoutes(ApiContext& c, AssignmentNotifier& w)
+      : ctx(c), wake(w), snapshots(c.clock(), kPollInterval) {}
   ApiContext& ctx;
   AssignmentNotifier& wake;
+  GatewaySnapshotCache snapshots;
 };
 
 /// A replica's credential: an API key of an enabled admin (checked against the store, like the
@@ -103,12 +106,12 @@ http::Awaitable<http::Response> get_snapshot(GatewayRoutes& r, http::Request& re
   const config::GatewayConfig limits = r.ctx.config().gateway;
   for (;;) {
     const auto generation = r.wake.generation(kWakeKey);
-    auto snap =
-        co_await r.ctx.blocking([&]() { return load_gateway_snapshot(r.ctx.store(), limits); });
+    auto snap = co_await r.ctx.blocking(
+        [&]() { return r.snapshots.current(r.ctx.store(), limits, generation); });
     if (!snap) co_return error_response(snap.error());
     const auto now = std::chrono::steady_clock::now();
-    if (after.empty() || snap->version != after || now >= deadline) {
-      co_return http::Response::json(200, gateway_snapshot_to_json(*snap));
+    if (after.empty() || (*snap)->version != after || now >= deadline) {
+      co_return http::Response::json(200, (*snap)->json);
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     (void)co_await r.wake.wait_change(std::string(kWakeKey), generation,
@@ -175,7 +178,7 @@ http::Awaitable<http::Response> list_call_logs(GatewayRoutes& r, http::Request& 
 }  // namespace
 
 void register_gateway_routes(http::Server& server, ApiContext& ctx, AssignmentNotifier& wake) {
-  auto r = std::make_shared<GatewayRoutes>(GatewayRoutes{ctx, wake});
+  auto r = std::make_shared<GatewayRoutes>(ctx, wake);
   auto route = [&server, r](std::string method, std::string pattern,
                             http::Awaitable<http::Response> (*fn)(GatewayRoutes&, http::Request&)) {
     server.route(std::move(method), std::move(pattern),

@@ -231,8 +231,8 @@ TEST_F(ReplicaTest, AServerThatAnswersLongPollsAtOnceIsNotAskedInALoop) {
 }
 
 /// The in-process gateway (StoreSource) sees a revoked key with its next rebuild, which
-/// StoreSource::trigger() asks for at once.
-TEST_F(ReplicaTest, InProcessGatewaySeesARevocationAfterTrigger) {
+/// StoreSource::keys_changed() (the API's notice) asks for at once.
+TEST_F(ReplicaTest, InProcessGatewaySeesARevocationWhenToldKeysChanged) {
   TinyEngine engine;
   deploy(engine.port());
   const auto bob = api_.create_user("bob", "Bob-pass1!");
@@ -240,13 +240,13 @@ TEST_F(ReplicaTest, InProcessGatewaySeesARevocationAfterTrigger) {
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
   LoadRegistry loads;
-  StoreSource source(api_.store(), keys, routes, loads, 1h);  // only trigger() rebuilds
+  core::SystemClock clock;
+  StoreSource source(api_.store(), keys, routes, loads, 1h, clock);  // only notices rebuild
   source.start();
   CallLogWriter writer(api_.store(), {});
   GatewayOptions o;
   o.config.host = "127.0.0.1";
   o.config.port = 0;
-  core::SystemClock clock;
   Gateway gw(o, keys, routes, loads, writer, clock);
   ASSERT_TRUE(gw.start());
   auto ok = chat(gw.port(), user_key);
@@ -258,7 +258,7 @@ TEST_F(ReplicaTest, InProcessGatewaySeesARevocationAfterTrigger) {
   k->revoked_at = api_.clock.now();
   ASSERT_TRUE(api_.store().api_keys().update(*k));
   const auto snapshot = keys.load();
-  source.trigger();
+  source.keys_changed();
   ASSERT_TRUE(testing::wait_until([&] { return keys.load() != snapshot; }, 10s));
   auto refused = chat(gw.port(), user_key);
   ASSERT_TRUE(refused);

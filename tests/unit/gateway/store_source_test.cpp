@@ -2,6 +2,7 @@
 #include "gateway/store_source.hpp"
 #include "gateway/call_log_writer.hpp"
 #include "server/auth/api_key.hpp"
+#include "support/manual_clock.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -94,6 +95,7 @@ class StoreSourceTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> store_;
+  testing::ManualClock clock_;
 };
 
 TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
@@ -105,7 +107,7 @@ TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
   LoadRegistry loads;
-  StoreSource src(*store_, keys, routes, loads, 1h);
+  StoreSource src(*store_, keys, routes, loads, 1h, clock_);
   ASSERT_TRUE(src.refresh());
   const auto now = core::SystemClock().now();
   auto ok = keys.load()->authenticate("Bearer " + k1.text, now);
@@ -117,8 +119,9 @@ TEST_F(StoreSourceTest, KeysCarryTheirUsersState) {
   ASSERT_FALSE(disabled);
   EXPECT_EQ(disabled.error().code, "auth.user_disabled");
 
-  // Revoking shows after the next refresh.
+  // Revoking shows after the next refresh once the source is told.
   revoke(k1.prefix, now);
+  src.keys_changed();
   ASSERT_TRUE(src.refresh());
   auto revoked = keys.load()->authenticate("Bearer " + k1.text, now);
   ASSERT_FALSE(revoked);
@@ -133,7 +136,7 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
   LoadRegistry loads;
-  StoreSource src(*store_, keys, routes, loads, 1h);
+  StoreSource src(*store_, keys, routes, loads, 1h, clock_);
   ASSERT_TRUE(src.refresh());
   const auto key_gen = keys.generation();
   const auto route_gen = routes.generation();
@@ -144,9 +147,16 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
   EXPECT_EQ(routes.generation(), route_gen);
   EXPECT_EQ(keys.load(), key_snapshot);
 
+  // Told of a change that changed nothing the gateway holds: the same snapshots.
+  src.keys_changed();
+  ASSERT_TRUE(src.refresh());
+  EXPECT_EQ(keys.generation(), key_gen);
+  EXPECT_EQ(keys.load(), key_snapshot);
+
   // A key revoked: a new key snapshot, the same routes.
   const auto now = core::SystemClock().now();
   revoke(k.prefix, now);
+  src.keys_changed();
   ASSERT_TRUE(src.refresh());
   EXPECT_EQ(keys.generation(), key_gen + 1);
   EXPECT_EQ(routes.generation(), route_gen);
@@ -162,6 +172,42 @@ TEST_F(StoreSourceTest, SnapshotsAreReplacedOnlyWhenWhatTheyHoldChanged) {
   ASSERT_NE(routes.load()->find("chat"), nullptr);
   ASSERT_TRUE(src.refresh());
   EXPECT_EQ(routes.generation(), route_gen + 1);
+}
+
+TEST_F(StoreSourceTest, KeysAreReadAgainWhenToldOrWhenOldAndRoutesEveryTime) {
+  // The keys are the part that grows (thousands of users' keys); the API tells of every change
+  // it makes to them, so a refresh reads them only then, or after key_max_age for a change made
+  // around the API. Routes change without a notice (heartbeats) and are read every time.
+  const auto alice = user("alice");
+  const auto k = key_of(alice);
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  StoreSource src(*store_, keys, routes, loads, 1h, clock_, 30s);
+  ASSERT_TRUE(src.refresh());
+  const auto now = core::SystemClock().now();
+  ASSERT_TRUE(keys.load()->authenticate("Bearer " + k.text, now));
+
+  revoke(k.prefix, now);
+  add_instance(chat_service(), store::InstanceState::running, 40001);
+  clock_.advance(29s);
+  ASSERT_TRUE(src.refresh());
+  EXPECT_NE(routes.load()->find("chat"), nullptr);                  // routes: read
+  EXPECT_TRUE(keys.load()->authenticate("Bearer " + k.text, now));  // keys: not yet
+
+  clock_.advance(1s);  // 30 s since the keys were read
+  ASSERT_TRUE(src.refresh());
+  auto revoked = keys.load()->authenticate("Bearer " + k.text, now);
+  ASSERT_FALSE(revoked);
+  EXPECT_EQ(revoked.error().code, "auth.key_revoked");
+
+  // A notice is read at the next refresh, whatever the age.
+  const auto k2 = key_of(alice);
+  ASSERT_TRUE(src.refresh());
+  EXPECT_FALSE(keys.load()->authenticate("Bearer " + k2.text, now));
+  src.keys_changed();
+  ASSERT_TRUE(src.refresh());
+  EXPECT_TRUE(keys.load()->authenticate("Bearer " + k2.text, now));
 }
 
 TEST_F(StoreSourceTest, RoutesListRunningAndDrainingInstancesOnly) {

@@ -6,6 +6,8 @@
 #include "server/assignments.hpp"
 #include "server/auth/api_key.hpp"
 #include "support/api_test_server.hpp"
+#include "support/manual_clock.hpp"
+#include "support/temp_store.hpp"
 
 #include <gtest/gtest.h>
 
@@ -83,6 +85,166 @@ TEST(GatewaySnapshotCodec, VersionFollowsContent) {
   b = sample();
   b.services.front().instances.pop_back();
   EXPECT_NE(gateway_snapshot_version(a), gateway_snapshot_version(b));
+  b = sample();
+  b.tokens_per_minute = 1001;
+  EXPECT_NE(gateway_snapshot_version(a), gateway_snapshot_version(b));
+  b = sample();
+  b.keys.push_back(b.keys.front());
+  EXPECT_NE(gateway_snapshot_version(a), gateway_snapshot_version(b));
+}
+
+// --- the shared reading: keys only when they may have changed, one making for every replica ---
+
+class GatewayFeedCache : public ::testing::Test {
+ protected:
+  store::User user(const std::string& name) {
+    store::User u;
+    u.username = name;
+    u.password_hash = "x";
+    auto r = store_->users().create(u);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : u;
+  }
+  /// A key of `u` straight into the store; its text.
+  std::string key_of(const store::User& u) {
+    const auto k = auth::generate_api_key();
+    store::ApiKey a;
+    a.user_id = u.id;
+    a.prefix = k.prefix;
+    a.secret_hash = k.hash;
+    EXPECT_TRUE(store_->api_keys().create(a));
+    return k.text;
+  }
+  void revoke(const std::string& key) {
+    auto stored = store_->api_keys().get_by_name(auth::parse_api_key(key)->prefix);
+    ASSERT_TRUE(stored);
+    stored->revoked_at = clock_.now();
+    ASSERT_TRUE(store_->api_keys().update(*stored));
+  }
+  /// A service "chat" with one running instance on a node at 10.0.0.7.
+  void running_chat() {
+    store::Model m;
+    m.name = "model-a";
+    m.path = "/models/a";
+    auto model = store_->models().create(m);
+    ASSERT_TRUE(model);
+    store::Node n;
+    n.name = "node-1";
+    n.address = "10.0.0.7";
+    n.token_hash = "h";
+    auto node = store_->nodes().create(n);
+    ASSERT_TRUE(node);
+    store::Service sv;
+    sv.name = "chat";
+    sv.model_id = model->id;
+    auto svc = store_->services().create(sv);
+    ASSERT_TRUE(svc);
+    store::Instance i;
+    i.service_id = svc->id;
+    i.state = store::InstanceState::running;
+    i.port = 40001;
+    i.node_ids = {node->id};
+    ASSERT_TRUE(store_->instances().create(i));
+  }
+  /// Whether `key` authenticates against the keys of `published`.
+  bool lets_in(const PublishedGatewaySnapshot& published, const std::string& key) {
+    auto s = parse_gateway_snapshot(published.json);
+    EXPECT_TRUE(s) << s.error().message;
+    return s && auth::KeySnapshot(s->keys).authenticate("Bearer " + key, clock_.now()).has_value();
+  }
+
+  testing::ManualClock clock_;
+  testing_support::TempStore store_{"gateway-feed-cache", clock_};
+};
+
+TEST_F(GatewayFeedCache, ReaderReadsKeysOnlyWhenToldOrOldAndServicesEveryTime) {
+  const auto alice = user("alice");
+  const auto k = key_of(alice);
+  GatewayFeedReader reader(clock_, 30s);
+  auto first = reader.read(*store_);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_EQ(first->keys->size(), 1u);
+  EXPECT_TRUE(first->services.empty());
+  EXPECT_EQ(reader.key_reads(), 1u);
+
+  revoke(k);
+  running_chat();
+  auto second = reader.read(*store_);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(reader.key_reads(), 1u);
+  EXPECT_EQ(second->keys, first->keys);  // not read: the same keys
+  ASSERT_EQ(second->services.size(), 1u);
+  EXPECT_EQ(second->services.front().instances.size(), 1u);
+
+  reader.keys_changed();
+  auto third = reader.read(*store_);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(reader.key_reads(), 2u);
+  EXPECT_NE(third->keys, first->keys);
+  EXPECT_TRUE(third->keys->front().revoked);
+
+  // Read again with nothing changed: the same pointer, so followers keep what they built.
+  reader.keys_changed();
+  auto fourth = reader.read(*store_);
+  ASSERT_TRUE(fourth);
+  EXPECT_EQ(reader.key_reads(), 3u);
+  EXPECT_EQ(fourth->keys, third->keys);
+
+  // Too old: read without a notice.
+  key_of(alice);
+  clock_.advance(29s);
+  ASSERT_TRUE(reader.read(*store_));
+  EXPECT_EQ(reader.key_reads(), 3u);
+  clock_.advance(1s);
+  auto old = reader.read(*store_);
+  ASSERT_TRUE(old);
+  EXPECT_EQ(reader.key_reads(), 4u);
+  EXPECT_EQ(old->keys->size(), 2u);
+}
+
+TEST_F(GatewayFeedCache, OneMakingServesEveryWaiterUntilItIsOldOrKeysChange) {
+  const auto alice = user("alice");
+  const auto k = key_of(alice);
+  config::GatewayConfig limits;
+  limits.requests_per_minute = 5;
+  GatewaySnapshotCache cache(clock_, 500ms, 30s);
+  auto a = cache.current(*store_, limits, 0);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_TRUE(lets_in(**a, k));
+  auto parsed = parse_gateway_snapshot((*a)->json);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->version, (*a)->version);
+  EXPECT_EQ(gateway_snapshot_version(*parsed), (*a)->version);  // the same digest as a replica's
+  EXPECT_EQ(parsed->requests_per_minute, 5u);
+
+  // Younger than max_age and no key change: the same snapshot, nothing read.
+  running_chat();
+  auto b = cache.current(*store_, limits, 0);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*b, *a);
+  EXPECT_EQ(cache.key_reads(), 1u);
+
+  // Older: made again; the routes read, the keys not.
+  clock_.advance(500ms);
+  auto c = cache.current(*store_, limits, 0);
+  ASSERT_TRUE(c);
+  EXPECT_NE((*c)->version, (*a)->version);
+  EXPECT_EQ(parse_gateway_snapshot((*c)->json)->services.size(), 1u);
+  EXPECT_EQ(cache.key_reads(), 1u);
+
+  // Older again with nothing changed: the same snapshot object.
+  clock_.advance(500ms);
+  auto d = cache.current(*store_, limits, 0);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(*d, *c);
+
+  // A key change (the notifier's generation moved) is made at once, however young.
+  revoke(k);
+  auto e = cache.current(*store_, limits, 1);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(cache.key_reads(), 2u);
+  EXPECT_NE((*e)->version, (*d)->version);
+  EXPECT_FALSE(lets_in(**e, k));
 }
 
 TEST(GatewaySnapshotCodec, RejectsMalformedDocuments) {
