@@ -67,7 +67,7 @@ stop_server() {
   server_pid=
 }
 # The process's CPU time in nanoseconds: its threads' schedstat (finer than /proc/PID/stat's ticks).
-cpu_ns() { cat /proc/"$server_pid"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+cpu_ns() { cat /proc/"$server_pid"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 start_server "${builds[0]}"
 initial=$(head -n 1 "$work/data/initial-admin-password" | tr -d '[:space:]')

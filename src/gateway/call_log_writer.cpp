@@ -1,6 +1,7 @@
 #include "gateway/call_log_writer.hpp"
 
 #include "core/thread_name.hpp"
+#include "server/gateway_feed.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -8,7 +9,6 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <map>
 #include <utility>
 #include <vector>
 
@@ -547,28 +547,7 @@ CallLogWriter::~CallLogWriter() {
 }
 
 core::Result<void> CallLogWriter::deliver(std::span<const store::CallLog> batch, bool& /*retry*/) {
-  // The newest use of each key in the batch, for its last_used_at.
-  std::map<std::string, store::TimePoint> used;
-  for (const auto& log : batch) {
-    if (log.key_id.empty()) continue;
-    auto& t = used[log.key_id];
-    t = std::max(t, log.time);
-  }
-  auto r = store_.call_logs().append_all(batch);
-  if (!r) return r.error();
-  touch_keys(used);
-  return {};
-}
-
-void CallLogWriter::touch_keys(const std::map<std::string, store::TimePoint>& used) {
-  for (const auto& [id, time] : used) {
-    auto key = store_.api_keys().get(id);
-    if (!key || (key->last_used_at && *key->last_used_at >= time)) continue;  // gone, or newer
-    key->last_used_at = time;
-    if (auto u = store_.api_keys().update(*key); !u) {
-      spdlog::warn("gateway: recording the last use of key {} failed: {}", id, u.error().message);
-    }
-  }
+  return server::append_call_logs(store_, batch);
 }
 
 }  // namespace openstation::gateway

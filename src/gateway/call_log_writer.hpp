@@ -334,7 +334,8 @@ class BatchingCallLogSink : public CallLogSink {
   std::thread idle_thread_;
 };
 
-/// Call logs into the store, one transaction per batch, setting each used API key's last_used_at.
+/// Call logs into the store, one transaction per batch that also sets each used API key's
+/// last_used_at (server::append_call_logs).
 class CallLogWriter final : public BatchingCallLogSink {
  public:
   /// `store` must outlive the writer. Starts the thread.
@@ -344,7 +345,6 @@ class CallLogWriter final : public BatchingCallLogSink {
  private:
   core::Result<void> deliver(std::span<const store::CallLog> batch, bool& retry) override;
   std::string destination() const override { return "the store"; }
-  void touch_keys(const std::map<std::string, store::TimePoint>& used);
 
   store::Store& store_;
 };

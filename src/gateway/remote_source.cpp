@@ -60,9 +60,22 @@ std::vector<ServiceRoute> routes_from(const std::vector<server::GatewayService>&
   return out;
 }
 
+void SnapshotPublisher::publish(std::shared_ptr<const std::vector<server::auth::KeyRecord>> keys,
+                                std::vector<server::GatewayService> services) {
+  if (!published_ || (keys != published_keys_ && *keys != *published_keys_)) {
+    keys_.store(std::make_shared<const server::auth::KeySnapshot>(*keys));
+    published_keys_ = std::move(keys);
+  }
+  if (!published_ || services != published_services_) {
+    routes_.store(std::make_shared<const RouteTable>(routes_from(services, loads_)));
+    published_services_ = std::move(services);
+  }
+  published_ = true;
+}
+
 RemoteSource::RemoteSource(RemoteServer server, server::auth::KeySnapshotHolder& keys,
                            RouteTableHolder& routes, LoadRegistry& loads, std::chrono::seconds wait)
-    : server_(std::move(server)), keys_(keys), routes_(routes), loads_(loads), wait_(wait) {
+    : server_(std::move(server)), publisher_(keys, routes, loads), wait_(wait) {
   server_.url = base_of(server_.url);
 }
 
@@ -84,8 +97,9 @@ core::Result<server::GatewaySnapshot> RemoteSource::fetch(const std::string& aft
 }
 
 void RemoteSource::apply(server::GatewaySnapshot snapshot) {
-  keys_.store(std::make_shared<const server::auth::KeySnapshot>(std::move(snapshot.keys)));
-  routes_.store(std::make_shared<const RouteTable>(routes_from(snapshot.services, loads_)));
+  publisher_.publish(
+      std::make_shared<const std::vector<server::auth::KeyRecord>>(std::move(snapshot.keys)),
+      std::move(snapshot.services));
   std::lock_guard lock(mutex_);
   version_ = snapshot.version;
 }

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -39,6 +40,28 @@ struct RemoteServer {
 /// Route table services from a snapshot, their counters taken from `loads` (the others dropped).
 std::vector<ServiceRoute> routes_from(const std::vector<server::GatewayService>& services,
                                       LoadRegistry& loads);
+
+/// Puts what a follower of the control plane read into the gateway's holders: the keys as a
+/// KeySnapshot and the services as a RouteTable, each only when it differs from what was put last.
+/// Unchanged (the usual case), a holder keeps its snapshot, so the I/O threads keep their copies
+/// and their memos of the keys they authenticated. One caller at a time.
+class SnapshotPublisher {
+ public:
+  SnapshotPublisher(server::auth::KeySnapshotHolder& keys, RouteTableHolder& routes,
+                    LoadRegistry& loads)
+      : keys_(keys), routes_(routes), loads_(loads) {}
+  /// Keys equal to the last ones, by pointer or by content, are kept.
+  void publish(std::shared_ptr<const std::vector<server::auth::KeyRecord>> keys,
+               std::vector<server::GatewayService> services);
+
+ private:
+  server::auth::KeySnapshotHolder& keys_;
+  RouteTableHolder& routes_;
+  LoadRegistry& loads_;
+  bool published_ = false;
+  std::shared_ptr<const std::vector<server::auth::KeyRecord>> published_keys_;
+  std::vector<server::GatewayService> published_services_;
+};
 
 /// The long-poll follower. The holders and registry must outlive it.
 class RemoteSource {
@@ -69,9 +92,7 @@ class RemoteSource {
   void apply(server::GatewaySnapshot snapshot);
 
   RemoteServer server_;
-  server::auth::KeySnapshotHolder& keys_;
-  RouteTableHolder& routes_;
-  LoadRegistry& loads_;
+  SnapshotPublisher publisher_;  // apply() runs on one thread at a time: refresh(), then the loop
   std::chrono::seconds wait_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;

@@ -18,11 +18,9 @@ StoreSource::StoreSource(store::Store& store, server::auth::KeySnapshotHolder& k
                          std::chrono::milliseconds interval, const core::Clock& clock,
                          std::chrono::milliseconds key_max_age)
     : store_(store),
-      keys_(keys),
-      routes_(routes),
-      loads_(loads),
       interval_(interval),
-      reader_(clock, key_max_age) {}
+      reader_(clock, key_max_age),
+      publisher_(keys, routes, loads) {}
 
 StoreSource::~StoreSource() {
   stop();
@@ -36,15 +34,8 @@ bool StoreSource::refresh() {
                  read.error().message);
     return false;
   }
-  if (!built_ || read->keys != built_keys_) {  // the reader keeps the pointer of unchanged keys
-    built_keys_ = read->keys;
-    keys_.store(std::make_shared<const server::auth::KeySnapshot>(*built_keys_));
-  }
-  if (!built_ || read->services != built_services_) {
-    routes_.store(std::make_shared<const RouteTable>(routes_from(read->services, loads_)));
-    built_services_ = std::move(read->services);
-  }
-  built_ = true;
+  // The reader keeps the pointer of unchanged keys: the publisher compares no records then.
+  publisher_.publish(std::move(read->keys), std::move(read->services));
   return true;
 }
 

@@ -12,6 +12,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "core/periodic.hpp"
+#include "gateway/remote_source.hpp"
 #include "gateway/route_table.hpp"
 #include "server/auth/api_key.hpp"
 #include "server/gateway_feed.hpp"
@@ -52,16 +53,11 @@ class StoreSource {
 
  private:
   store::Store& store_;
-  server::auth::KeySnapshotHolder& keys_;
-  RouteTableHolder& routes_;
-  LoadRegistry& loads_;
   std::chrono::milliseconds interval_;
   // What the snapshots were built from (refresh() runs on one thread at a time).
   std::mutex refresh_mutex_;
   server::GatewayFeedReader reader_;
-  bool built_ = false;
-  std::shared_ptr<const std::vector<server::auth::KeyRecord>> built_keys_;
-  std::vector<server::GatewayService> built_services_;
+  SnapshotPublisher publisher_;
   core::Periodic refresher_;
 };
 

@@ -438,7 +438,7 @@ core::Result<std::vector<store::CallLog>> parse_call_logs(std::string_view text)
   return r;
 }
 
-core::Result<void> append_call_logs(store::Store& store, std::vector<store::CallLog> logs) {
+core::Result<void> append_call_logs(store::Store& store, std::span<const store::CallLog> logs) {
   if (logs.empty()) return {};
   std::map<std::string, store::TimePoint> used;
   for (const auto& log : logs) {
@@ -447,7 +447,7 @@ core::Result<void> append_call_logs(store::Store& store, std::vector<store::Call
     t = std::max(t, log.time);
   }
   return store.transaction([&](store::Store& tx) -> core::Result<void> {
-    if (auto r = tx.call_logs().append_all(std::move(logs)); !r) return r.error();
+    if (auto r = tx.call_logs().append_all(logs); !r) return r.error();
     for (const auto& [id, time] : used) {
       auto key = tx.api_keys().get(id);
       if (!key || (key->last_used_at && *key->last_used_at >= time)) continue;  // gone, or newer

@@ -155,8 +155,9 @@ std::string call_logs_to_json(std::span<const store::CallLog> logs);
 /// more than 10,000 entries is one of them.
 core::Result<std::vector<store::CallLog>> parse_call_logs(std::string_view text);
 
-/// Appends call logs in one transaction and moves each used key's last_used_at forward.
-/// Blocking; the store's errors (nothing is written then).
-core::Result<void> append_call_logs(store::Store& store, std::vector<store::CallLog> logs);
+/// Appends call logs and moves each used key's last_used_at forward, all in one transaction (one
+/// commit however many keys the batch used). Blocking; the store's errors (nothing is written
+/// then). The embedded gateway's CallLogWriter and the replicas' endpoint both write this way.
+core::Result<void> append_call_logs(store::Store& store, std::span<const store::CallLog> logs);
 
 }  // namespace openstation::server

@@ -125,8 +125,7 @@ http::Awaitable<http::Response> post_call_logs(GatewayRoutes& r, http::Request& 
   auto logs = parse_call_logs(req.body);
   if (!logs) co_return error_response(logs.error());
   const auto n = logs->size();
-  auto written =
-      co_await r.ctx.blocking([&]() { return append_call_logs(r.ctx.store(), std::move(*logs)); });
+  auto written = co_await r.ctx.blocking([&]() { return append_call_logs(r.ctx.store(), *logs); });
   if (!written) co_return error_response(written.error());
   co_return json_response(json::object{{"written", n}});
 }

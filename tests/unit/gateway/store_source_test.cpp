@@ -210,6 +210,37 @@ TEST_F(StoreSourceTest, KeysAreReadAgainWhenToldOrWhenOldAndRoutesEveryTime) {
   EXPECT_TRUE(keys.load()->authenticate("Bearer " + k2.text, now));
 }
 
+TEST(SnapshotPublisher, KeepsWhatDidNotChangeByPointerOrByContent) {
+  // A replica gets the whole snapshot again when only an instance changed: its keys, equal in
+  // content but a new vector, must not replace the I/O threads' key snapshot (and memos).
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  SnapshotPublisher publisher(keys, routes, loads);
+  server::auth::KeyRecord k;
+  k.key_id = "key_1";
+  k.prefix = "ab12cd34";
+  k.hash = std::string(64, 'a');
+  using Keys = std::vector<server::auth::KeyRecord>;
+  server::GatewayService chat{"chat", "svc_1", 0, {{"ins_1", "10.0.0.7", 40001, false}}};
+  publisher.publish(std::make_shared<const Keys>(Keys{k}), {chat});
+  const auto key_gen = keys.generation();
+  const auto route_gen = routes.generation();
+
+  auto draining = chat;
+  draining.instances.front().draining = true;
+  publisher.publish(std::make_shared<const Keys>(Keys{k}), {draining});  // equal keys, new vector
+  EXPECT_EQ(keys.generation(), key_gen);
+  EXPECT_EQ(routes.generation(), route_gen + 1);
+  EXPECT_TRUE(routes.load()->find("chat")->upstreams.front().draining);
+
+  auto revoked = k;
+  revoked.revoked = true;
+  publisher.publish(std::make_shared<const Keys>(Keys{revoked}), {draining});
+  EXPECT_EQ(keys.generation(), key_gen + 1);
+  EXPECT_EQ(routes.generation(), route_gen + 1);
+}
+
 TEST_F(StoreSourceTest, RoutesListRunningAndDrainingInstancesOnly) {
   const auto chat = chat_service();
   auto add = [&](store::InstanceState st, int port) { return add_instance(chat, st, port); };
