@@ -440,21 +440,18 @@ core::Result<std::vector<store::CallLog>> parse_call_logs(std::string_view text)
 
 core::Result<void> append_call_logs(store::Store& store, std::span<const store::CallLog> logs) {
   if (logs.empty()) return {};
-  std::map<std::string, store::TimePoint> used;
+  std::map<std::string_view, store::TimePoint> newest;
   for (const auto& log : logs) {
     if (log.key_id.empty()) continue;
-    auto& t = used[log.key_id];
+    auto& t = newest[log.key_id];
     t = std::max(t, log.time);
   }
+  std::vector<store::KeyUse> uses;
+  uses.reserve(newest.size());
+  for (const auto& [id, time] : newest) uses.push_back({std::string(id), time});
   return store.transaction([&](store::Store& tx) -> core::Result<void> {
     if (auto r = tx.call_logs().append_all(logs); !r) return r.error();
-    for (const auto& [id, time] : used) {
-      auto key = tx.api_keys().get(id);
-      if (!key || (key->last_used_at && *key->last_used_at >= time)) continue;  // gone, or newer
-      key->last_used_at = time;
-      if (auto u = tx.api_keys().update(*key); !u) return u.error();
-    }
-    return {};
+    return tx.mark_keys_used(uses);
   });
 }
 

@@ -87,6 +87,21 @@ class SqlStore : public Store {
 
   core::Result<void> transaction(const std::function<core::Result<void>(Store& tx)>& fn) override;
 
+  core::Result<void> mark_keys_used(std::span<const KeyUse> uses) override {
+    if (uses.empty()) return {};
+    return source_.with([&](Connection& c) -> core::Result<void> {
+      for (const auto& use : uses) {
+        const std::int64_t ms = to_millis(use.time);
+        auto r = c.exec(
+            "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR "
+            "last_used_at < ?)",
+            {ms, use.key_id, ms});
+        if (!r) return r.error();
+      }
+      return {};
+    });
+  }
+
   std::string_view backend() const override {
     return shared_.backend == Backend::sqlite ? "sqlite" : "postgresql";
   }

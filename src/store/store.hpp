@@ -154,6 +154,12 @@ class LogRepo {
   virtual core::Result<std::size_t> remove_before(TimePoint before, std::size_t at_most = 0) = 0;
 };
 
+/// One use of an API key: when it was last used in a batch of calls.
+struct KeyUse {
+  std::string key_id{};
+  TimePoint time{};
+};
+
 /// The store. Repos are owned by the store and live as long as it.
 class Store {
  public:
@@ -178,6 +184,11 @@ class Store {
   /// failure undoes only the inner part.
   virtual core::Result<void> transaction(
       const std::function<core::Result<void>(Store& tx)>& fn) = 0;
+
+  /// Moves each key's last_used_at forward to its use's time, never back; a key that is gone is
+  /// skipped. One UPDATE per key and no read: every batch of the gateway's call logs marks the keys
+  /// it used. Call it on a transaction's `tx` to make it one commit.
+  virtual core::Result<void> mark_keys_used(std::span<const KeyUse> uses) = 0;
 
   /// "sqlite" or "postgresql".
   virtual std::string_view backend() const = 0;

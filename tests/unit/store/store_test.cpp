@@ -448,6 +448,29 @@ TEST_P(StoreTest, ReferencesAreCheckedAndCascade) {
   EXPECT_TRUE(ok(s().api_keys().list({})).items.empty());
 }
 
+TEST_P(StoreTest, MarkingKeysUsedMovesLastUsedForwardOnly) {
+  const auto u = ok(s().users().create(user("ivan")));
+  const auto a = ok(s().api_keys().create({.user_id = u.id, .name = "a", .prefix = "os-a"}));
+  const auto b = ok(s().api_keys().create({.user_id = u.id, .name = "b", .prefix = "os-b"}));
+  const auto t0 = clock_.now();
+  const std::vector<KeyUse> first{{a.id, t0 + std::chrono::seconds(5)},
+                                  {"key_gone", t0},  // a key deleted meanwhile: skipped
+                                  {b.id, t0 + std::chrono::seconds(1)}};
+  ok(s().mark_keys_used(first));
+  const auto a1 = ok(s().api_keys().get(a.id));
+  ASSERT_TRUE(a1.last_used_at);
+  EXPECT_EQ(*a1.last_used_at, t0 + std::chrono::seconds(5));
+  EXPECT_EQ(*ok(s().api_keys().get(b.id)).last_used_at, t0 + std::chrono::seconds(1));
+
+  // An older use (a batch that was retried late) never moves it back; a newer one does.
+  const std::vector<KeyUse> second{{a.id, t0 + std::chrono::seconds(2)},
+                                   {b.id, t0 + std::chrono::seconds(9)}};
+  ok(s().transaction([&](Store& tx) { return tx.mark_keys_used(second); }));
+  EXPECT_EQ(*ok(s().api_keys().get(a.id)).last_used_at, t0 + std::chrono::seconds(5));
+  EXPECT_EQ(*ok(s().api_keys().get(b.id)).last_used_at, t0 + std::chrono::seconds(9));
+  ok(s().mark_keys_used({}));
+}
+
 TEST_P(StoreTest, TransactionCommitsAllOrNothing) {
   ok(s().transaction([&](Store& tx) -> core::Result<void> {
     auto u = tx.users().create(user("gina"));
