@@ -32,7 +32,7 @@ for b in "${builds[@]}"; do
 done
 
 work=$(mktemp -d /tmp/os-bench-feed.XXXXXX)
-source "$src/tests/e2e/lib.bash"  # free_port, wait_for, api, expect, jbody, fail
+source "$src/tests/e2e/lib.bash"  # free_port, wait_for, api, expect, jbody, first_admin_login
 say() { echo "bench: $*" >&2; }
 server_pid=
 waiters=()
@@ -70,14 +70,7 @@ stop_server() {
 cpu_ns() { cat /proc/"$server_pid"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 start_server "${builds[0]}"
-initial=$(head -n 1 "$work/data/initial-admin-password" | tr -d '[:space:]')
-token=
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$initial\"}"
-token=$(jbody .token)
-password='Bench-secret-9!'
-expect 204 POST /api/v1/auth/password "{\"current_password\":\"$initial\",\"new_password\":\"$password\"}"
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$password\"}"
-token=$(jbody .token)
+first_admin_login "$work/data" 'Bench-secret-9!'
 expect 201 POST /api/v1/keys '{"name":"replica"}'
 replica_key=$(jbody .key)
 say "making $keys API keys"

@@ -115,14 +115,7 @@ ${BENCH_GATEWAY_PRELOAD:+env LD_PRELOAD=$BENCH_GATEWAY_PRELOAD} ${BENCH_GATEWAY_
   >>"$work/server.log" 2>&1 &
 server_pid=$!
 wait_for "the server's /health" 60 curl -skf "$api_url/health"
-initial=$(head -n 1 "$work/data/initial-admin-password" | tr -d '[:space:]')
-token=
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$initial\"}"
-token=$(jbody .token)
-password='Bench-secret-9!'
-expect 204 POST /api/v1/auth/password "{\"current_password\":\"$initial\",\"new_password\":\"$password\"}"
-expect 200 POST /api/v1/auth/login "{\"username\":\"admin\",\"password\":\"$password\"}"
-token=$(jbody .token)
+first_admin_login "$work/data" 'Bench-secret-9!'
 expect 201 POST /api/v1/keys '{"name":"bench"}'
 key=$(jbody .key)
 
