@@ -32,13 +32,12 @@ for b in "${builds[@]}"; do
 done
 
 work=$(mktemp -d /tmp/os-bench-feed.XXXXXX)
-source "$src/tests/e2e/lib.bash"  # free_port, wait_for, api, expect, jbody, first_admin_login
+source "$src/tests/e2e/lib.bash"  # free_port, wait_for, expect, jbody, first_admin_login, kill_groups
 say() { echo "bench: $*" >&2; }
 server_pid=
 waiters=()
 stop_waiters() {
-  local p
-  for p in "${waiters[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+  kill_groups "${waiters[@]}"
   waiters=()
 }
 cleanup() {

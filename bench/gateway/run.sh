@@ -55,8 +55,7 @@ source "$src/tests/e2e/lib.bash"  # free_port, wait_for, api, expect, jbody, fai
 say() { echo "bench: $*" >&2; }
 load_pids=()
 stop_load() {  # ends the BENCH_LOAD processes and everything they started
-  local pid
-  for pid in "${load_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+  kill_groups "${load_pids[@]}"
   load_pids=()
 }
 

@@ -75,6 +75,13 @@ kill_matching() {
   return 0
 }
 
+# kill_groups PGID...: TERM to each process group (what `setsid CMD &` started, and its children).
+kill_groups() {
+  local g
+  for g in "$@"; do kill -TERM -- "-$g" 2>/dev/null; done
+  return 0
+}
+
 # make_distill_dir DIR [LAYERS]: a DeepSeek-R1-Distill-Qwen-1.5B look-alike: its real config.json
 # and a safetensors file whose header lists every tensor at full size over sparse (unwritten)
 # data. With LAYERS: a smaller relative (that many layers, tied embeddings, 32K context) for
