@@ -196,5 +196,17 @@ expect 200 GET "/api/v1/instances/$first"
 [ "$(jbody .restarts)" = "$restarts" ] || fail "the adopted instance was restarted: $(cat "$work/body")"
 expect 200 GET /api/v1/keys
 [ "$(jbody '.items | length')" = 1 ] || fail "the key was lost across the restart"
+
+# --- keys made and revoked through the API reach the gateway at once, not at its 30 s reread --------
+gateway_says() {  # KEY CODE: the gateway answers /v1/models with KEY by CODE
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$gw_url/v1/models")" = "$2" ]
+}
+expect 201 POST /api/v1/keys '{"name":"short-lived"}'
+short_key=$(jbody .key)
+short_id=$(jbody .api_key.id)
+wait_for "the gateway to take a new key" 5 gateway_says "$short_key" 200
+expect 204 DELETE "/api/v1/keys/$short_id"
+wait_for "the gateway to refuse the revoked key" 5 gateway_says "$short_key" 401
+gateway_says "$api_key" 200 || fail "revoking one key refused another"
 stop_server
 echo "PASS"
