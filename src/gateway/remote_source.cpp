@@ -89,6 +89,8 @@ core::Result<server::GatewaySnapshot> RemoteSource::fetch(const std::string& aft
   std::string url = server_.url + std::string(server::kGatewaySnapshotPath);
   if (!after.empty()) {
     url += "?wait_after=" + after + "&wait=" + std::to_string(wait.count());
+    std::lock_guard lock(mutex_);
+    if (!keys_version_.empty()) url += "&keys_after=" + keys_version_;
   }
   auto r = client.request("GET", url, auth_headers(server_), {}, server_.timeout + wait);
   if (!r) return r.error();
@@ -97,11 +99,24 @@ core::Result<server::GatewaySnapshot> RemoteSource::fetch(const std::string& aft
 }
 
 void RemoteSource::apply(server::GatewaySnapshot snapshot) {
-  publisher_.publish(
-      std::make_shared<const std::vector<server::auth::KeyRecord>>(std::move(snapshot.keys)),
-      std::move(snapshot.services));
+  std::shared_ptr<const std::vector<server::auth::KeyRecord>> keys;
+  if (snapshot.keys_included) {
+    keys = std::make_shared<const std::vector<server::auth::KeyRecord>>(std::move(snapshot.keys));
+  } else {
+    // Left out because they are the ones applied last (this replica named them as keys_after).
+    std::lock_guard lock(mutex_);
+    if (snapshot.keys_version != keys_version_ || publisher_.keys() == nullptr) {
+      spdlog::warn("gateway: the server left out keys {} this replica does not have; asking again",
+                   snapshot.keys_version);
+      keys_version_.clear();
+      return;
+    }
+    keys = publisher_.keys();
+  }
+  publisher_.publish(std::move(keys), std::move(snapshot.services));
   std::lock_guard lock(mutex_);
   version_ = snapshot.version;
+  keys_version_ = snapshot.keys_version;
 }
 
 core::Result<server::GatewaySnapshot> RemoteSource::refresh() {
@@ -125,8 +140,13 @@ void RemoteSource::start() {
       auto s = fetch(after.empty() ? std::string("-") : after, wait_);
       if (s) {
         if (s->version != after) {
-          spdlog::info("gateway: snapshot {} ({} keys, {} services)", s->version, s->keys.size(),
-                       s->services.size());
+          if (s->keys_included) {
+            spdlog::info("gateway: snapshot {} ({} keys, {} services)", s->version, s->keys.size(),
+                         s->services.size());
+          } else {
+            spdlog::info("gateway: snapshot {} (the same keys, {} services)", s->version,
+                         s->services.size());
+          }
           apply(std::move(*s));
           continue;
         }

@@ -53,6 +53,10 @@ class SnapshotPublisher {
   /// Keys equal to the last ones, by pointer or by content, are kept.
   void publish(std::shared_ptr<const std::vector<server::auth::KeyRecord>> keys,
                std::vector<server::GatewayService> services);
+  /// The keys published last (null before the first publish).
+  const std::shared_ptr<const std::vector<server::auth::KeyRecord>>& keys() const {
+    return published_keys_;
+  }
 
  private:
   server::auth::KeySnapshotHolder& keys_;
@@ -73,7 +77,10 @@ class RemoteSource {
   RemoteSource& operator=(const RemoteSource&) = delete;
 
   /// One GET of the snapshot: at once when `after` is empty or differs from the server's version,
-  /// else when it changes or after `wait`. Errors: the client's ("http.connect", "http.tls_*",
+  /// else when it changes or after `wait`. Once a snapshot was applied, the request names its
+  /// keys (`keys_after`): while the server's keys are the same, the answer leaves them out
+  /// (GatewaySnapshot::keys_included false) and applying it keeps the replica's keys. Errors: the
+  /// client's ("http.connect", "http.tls_*",
   /// ...), "gateway.server_refused" (unauthorized on 401/403, unavailable otherwise) carrying the
   /// server's code and message, "gateway.bad_snapshot".
   core::Result<server::GatewaySnapshot> fetch(const std::string& after,
@@ -97,6 +104,7 @@ class RemoteSource {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::string version_;
+  std::string keys_version_;  // of the keys applied last: sent as keys_after
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -115,14 +115,17 @@ std::string version_of(std::string_view limits, std::string_view keys_digest,
   return digest(all);
 }
 
-/// The document: {"version", "limits", "keys", "services"}, from the parts' JSON texts.
-std::string document(std::string_view version, std::string_view limits, std::string_view keys,
+/// The document: {"version", "limits", "keys_version", "keys", "services"}, from the parts' JSON
+/// texts; without "keys" when `keys` is null.
+std::string document(std::string_view version, std::string_view limits,
+                     std::string_view keys_version, const std::string* keys,
                      std::string_view services) {
   std::string out;
-  out.reserve(version.size() + limits.size() + keys.size() + services.size() + 64);
+  out.reserve(version.size() + limits.size() + (keys ? keys->size() : 0) + services.size() + 96);
   out.append("{\"version\":").append(json::serialize(json::string(version)));
   out.append(",\"limits\":").append(limits);
-  out.append(",\"keys\":").append(keys);
+  out.append(",\"keys_version\":").append(json::serialize(json::string(keys_version)));
+  if (keys != nullptr) out.append(",\"keys\":").append(*keys);
   out.append(",\"services\":").append(services).append("}");
   return out;
 }
@@ -233,9 +236,10 @@ std::string gateway_snapshot_version(const GatewaySnapshot& s) {
 std::string gateway_snapshot_to_json(const GatewaySnapshot& s) {
   const auto limits = limits_json(s.requests_per_minute, s.tokens_per_minute);
   const auto keys = keys_json(s.keys);
+  const auto keys_version = digest(keys);
   const auto services = services_json(s.services);
-  const auto version = s.version.empty() ? version_of(limits, digest(keys), services) : s.version;
-  return document(version, limits, keys, services);
+  const auto version = s.version.empty() ? version_of(limits, keys_version, services) : s.version;
+  return document(version, limits, keys_version, &keys, services);
 }
 
 GatewayFeedReader::GatewayFeedReader(const core::Clock& clock,
@@ -294,7 +298,9 @@ core::Result<std::shared_ptr<const PublishedGatewaySnapshot>> GatewaySnapshotCac
   auto version = version_of(limits_text, keys_digest_, services_text);
   if (!current_ || current_->version != version) {
     current_ = std::make_shared<const PublishedGatewaySnapshot>(PublishedGatewaySnapshot{
-        version, document(version, limits_text, keys_json_, services_text)});
+        version, keys_digest_,
+        document(version, limits_text, keys_digest_, &keys_json_, services_text),
+        document(version, limits_text, keys_digest_, nullptr, services_text)});
   }
   made_at_ = now;
   return current_;
@@ -306,6 +312,9 @@ core::Result<GatewaySnapshot> parse_gateway_snapshot(std::string_view text) {
     const auto& o = cj::as_object(v, "");
     GatewaySnapshot s;
     s.version = cj::get_string(o, "version", "");
+    s.keys_version = cj::opt_string(o, "keys_version", "").value_or("");
+    // Keys left out: the caller has the keys of keys_version (it asked with keys_after).
+    s.keys_included = o.contains("keys") || s.keys_version.empty();
     if (const auto* l = o.if_contains("limits"); l != nullptr) {
       const auto& lo = cj::as_object(*l, "limits");
       s.requests_per_minute =

@@ -59,6 +59,12 @@ struct GatewaySnapshot {
   std::string version;                    ///< content digest (16 hex digits)
   std::uint32_t requests_per_minute = 0;  ///< per-key limits; 0: unlimited
   std::uint32_t tokens_per_minute = 0;
+  /// The digest of the keys alone. A replica that passes it back as `keys_after` gets the next
+  /// document without its keys while they are unchanged.
+  std::string keys_version;
+  /// False when the document left the keys out (they are the ones of `keys_version`, which the
+  /// caller said it has); `keys` is empty then.
+  bool keys_included = true;
   std::vector<auth::KeyRecord> keys;
   std::vector<GatewayService> services;  ///< sorted by model id
 };
@@ -106,10 +112,13 @@ class GatewayFeedReader {
   std::chrono::steady_clock::time_point keys_read_at_{};
 };
 
-/// A snapshot as replicas get it: its version and its JSON document.
+/// A snapshot as replicas get it: its versions and its JSON document, whole and without the keys
+/// (for a replica that has these keys already).
 struct PublishedGatewaySnapshot {
   std::string version;
+  std::string keys_version;
   std::string json;
+  std::string json_without_keys;
 };
 
 /// The snapshot every replica's long poll serves, made once for all of them: the one made last

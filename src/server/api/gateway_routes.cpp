@@ -91,6 +91,7 @@ http::Awaitable<http::Response> get_snapshot(GatewayRoutes& r, http::Request& re
   auto who = co_await authenticate_replica(r, req);
   if (!who) co_return error_response(who.error());
   const std::string after = req.query_param("wait_after").value_or("");
+  const std::string keys_after = req.query_param("keys_after").value_or("");
   std::uint64_t wait_s = 0;
   if (auto w = req.query_param("wait"); w && !w->empty()) {
     const auto* end = w->data() + w->size();
@@ -111,7 +112,9 @@ http::Awaitable<http::Response> get_snapshot(GatewayRoutes& r, http::Request& re
     if (!snap) co_return error_response(snap.error());
     const auto now = std::chrono::steady_clock::now();
     if (after.empty() || (*snap)->version != after || now >= deadline) {
-      co_return http::Response::json(200, (*snap)->json);
+      const auto& p = **snap;
+      const bool has_keys = !keys_after.empty() && keys_after == p.keys_version;
+      co_return http::Response::json(200, has_keys ? p.json_without_keys : p.json);
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     (void)co_await r.wake.wait_change(std::string(kWakeKey), generation,

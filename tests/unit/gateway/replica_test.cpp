@@ -176,6 +176,55 @@ TEST_F(ReplicaTest, ServesFromTheServersSnapshotAndSeesARevocationInOneUpdate) {
   logs.stop();
 }
 
+TEST_F(ReplicaTest, AnswersLeaveOutTheKeysTheReplicaHas) {
+  // Thousands of keys make the document large; an instance coming or going must not send them
+  // all to every replica again.
+  TinyEngine engine;
+  deploy(engine.port());
+  const auto admin = api_.store().users().get_by_name("admin");
+  ASSERT_TRUE(admin);
+  const auto user_key = key_of(api_.create_user("bob", "Bob-pass1!"));
+  RemoteServer remote;
+  remote.url = api_.url("");
+  remote.credential = key_of(*admin);
+  server::auth::KeySnapshotHolder keys;
+  RouteTableHolder routes;
+  LoadRegistry loads;
+  RemoteSource source(remote, keys, routes, loads, 30s);
+  auto first = source.refresh();
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_TRUE(first->keys_included);
+  EXPECT_EQ(first->keys.size(), 2u);
+  EXPECT_FALSE(first->keys_version.empty());
+
+  auto again = source.fetch("-", 0s);  // names the keys it has
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_FALSE(again->keys_included);
+  EXPECT_TRUE(again->keys.empty());
+  EXPECT_EQ(again->keys_version, first->keys_version);
+  EXPECT_EQ(again->version, first->version);
+
+  // A second instance: the replica applies the keyless answer, keeps its keys, routes to both.
+  const auto key_gen = keys.generation();
+  auto svc = api_.store().services().get_by_name("chat");
+  ASSERT_TRUE(svc);
+  auto node = api_.store().nodes().get_by_name("node-1");
+  ASSERT_TRUE(node);
+  store::Instance i;
+  i.service_id = svc->id;
+  i.state = store::InstanceState::running;
+  i.port = engine.port();
+  i.node_ids = {node->id};
+  ASSERT_TRUE(api_.store().instances().create(i));
+  api_.clock.advance(1s);  // the server's snapshot is made again after half a second
+  source.start();
+  ASSERT_TRUE(
+      testing::wait_until([&] { return routes.load()->find("chat")->upstreams.size() == 2; }, 10s));
+  EXPECT_EQ(keys.generation(), key_gen);
+  EXPECT_TRUE(keys.load()->authenticate("Bearer " + user_key, api_.clock.now()));
+  source.stop();
+}
+
 TEST_F(ReplicaTest, AWrongCredentialStopsTheStart) {
   RemoteServer remote;
   remote.url = api_.url("");

@@ -247,6 +247,23 @@ TEST_F(GatewayFeedCache, OneMakingServesEveryWaiterUntilItIsOldOrKeysChange) {
   EXPECT_FALSE(lets_in(**e, k));
 }
 
+TEST(GatewaySnapshotCodec, KeysLeftOutOnlyWithTheirVersion) {
+  // No "keys" but a keys_version: left out for a caller that has them. Neither (a document
+  // without keys from an older server): no keys.
+  auto lean = parse_gateway_snapshot(R"({"version":"v","keys_version":"k","services":[]})");
+  ASSERT_TRUE(lean) << lean.error().message;
+  EXPECT_FALSE(lean->keys_included);
+  EXPECT_EQ(lean->keys_version, "k");
+  auto none = parse_gateway_snapshot(R"({"version":"v","services":[]})");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->keys_included);
+  EXPECT_TRUE(none->keys.empty());
+  auto full = parse_gateway_snapshot(gateway_snapshot_to_json(sample()));
+  ASSERT_TRUE(full);
+  EXPECT_TRUE(full->keys_included);
+  EXPECT_FALSE(full->keys_version.empty());
+}
+
 TEST(GatewaySnapshotCodec, RejectsMalformedDocuments) {
   for (const char* text : {
            "",
@@ -413,6 +430,46 @@ TEST_F(GatewayFeedApi, LongPollAnswersWhenAKeyIsRevoked) {
   auto who = keys.authenticate("Bearer " + victim, api_.clock.now());
   ASSERT_FALSE(who);
   EXPECT_EQ(who.error().code, "auth.key_revoked");
+}
+
+TEST_F(GatewayFeedApi, KeysAreLeftOutForACallerThatHasThem) {
+  const auto admin = api_.store().users().get_by_name("admin");
+  const auto replica = key_of(*admin);
+  auto full = api_.request("GET", "/api/v1/gateway/snapshot", replica);
+  ASSERT_EQ(full.status, 200);
+  const auto s1 = parse_gateway_snapshot(full.body);
+  ASSERT_TRUE(s1);
+  ASSERT_TRUE(s1->keys_included);
+  ASSERT_EQ(s1->keys.size(), 1u);
+  ASSERT_FALSE(s1->keys_version.empty());
+
+  auto ask = [&](const std::string& keys_after) {
+    // wait_after differs from the version: answered at once.
+    return api_.request("GET", "/api/v1/gateway/snapshot?wait_after=other&keys_after=" + keys_after,
+                        replica);
+  };
+  auto lean = ask(s1->keys_version);
+  ASSERT_EQ(lean.status, 200);
+  EXPECT_EQ(lean.body.find("\"keys\":"), std::string::npos) << lean.body;
+  auto s2 = parse_gateway_snapshot(lean.body);
+  ASSERT_TRUE(s2) << s2.error().message;
+  EXPECT_FALSE(s2->keys_included);
+  EXPECT_EQ(s2->keys_version, s1->keys_version);
+  EXPECT_EQ(s2->version, s1->version);  // the same content, whichever way it travels
+
+  auto stale = parse_gateway_snapshot(ask("0123456789abcdef").body);
+  ASSERT_TRUE(stale);
+  EXPECT_TRUE(stale->keys_included);
+  EXPECT_EQ(stale->keys.size(), 1u);
+
+  // Keys changed: sent again, with their new version.
+  key_of(*admin);
+  notify_gateway_feed(wake_);
+  auto changed = parse_gateway_snapshot(ask(s1->keys_version).body);
+  ASSERT_TRUE(changed);
+  EXPECT_TRUE(changed->keys_included);
+  EXPECT_EQ(changed->keys.size(), 2u);
+  EXPECT_NE(changed->keys_version, s1->keys_version);
 }
 
 TEST_F(GatewayFeedApi, CallLogsLandInTheStoreAndListPerService) {
