@@ -69,6 +69,16 @@ class ReplicaTest : public ::testing::Test {
     return k.text;
   }
 
+  /// The test server as a replica sees it, with a new key of its admin as the credential.
+  RemoteServer as_admin() {
+    const auto admin = api_.store().users().get_by_name("admin");
+    if (!admin) throw std::runtime_error(admin.error().message);
+    RemoteServer r;
+    r.url = api_.url("");
+    r.credential = key_of(*admin);
+    return r;
+  }
+
   /// Service "chat" with one running instance on `port` of a node on 127.0.0.1.
   void deploy(std::uint16_t port) {
     auto& s = api_.store();
@@ -111,14 +121,10 @@ class ReplicaTest : public ::testing::Test {
 TEST_F(ReplicaTest, ServesFromTheServersSnapshotAndSeesARevocationInOneUpdate) {
   TinyEngine engine;
   deploy(engine.port());
-  const auto admin = api_.store().users().get_by_name("admin");
-  ASSERT_TRUE(admin);
   const auto bob = api_.create_user("bob", "Bob-pass1!");
   const auto user_key = key_of(bob);
 
-  RemoteServer remote;
-  remote.url = api_.url("");
-  remote.credential = key_of(*admin);
+  const RemoteServer remote = as_admin();
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
   LoadRegistry loads;
@@ -181,12 +187,8 @@ TEST_F(ReplicaTest, AnswersLeaveOutTheKeysTheReplicaHas) {
   // all to every replica again.
   TinyEngine engine;
   deploy(engine.port());
-  const auto admin = api_.store().users().get_by_name("admin");
-  ASSERT_TRUE(admin);
   const auto user_key = key_of(api_.create_user("bob", "Bob-pass1!"));
-  RemoteServer remote;
-  remote.url = api_.url("");
-  remote.credential = key_of(*admin);
+  const RemoteServer remote = as_admin();
   server::auth::KeySnapshotHolder keys;
   RouteTableHolder routes;
   LoadRegistry loads;
