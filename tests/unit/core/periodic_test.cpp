@@ -11,6 +11,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace openstation::core {
 namespace {
@@ -63,6 +65,36 @@ TEST(Periodic, AfterIntervalWaitsForTheFirstRunAndATriggerCutsTheWaitShort) {
   EXPECT_TRUE(eventually(runs, 2));
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(runs.load(), 2);  // one run per trigger, then back to the hour's wait
+}
+
+TEST(Periodic, TriggersInABurstRunOncePerMinGap) {
+  // A burst of triggers (keys made one after another by a script) must not make one run after
+  // another: with min_gap, each triggered run starts at least that long after the last one ended.
+  std::mutex mu;
+  std::vector<
+      std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>>
+      spans;  // start and end of each run
+  Periodic p;
+  p.start(
+      "test-gap", std::chrono::hours(1),
+      [&] {
+        const auto start = std::chrono::steady_clock::now();
+        std::lock_guard lock(mu);
+        spans.emplace_back(start, std::chrono::steady_clock::now());
+      },
+      Periodic::First::now, 100ms);
+  const auto until = std::chrono::steady_clock::now() + 450ms;
+  while (std::chrono::steady_clock::now() < until) {
+    p.trigger();
+    std::this_thread::sleep_for(5ms);
+  }
+  p.stop();
+  std::lock_guard lock(mu);
+  ASSERT_GE(spans.size(), 2u);  // the first run, then at least one triggered run
+  EXPECT_LE(spans.size(), 6u);  // about one per 100 ms over 450 ms, not one per trigger (90)
+  for (std::size_t i = 1; i < spans.size(); ++i) {
+    EXPECT_GE(spans[i].first - spans[i - 1].second, 100ms) << "run " << i;
+  }
 }
 
 }  // namespace
