@@ -228,18 +228,36 @@ core::Result<std::vector<GatewayService>> load_gateway_services(store::Store& st
   return out;
 }
 
+namespace {
+
+/// A snapshot's document in parts, and its version from them.
+struct DocumentParts {
+  std::string limits;
+  std::string keys;
+  std::string keys_version;
+  std::string services;
+  std::string version() const { return version_of(limits, keys_version, services); }
+};
+
+DocumentParts parts_of(const GatewaySnapshot& s) {
+  DocumentParts p{limits_json(s.requests_per_minute, s.tokens_per_minute),
+                  keys_json(s.keys),
+                  {},
+                  services_json(s.services)};
+  p.keys_version = digest(p.keys);
+  return p;
+}
+
+}  // namespace
+
 std::string gateway_snapshot_version(const GatewaySnapshot& s) {
-  return version_of(limits_json(s.requests_per_minute, s.tokens_per_minute),
-                    digest(keys_json(s.keys)), services_json(s.services));
+  return parts_of(s).version();
 }
 
 std::string gateway_snapshot_to_json(const GatewaySnapshot& s) {
-  const auto limits = limits_json(s.requests_per_minute, s.tokens_per_minute);
-  const auto keys = keys_json(s.keys);
-  const auto keys_version = digest(keys);
-  const auto services = services_json(s.services);
-  const auto version = s.version.empty() ? version_of(limits, keys_version, services) : s.version;
-  return document(version, limits, keys_version, &keys, services);
+  const auto p = parts_of(s);
+  return document(s.version.empty() ? p.version() : s.version, p.limits, p.keys_version, &p.keys,
+                  p.services);
 }
 
 GatewayFeedReader::GatewayFeedReader(const core::Clock& clock,

@@ -113,8 +113,8 @@ http::Awaitable<http::Response> get_snapshot(GatewayRoutes& r, http::Request& re
     const auto now = std::chrono::steady_clock::now();
     if (after.empty() || (*snap)->version != after || now >= deadline) {
       const auto& p = **snap;
-      const bool has_keys = !keys_after.empty() && keys_after == p.keys_version;
-      co_return http::Response::json(200, has_keys ? p.json_without_keys : p.json);
+      const bool caller_has_keys = !keys_after.empty() && keys_after == p.keys_version;
+      co_return http::Response::json(200, caller_has_keys ? p.json_without_keys : p.json);
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     (void)co_await r.wake.wait_change(std::string(kWakeKey), generation,
